@@ -1,0 +1,3 @@
+//! Everything that talks to the kernel: the embedded eBPF object, pins, attachment.
+
+pub mod object;

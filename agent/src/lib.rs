@@ -1,0 +1,8 @@
+//! sgwall: EC2 security group semantics enforced on Linux interfaces with eBPF.
+//!
+//! The pipeline is parse → validate → compile → apply. Everything up to and including
+//! compilation is pure and needs no privileges; only [`datapath`] touches the kernel.
+
+pub mod datapath;
+pub mod netns;
+pub mod probe;

@@ -1,0 +1,5 @@
+fn main() -> anyhow::Result<()> {
+    let object = sgwall::datapath::object::bytes()?;
+    println!("eBPF object: {} bytes", object.len());
+    Ok(())
+}

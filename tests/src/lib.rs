@@ -1,0 +1,330 @@
+//! Harness for the privileged test tiers (BPF_PROG_TEST_RUN, veth namespaces, binary smoke).
+//!
+//! Everything a test creates in the kernel is owned by a guard whose `Drop` removes it, so it is
+//! cleaned up when the test panics too. Names carry the test process id; a test binary that was
+//! killed outright (timeout, SIGKILL) leaves names whose process is gone, and the next run sweeps
+//! those before it starts.
+
+pub mod packet;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{
+        Once,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+pub use sgwall::probe::{Listener, Outcome, Probe, Service};
+
+/// Prefix of every namespace, interface and pin directory a test makes.
+const NAME_PREFIX: &str = "sgwt";
+
+/// Whether privileged tests can run here. When they cannot: under `CI=true` this panics (a
+/// privileged test may never skip in CI); otherwise it prints why and returns false so the test
+/// returns early, visibly.
+pub fn privileged() -> bool {
+    let problem = privilege_problem();
+    match problem {
+        None => {
+            sweep_stale();
+            true
+        }
+        Some(reason) if in_ci() => panic!("privileged test cannot run under CI=true: {reason}"),
+        Some(reason) => {
+            eprintln!("SKIPPED (not a pass): {reason}");
+            false
+        }
+    }
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn privilege_problem() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root".into());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("kernel has no BTF".into());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if !mounts.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")) {
+        return Some("bpffs is not mounted on /sys/fs/bpf (cargo xtask setup mounts it)".into());
+    }
+    None
+}
+
+/// Runs a command, panicking with its output when it fails: test setup that fails is a failure.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("starting {program} {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Like [`run`], but for cleanup: failures are reported, never raised (we may be unwinding).
+fn run_quietly(program: &str, args: &[&str]) {
+    match Command::new(program).args(args).output() {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => eprintln!(
+            "cleanup: {program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ),
+        Err(e) => eprintln!("cleanup: {program} {args:?}: {e}"),
+    }
+}
+
+pub fn ip(args: &[&str]) -> Output {
+    run("ip", args)
+}
+
+/// A short unique token: process id and a counter, in base 36 to fit interface names (15 chars).
+fn unique_token() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{}x{}",
+        base36(std::process::id()),
+        base36(COUNTER.fetch_add(1, Ordering::Relaxed))
+    )
+}
+
+fn base36(mut value: u32) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(value % 36) as usize]);
+        value /= 36;
+        if value == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn pid_of_name(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(NAME_PREFIX)?;
+    let token = rest.split('x').next()?;
+    u32::from_str_radix(token, 36).ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Removes namespaces, interfaces and pin directories left by test processes that died.
+pub fn sweep_stale() {
+    static SWEPT: Once = Once::new();
+    SWEPT.call_once(|| {
+        let stale = |name: &str| pid_of_name(name).is_some_and(|pid| !process_alive(pid));
+        if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line.split_whitespace().next().unwrap_or("");
+                if stale(name) {
+                    run_quietly("ip", &["netns", "del", name]);
+                }
+            }
+        }
+        if let Ok(out) = Command::new("ip").args(["-o", "link", "show"]).output() {
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let name = line
+                    .split(':')
+                    .nth(1)
+                    .map(|n| n.trim().split('@').next().unwrap_or(""))
+                    .unwrap_or("");
+                if stale(name) {
+                    run_quietly("ip", &["link", "del", name]);
+                }
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if stale(&name) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+    });
+}
+
+/// A network namespace, deleted on drop (which also deletes the interfaces inside it).
+pub struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    pub fn new() -> Self {
+        let name = format!("{NAME_PREFIX}{}", unique_token());
+        ip(&["netns", "add", &name]);
+        let ns = Self { name };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs a command inside the namespace, panicking if it fails.
+    pub fn exec(&self, command: &[&str]) -> Output {
+        let mut args = vec!["netns", "exec", &self.name];
+        args.extend_from_slice(command);
+        ip(&args)
+    }
+
+    /// Runs a closure on a thread inside this namespace.
+    pub fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        sgwall::netns::run_in(&self.name, work)
+            .unwrap_or_else(|e| panic!("running in namespace {}: {e}", self.name))
+    }
+
+    /// The ifindex of `interface` inside this namespace.
+    pub fn ifindex(&self, interface: &str) -> u32 {
+        let out = self.exec(&["ip", "-o", "link", "show", "dev", interface]);
+        String::from_utf8_lossy(&out.stdout)
+            .split(':')
+            .next()
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no ifindex for {interface} in {}", self.name))
+    }
+}
+
+impl Default for NetNs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        run_quietly("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A veth pair joining two namespaces, each end addressed and up. The pair disappears with
+/// either namespace; the guard removes it explicitly too, in case both outlive it.
+pub struct VethPair {
+    pub left: String,
+    pub right: String,
+    left_ns: String,
+}
+
+impl VethPair {
+    /// Creates `left` in `left_ns` and `right` in `right_ns`, with the given addresses
+    /// (CIDR notation, IPv4 or IPv6).
+    pub fn new(
+        left_ns: &NetNs,
+        left_addrs: &[&str],
+        right_ns: &NetNs,
+        right_addrs: &[&str],
+    ) -> Self {
+        let token = unique_token();
+        let left = format!("{NAME_PREFIX}{token}a");
+        let right = format!("{NAME_PREFIX}{token}b");
+        ip(&["link", "add", &left, "type", "veth", "peer", "name", &right]);
+        let pair = Self {
+            left: left.clone(),
+            right: right.clone(),
+            left_ns: left_ns.name().to_string(),
+        };
+        ip(&["link", "set", &left, "netns", left_ns.name()]);
+        ip(&["link", "set", &right, "netns", right_ns.name()]);
+        for (ns, dev, addrs) in [
+            (left_ns, &left, left_addrs),
+            (right_ns, &right, right_addrs),
+        ] {
+            for addr in addrs {
+                // nodad: an IPv6 address must be usable at once, not after duplicate detection.
+                if addr.contains(':') {
+                    ns.exec(&["ip", "addr", "add", addr, "dev", dev, "nodad"]);
+                } else {
+                    ns.exec(&["ip", "addr", "add", addr, "dev", dev]);
+                }
+            }
+            ns.exec(&["ip", "link", "set", dev, "up"]);
+        }
+        pair
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        // Gone already if its namespace was deleted first; that is fine.
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.left_ns,
+                "ip",
+                "link",
+                "del",
+                &self.left,
+            ])
+            .output();
+    }
+}
+
+/// A directory on bpffs for one test's pins, removed with everything in it on drop.
+pub struct PinDir {
+    path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new() -> Self {
+        let path = PathBuf::from("/sys/fs/bpf").join(format!("{NAME_PREFIX}{}", unique_token()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating pin dir {}: {e}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Default for PinDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("cleanup: removing {}: {e}", self.path.display());
+        }
+    }
+}
+
+/// The `sgwall` binary under test (`cargo xtask test` builds it and sets `SGWALL_BIN`).
+pub fn sgwall_bin() -> PathBuf {
+    let path = std::env::var_os("SGWALL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("debug")
+                .join("sgwall")
+        });
+    assert!(
+        path.exists(),
+        "{} does not exist: build it (cargo build -p sgwall) or run cargo xtask test",
+        path.display()
+    );
+    path
+}

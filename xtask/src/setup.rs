@@ -1,0 +1,212 @@
+//! `cargo xtask setup`: everything a fresh machine lacks, installed once, checked quickly after.
+//!
+//! The bpf-linker recipe follows ../shared/toolchain.md: bpf-linker must link against the same
+//! LLVM as the nightly rustc, so it is built against the nightly toolchain's own libLLVM.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::run_checked;
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
+
+/// Debian packages the tests and benchmarks call: iproute2 (`ip`), bpftool (verifier figures),
+/// the peers the benchmarks compare against (nftables, iptables, ipset) and iperf3.
+pub const DEBIAN_PACKAGES: &[&str] = &[
+    "iproute2", "bpftool", "nftables", "iptables", "ipset", "iperf3", "procps",
+];
+
+pub fn run() -> Result<()> {
+    let started = Instant::now();
+    let mut done = Vec::new();
+    ensure_rust_src(&mut done)?;
+    ensure_bpf_linker(&mut done)?;
+    ensure_packages(&mut done)?;
+    ensure_bpffs(&mut done)?;
+    if done.is_empty() {
+        println!(
+            "setup: already complete (rust-src, bpf-linker {BPF_LINKER_VERSION}, {} packages, bpffs) in {:.1}s",
+            DEBIAN_PACKAGES.len(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!(
+            "setup: installed {} in {:.1}s",
+            done.join(", "),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn command_stdout(command: &mut Command) -> Option<String> {
+    let output = command.stderr(Stdio::null()).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn ensure_rust_src(done: &mut Vec<String>) -> Result<()> {
+    let installed = command_stdout(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("rustup is needed, with the nightly toolchain installed")?;
+    if installed.lines().any(|line| line.starts_with("rust-src")) {
+        return Ok(());
+    }
+    println!("setup: adding rust-src to the nightly toolchain");
+    run_checked(Command::new("rustup").args([
+        "component",
+        "add",
+        "rust-src",
+        "--toolchain",
+        "nightly",
+    ]))?;
+    done.push("rust-src".into());
+    Ok(())
+}
+
+fn installed_bpf_linker_version() -> Option<String> {
+    command_stdout(Command::new("rustup").args(["run", "nightly", "bpf-linker", "--version"]))
+        .map(|out| out.trim().to_string())
+}
+
+fn ensure_bpf_linker(done: &mut Vec<String>) -> Result<()> {
+    if installed_bpf_linker_version().is_some_and(|v| v.ends_with(BPF_LINKER_VERSION)) {
+        return Ok(());
+    }
+    println!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly LLVM (about a minute)"
+    );
+    let sysroot = command_stdout(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
+        .context("rustc +nightly --print sysroot")?;
+    let nightly_lib = PathBuf::from(sysroot.trim()).join("lib");
+    let libllvm = std::fs::read_dir(&nightly_lib)
+        .with_context(|| format!("reading {}", nightly_lib.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| {
+            path.file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(|name| name.starts_with("libLLVM.so."))
+        })
+        .with_context(|| format!("no libLLVM.so.* in {}", nightly_lib.display()))?;
+
+    let prefix = cargo_home().join("sgwall-bpf-linker-llvm");
+    let prefix_lib = prefix.join("lib");
+    std::fs::create_dir_all(&prefix_lib)
+        .with_context(|| format!("creating {}", prefix_lib.display()))?;
+    let link = prefix_lib.join("libLLVM.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), libllvm.display()))?;
+
+    run_checked(
+        Command::new("cargo")
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--force",
+                "--no-default-features",
+                "--features",
+                BPF_LINKER_LLVM_FEATURE,
+            ])
+            .env("LLVM_PREFIX", &prefix)
+            // A target dir inherited from an outer cargo would mix this build with ours.
+            .env_remove("CARGO_TARGET_DIR"),
+    )?;
+    match installed_bpf_linker_version() {
+        Some(version) if version.ends_with(BPF_LINKER_VERSION) => {
+            done.push(format!("bpf-linker {BPF_LINKER_VERSION}"));
+            Ok(())
+        }
+        other => bail!(
+            "bpf-linker was installed but `rustup run nightly bpf-linker --version` gives {other:?}"
+        ),
+    }
+}
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cargo"))
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            let status =
+                command_stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]));
+            !status.is_some_and(|s| s.contains("install ok installed"))
+        })
+        .collect()
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn ensure_packages(done: &mut Vec<String>) -> Result<()> {
+    let missing = missing_packages();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages: {}. Run as root (setup installs them) or: apt-get install {}",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    println!("setup: installing {}", missing.join(" "));
+    run_checked(
+        Command::new("apt-get")
+            .args(["update", "-qq"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    run_checked(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    done.push(missing.join(" "));
+    Ok(())
+}
+
+const BPFFS: &str = "/sys/fs/bpf";
+
+pub fn bpffs_mounted() -> bool {
+    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|mounts| {
+        mounts
+            .lines()
+            .any(|line| line.split_whitespace().nth(1) == Some(BPFFS) && line.contains(" bpf "))
+    })
+}
+
+fn ensure_bpffs(done: &mut Vec<String>) -> Result<()> {
+    if bpffs_mounted() || !is_root() {
+        // Without root there is nothing to pin; the privileged tiers report that themselves.
+        return Ok(());
+    }
+    run_checked(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
+    done.push(format!("bpffs on {BPFFS}"));
+    Ok(())
+}
