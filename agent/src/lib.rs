@@ -4,5 +4,6 @@
 //! compilation is pure and needs no privileges; only [`datapath`] touches the kernel.
 
 pub mod datapath;
+pub mod model;
 pub mod netns;
 pub mod probe;

@@ -1,0 +1,422 @@
+//! The validated policy: what `config::load` produces and every later stage (evaluator,
+//! compiler, lab) consumes. Values here have passed validation, so consumers trust them: CIDRs
+//! have no host bits, ports are ordered ranges, group references resolve, names are unique.
+//!
+//! The default egress of a group whose egress was never set (R2) is materialised here as two
+//! rules (all protocols to 0.0.0.0/0 and to ::/0) with `egress_is_default` set, so no consumer
+//! needs to know about the special case.
+
+use std::{fmt, net::IpAddr};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Config {
+    pub security_groups: Vec<SecurityGroup>,
+    pub instances: Vec<Instance>,
+    pub members: Vec<Member>,
+    pub quotas: Quotas,
+    pub lab: Lab,
+}
+
+/// R7 quotas in force for this config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Quotas {
+    /// Security groups per interface: 5 by default, at most 16.
+    pub groups_per_interface: u32,
+    /// Rules per group, per direction and per address family: 60 by default. The product with
+    /// `groups_per_interface` may not exceed 1000.
+    pub rules_per_group: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            groups_per_interface: 5,
+            rules_per_group: 60,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecurityGroup {
+    pub name: String,
+    pub description: String,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    /// True when the config never set `egress` and `egress` holds the AWS default (R2).
+    pub egress_is_default: bool,
+}
+
+impl SecurityGroup {
+    pub fn rules(&self, direction: Direction) -> &[Rule] {
+        match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// One rule as written: a protocol and port range, and one or more peers. Each peer is a rule
+/// of its own for matching, quotas and ids (AWS counts each CIDR and group separately).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    pub protocol: Protocol,
+    pub ports: PortRange,
+    pub peers: Vec<Peer>,
+    pub description: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Towards the instance (AWS inbound). The peer is the packet's source.
+    Ingress,
+    /// From the instance (AWS outbound). The peer is the packet's destination.
+    Egress,
+}
+
+impl Direction {
+    pub const BOTH: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    pub fn index(self) -> u8 {
+        match self {
+            Direction::Ingress => filter_common::DIR_INGRESS,
+            Direction::Egress => filter_common::DIR_EGRESS,
+        }
+    }
+
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::Ingress => Direction::Egress,
+            Direction::Egress => Direction::Ingress,
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        })
+    }
+}
+
+/// R3. Numbers 6, 17, 1 and 58 are normalised to their names during validation, so
+/// `Number` never holds them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    All,
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+    Number(u8),
+}
+
+impl Protocol {
+    /// The IP protocol number, or `None` for `all`.
+    pub fn number(self) -> Option<u8> {
+        match self {
+            Protocol::All => None,
+            Protocol::Tcp => Some(filter_common::PROTO_TCP),
+            Protocol::Udp => Some(filter_common::PROTO_UDP),
+            Protocol::Icmp => Some(filter_common::PROTO_ICMP),
+            Protocol::Icmpv6 => Some(filter_common::PROTO_ICMPV6),
+            Protocol::Number(n) => Some(n),
+        }
+    }
+
+    pub fn from_number(number: u8) -> Protocol {
+        match number {
+            filter_common::PROTO_TCP => Protocol::Tcp,
+            filter_common::PROTO_UDP => Protocol::Udp,
+            filter_common::PROTO_ICMP => Protocol::Icmp,
+            filter_common::PROTO_ICMPV6 => Protocol::Icmpv6,
+            n => Protocol::Number(n),
+        }
+    }
+
+    /// Whether a packet of IP protocol `number` is of this protocol.
+    pub fn matches(self, number: u8) -> bool {
+        self.number().is_none_or(|own| own == number)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Protocol::All => f.write_str("all"),
+            Protocol::Tcp => f.write_str("tcp"),
+            Protocol::Udp => f.write_str("udp"),
+            Protocol::Icmp => f.write_str("icmp"),
+            Protocol::Icmpv6 => f.write_str("icmpv6"),
+            Protocol::Number(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// What a rule's port part admits, by protocol (R3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum PortRange {
+    /// Every port: protocol `all` and protocol numbers other than tcp/udp/icmp/icmpv6.
+    Any,
+    /// TCP or UDP destination ports `from..=to` (R4).
+    Ports { from: u16, to: u16 },
+    /// ICMP or ICMPv6: `None` is any (AWS -1). A code is only ever set with a type.
+    Icmp {
+        icmp_type: Option<u8>,
+        code: Option<u8>,
+    },
+}
+
+impl PortRange {
+    /// Whether the selector of a packet (destination port, or ICMP type and code) is admitted.
+    pub fn admits_port(self, port: u16) -> bool {
+        match self {
+            PortRange::Any => true,
+            PortRange::Ports { from, to } => (from..=to).contains(&port),
+            PortRange::Icmp { .. } => false,
+        }
+    }
+
+    pub fn admits_icmp(self, icmp_type: u8, code: u8) -> bool {
+        match self {
+            PortRange::Any => true,
+            PortRange::Ports { .. } => false,
+            PortRange::Icmp {
+                icmp_type: want_type,
+                code: want_code,
+            } => want_type.is_none_or(|t| t == icmp_type) && want_code.is_none_or(|c| c == code),
+        }
+    }
+
+    /// True when the range covers every port or ICMP message.
+    pub fn is_everything(self) -> bool {
+        match self {
+            PortRange::Any => true,
+            PortRange::Ports { from, to } => from == 0 && to == u16::MAX,
+            PortRange::Icmp { icmp_type, code } => icmp_type.is_none() && code.is_none(),
+        }
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRange::Any => f.write_str("all"),
+            PortRange::Ports { from, to } if from == to => write!(f, "{from}"),
+            PortRange::Ports { from, to } => write!(f, "{from}-{to}"),
+            PortRange::Icmp { icmp_type, code } => {
+                let show = |v: &Option<u8>| v.map_or("any".to_string(), |n| n.to_string());
+                write!(f, "type {} code {}", show(icmp_type), show(code))
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Peer {
+    /// No host bits set (R5).
+    Cidr(IpNet),
+    /// A group name that exists in the config (G5).
+    Group(String),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Cidr(net) => write!(f, "{net}"),
+            Peer::Group(name) => write!(f, "sg:{name}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMode {
+    /// Host side of a VM tap or container veth: TC both ways.
+    Port,
+    /// This host's own NIC.
+    Host,
+}
+
+/// How inbound traffic is hooked on an `attach = "host"` interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostIngressHook {
+    Xdp,
+    Tc,
+}
+
+/// An interface on this host that sgwall enforces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub name: String,
+    /// Host-side interface name (at most 15 bytes).
+    pub interface: String,
+    pub attach: AttachMode,
+    pub host_ingress_hook: HostIngressHook,
+    /// The instance's own addresses (no prefix): all count for group references (G2) and for
+    /// the source/destination check (I1).
+    pub addresses: Vec<IpAddr>,
+    /// Attachment order fixes rule ids (see [`effective_rules`]).
+    pub security_groups: Vec<String>,
+    pub source_dest_check: bool,
+    pub related_icmp: bool,
+    /// CIDRs never filtered on this interface (I3).
+    pub exempt: Vec<IpNet>,
+    pub conntrack: Conntrack,
+}
+
+/// Per-interface connection tracking settings (C4, C5, C6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Conntrack {
+    /// Seconds, 60..=432000.
+    pub tcp_established_timeout: u32,
+    /// Seconds, 30..=60.
+    pub udp_timeout: u32,
+    /// Seconds, 60..=180.
+    pub udp_stream_timeout: u32,
+    /// Established flows this interface may track before new flows are dropped (C6).
+    pub max_flows: u32,
+    /// Cut tracked flows the current rules no longer admit (C4 option, off by default).
+    pub cut_on_rule_removal: bool,
+}
+
+impl Default for Conntrack {
+    fn default() -> Self {
+        Self {
+            tcp_established_timeout: 432_000,
+            udp_timeout: 30,
+            udp_stream_timeout: 180,
+            max_flows: 65_536,
+            cut_on_rule_removal: false,
+        }
+    }
+}
+
+impl Conntrack {
+    pub fn timeouts(&self) -> filter_common::Timeouts {
+        filter_common::Timeouts {
+            tcp_established: self.tcp_established_timeout,
+            udp: self.udp_timeout,
+            udp_stream: self.udp_stream_timeout,
+            ..filter_common::Timeouts::AWS_DEFAULT
+        }
+    }
+}
+
+/// An interface elsewhere: it only counts for group references (G1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+    pub security_groups: Vec<String>,
+}
+
+/// `[lab]`: only `sgwall lab` reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Lab {
+    pub clients: Vec<LabClient>,
+}
+
+/// An unfiltered host in the lab (for example "internet" or "admin").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LabClient {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+}
+
+/// One rule of one interface and direction after expansion to a single peer: the unit that
+/// matching, rule ids, hit counters and quotas work in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EffectiveRule {
+    /// Position in the interface's list for this direction; the lowest matching id wins.
+    pub id: u16,
+    pub direction: Direction,
+    pub group: String,
+    /// Index of the rule within its group's list for this direction.
+    pub rule_index: usize,
+    pub protocol: Protocol,
+    pub ports: PortRange,
+    pub peer: Peer,
+    pub description: String,
+}
+
+impl Config {
+    pub fn group(&self, name: &str) -> Option<&SecurityGroup> {
+        self.security_groups.iter().find(|g| g.name == name)
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+
+    /// Every interface that has groups attached, here or elsewhere: (addresses, groups).
+    pub fn memberships(&self) -> impl Iterator<Item = (&[IpAddr], &[String])> {
+        self.instances
+            .iter()
+            .map(|i| (i.addresses.as_slice(), i.security_groups.as_slice()))
+            .chain(
+                self.members
+                    .iter()
+                    .map(|m| (m.addresses.as_slice(), m.security_groups.as_slice())),
+            )
+    }
+
+    /// Addresses of every interface that has `group` attached (G1, G2).
+    pub fn group_members(&self, group: &str) -> Vec<IpAddr> {
+        self.memberships()
+            .filter(|(_, groups)| groups.iter().any(|g| g == group))
+            .flat_map(|(addresses, _)| addresses.iter().copied())
+            .collect()
+    }
+}
+
+/// The interface's rules for one direction, in the order that gives rule ids: groups in
+/// attachment order, each group's rules in file order, each rule's peers in file order.
+pub fn effective_rules(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+) -> Vec<EffectiveRule> {
+    let mut rules = Vec::new();
+    for group_name in &instance.security_groups {
+        let Some(group) = config.group(group_name) else {
+            continue;
+        };
+        for (rule_index, rule) in group.rules(direction).iter().enumerate() {
+            for peer in &rule.peers {
+                rules.push(EffectiveRule {
+                    id: rules.len() as u16,
+                    direction,
+                    group: group.name.clone(),
+                    rule_index,
+                    protocol: rule.protocol,
+                    ports: rule.ports,
+                    peer: peer.clone(),
+                    description: rule.description.clone(),
+                });
+            }
+        }
+    }
+    rules
+}
+
+/// The default egress of a group whose egress was never set (R2).
+pub fn default_egress() -> Vec<Rule> {
+    let any_v4: IpNet = IpNet::V4(ipnet::Ipv4Net::default());
+    let any_v6: IpNet = IpNet::V6(ipnet::Ipv6Net::default());
+    vec![Rule {
+        protocol: Protocol::All,
+        ports: PortRange::Any,
+        peers: vec![Peer::Cidr(any_v4), Peer::Cidr(any_v6)],
+        description: "default egress (R2)".to_string(),
+    }]
+}
