@@ -3,7 +3,9 @@
 //! The pipeline is parse → validate → compile → apply. Everything up to and including
 //! compilation is pure and needs no privileges; only [`datapath`] touches the kernel.
 
+pub mod compile;
 pub mod datapath;
+pub mod maps;
 pub mod model;
 pub mod netns;
 pub mod probe;

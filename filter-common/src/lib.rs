@@ -121,6 +121,10 @@ pub mod map_names {
     pub const RULE_HITS: &str = "SGW_RULE_HITS";
     pub const EVENTS: &str = "SGW_EVENTS";
     pub const DENY_RATE: &str = "SGW_DENY_RATE";
+    pub const SCRATCH: &str = "SGW_SCRATCH";
+    /// One program array per program type: the kernel lets a program array serve one type only.
+    pub const DECIDE_XDP: &str = "SGW_DECIDE_XDP";
+    pub const DECIDE_TC: &str = "SGW_DECIDE_TC";
 
     /// Maps that outlive the agent (pinned): everything that carries policy or flow state.
     pub const PINNED: &[&str] = &[
@@ -141,14 +145,21 @@ pub mod map_names {
         RULE_HITS,
         EVENTS,
         DENY_RATE,
+        // A program array's entries are flushed when no user reference is left: it must be
+        // pinned, or enforcement stops when the agent exits.
+        DECIDE_XDP,
+        DECIDE_TC,
     ];
 }
 
-/// Program names in the eBPF object.
+/// Program names in the eBPF object. The hook programs inspect the packet and tail-call the
+/// decide program of their type through `SGW_DECIDE_XDP` or `SGW_DECIDE_TC` (index 0).
 pub mod program_names {
     pub const XDP_INGRESS: &str = "sgw_xdp_ingress";
     pub const TC_INGRESS: &str = "sgw_tc_ingress";
     pub const TC_EGRESS: &str = "sgw_tc_egress";
+    pub const XDP_DECIDE: &str = "sgw_xdp_decide";
+    pub const TC_DECIDE: &str = "sgw_tc_decide";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,10 +297,11 @@ pub struct IfaceConfig {
     pub name: [u8; 16],
     /// Rules with protocol `all`, per direction: they match every protocol and port.
     pub all_protocols: [RuleBitmap; 2],
-    /// Rules whose flows need no conntrack entry (C8), per direction.
-    pub untracked: [RuleBitmap; 2],
+    /// Rules whose flows need no conntrack entry (C8), indexed `dir * 2 + (0 TCP | 1 UDP)`:
+    /// whether the reverse direction is open on all ports depends on the protocol.
+    pub untracked: [RuleBitmap; 4],
 }
-const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 64 + 4 * 128);
+const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 64 + 6 * 128);
 
 /// Key data of the `CIDRS` LPM trie. The prefix always covers the fixed fields
 /// ([`CIDR_KEY_FIXED_BITS`]) so a lookup only ever matches entries of its own slot, direction,
@@ -510,6 +522,37 @@ pub struct FlowEvent {
 }
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == 104);
 
+/// `SGW_SCRATCH[0]` (per CPU): what the inspect stage learnt of the packet, handed to the decide
+/// stage across the tail call. Only scalars: the decide stage never touches packet memory.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketFacts {
+    pub generation: u64,
+    pub ifindex: u32,
+    pub frame_len: u32,
+    pub dir: u8,
+    pub family: u8,
+    pub proto: u8,
+    pub tcp_flags: u8,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// Non-zero: a first fragment, whose verdict its later fragments inherit (H1).
+    pub first_fragment: u8,
+    /// Non-zero: an ICMP error whose quoted flow is in `quoted` (C7).
+    pub has_quoted: u8,
+    pub fragment_id: u32,
+    /// Packet orientation.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub echo_id: u16,
+    pub _pad: [u8; 2],
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// The tracked-flow key an ICMP error refers to, oriented to the interface.
+    pub quoted: CtKey,
+}
+const _: () = assert!(core::mem::size_of::<PacketFacts>() == 112);
+
 // ---------------------------------------------------------------------------------------------
 // Pure helpers both sides use, so the userspace model of the datapath runs the same code.
 // ---------------------------------------------------------------------------------------------
@@ -629,4 +672,5 @@ mod pod {
     unsafe impl aya::Pod for Counter {}
     unsafe impl aya::Pod for RateWindow {}
     unsafe impl aya::Pod for FlowEvent {}
+    unsafe impl aya::Pod for PacketFacts {}
 }

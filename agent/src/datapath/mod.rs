@@ -1,3 +1,6 @@
-//! Everything that talks to the kernel: the embedded eBPF object, pins, attachment.
+//! Everything that talks to the kernel: the embedded eBPF object, loading, pins, attachment,
+//! and the kernel side of the map writer.
 
+pub mod kernel_maps;
+pub mod loader;
 pub mod object;

@@ -1,0 +1,538 @@
+//! The compiler: a validated [`Config`] in, the datapath's map contents out. Pure: no kernel,
+//! no aya types. `docs/design.md` ("Rule matching without a loop over rules") explains the
+//! shape; this module fills it.
+//!
+//! Output is slot-free and ifindex-free: which policy slot and which interface index the entries
+//! land in is decided when they are applied (`crate::maps`).
+
+pub mod ranges;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+};
+
+use filter_common::{
+    ATTACH_HOST, ATTACH_PORT, AddrKey, DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6,
+    IFACE_F_CUT_ON_POLICY_CHANGE, IFACE_F_RELATED_ICMP, IFACE_F_SOURCE_DEST_CHECK, IfaceConfig,
+    MAX_IFSLOTS, MAX_RULE_IDS_PER_SLOT, MAX_RULES_PER_DIRECTION, PROTO_TCP, PROTO_UDP, RuleBitmap,
+};
+use ipnet::IpNet;
+
+use crate::model::{
+    AttachMode, Config, Direction, EffectiveRule, Instance, Peer, PortRange, Protocol,
+    effective_rules,
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CompileError {
+    #[error("{count} interfaces configured; one agent enforces at most {max}")]
+    TooManyInterfaces { count: usize, max: usize },
+    #[error(
+        "instance {instance}: {count} {direction} rules after expanding peers; the datapath holds at most {max} (R7)"
+    )]
+    TooManyRules {
+        instance: String,
+        direction: Direction,
+        count: usize,
+        max: usize,
+    },
+    #[error("{needed} rules across all interfaces; the rule id space holds {max}")]
+    RuleIdsExhausted { needed: usize, max: usize },
+    #[error("interface name {0:?} is longer than 15 bytes")]
+    InterfaceNameTooLong(String),
+}
+
+/// A CIDR rule entry for one interface and direction (or the exempt list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CidrEntry {
+    /// `DIR_INGRESS`, `DIR_EGRESS` or `DIR_EXEMPT`.
+    pub dir: u8,
+    pub family: u8,
+    pub addr: [u8; 16],
+    /// Bits of the CIDR itself (0..=32 or 0..=128).
+    pub prefix_len: u8,
+    pub rules: RuleBitmap,
+}
+
+/// A protocol/selector entry for one interface and direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortEntry {
+    pub dir: u8,
+    pub proto: u8,
+    pub selector: u16,
+    /// Bits of the selector (0..=16).
+    pub prefix_len: u8,
+    pub rules: RuleBitmap,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledInterface {
+    pub instance: String,
+    pub interface: String,
+    pub ifslot: u16,
+    /// The `IFACES` value (everything but the key's slot and ifindex).
+    pub config: IfaceConfig,
+    /// Effective rules per direction, indexed by `Direction::index()`; position = rule id.
+    pub rules: [Vec<EffectiveRule>; 2],
+    pub cidrs: Vec<CidrEntry>,
+    pub ports: Vec<PortEntry>,
+    /// Per direction: group name → the rules whose peer is that group.
+    pub group_rules: [BTreeMap<String, RuleBitmap>; 2],
+    /// The instance's own addresses (I1).
+    pub local_addrs: Vec<AddrKey>,
+}
+
+impl CompiledInterface {
+    /// The `GROUP_BITS` value for a membership set: every rule whose group is in the set.
+    pub fn group_bits(&self, dir: u8, groups: &BTreeSet<String>) -> RuleBitmap {
+        let mut bits = RuleBitmap::EMPTY;
+        for group in groups {
+            if let Some(rules) = self.group_rules[usize::from(dir & 1)].get(group) {
+                bits.union_with(rules);
+            }
+        }
+        bits
+    }
+
+    pub fn rules(&self, direction: Direction) -> &[EffectiveRule] {
+        &self.rules[usize::from(direction.index())]
+    }
+}
+
+/// The whole compiled policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledPolicy {
+    pub interfaces: Vec<CompiledInterface>,
+    /// Every address of every interface with groups attached → its membership set id.
+    pub members: BTreeMap<AddrKey, u64>,
+    /// Membership set id → the groups in it.
+    pub sets: BTreeMap<u64, BTreeSet<String>>,
+}
+
+/// Where an address's membership set changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub addresses: Vec<IpAddr>,
+    /// The complete new set of groups for these addresses; empty removes them.
+    pub groups: BTreeSet<String>,
+}
+
+/// The writes a membership change needs, in order: new sets' group bits, then member entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipDelta {
+    /// Sets that no member used before: their `GROUP_BITS` must be written first.
+    pub new_sets: Vec<u64>,
+    /// `Some(set)` writes the member, `None` deletes it.
+    pub members: Vec<(AddrKey, Option<u64>)>,
+}
+
+pub fn addr_key(ip: IpAddr) -> AddrKey {
+    let (family, addr) = family_and_bytes(ip);
+    AddrKey {
+        family,
+        _pad: [0; 3],
+        addr,
+    }
+}
+
+/// Family tag and 16 network-order bytes (IPv4 in the first four).
+pub fn family_and_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
+    let mut bytes = [0u8; 16];
+    match ip {
+        IpAddr::V4(v4) => {
+            bytes[..4].copy_from_slice(&v4.octets());
+            (FAMILY_V4, bytes)
+        }
+        IpAddr::V6(v6) => (FAMILY_V6, v6.octets()),
+    }
+}
+
+pub fn ip_of(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
+/// The membership set id of a group set: FNV-1a over the sorted names. Content-derived, so a
+/// restarted agent computes the ids already in the pinned maps and rewrites nothing.
+pub fn set_id(groups: &BTreeSet<String>) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for group in groups {
+        for byte in group.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}
+
+/// Gives every enforced interface a small stable index. Interfaces keep the slot they had in
+/// `previous` (counters and conntrack allowances are indexed by it); new ones take the lowest
+/// free slot.
+pub fn assign_ifslots(
+    config: &Config,
+    previous: &BTreeMap<String, u16>,
+) -> Result<BTreeMap<String, u16>, CompileError> {
+    if config.instances.len() > MAX_IFSLOTS {
+        return Err(CompileError::TooManyInterfaces {
+            count: config.instances.len(),
+            max: MAX_IFSLOTS,
+        });
+    }
+    let mut assigned = BTreeMap::new();
+    let mut used = BTreeSet::new();
+    for instance in &config.instances {
+        if let Some(&slot) = previous.get(&instance.interface)
+            && used.insert(slot)
+        {
+            assigned.insert(instance.interface.clone(), slot);
+        }
+    }
+    let mut next_free = 0u16;
+    for instance in &config.instances {
+        if assigned.contains_key(&instance.interface) {
+            continue;
+        }
+        while used.contains(&next_free) {
+            next_free += 1;
+        }
+        used.insert(next_free);
+        assigned.insert(instance.interface.clone(), next_free);
+    }
+    Ok(assigned)
+}
+
+pub fn compile(
+    config: &Config,
+    ifslots: &BTreeMap<String, u16>,
+) -> Result<CompiledPolicy, CompileError> {
+    // Interfaces the caller has no slot for yet get the lowest free ones.
+    let ifslots = assign_ifslots(config, ifslots)?;
+    let mut interfaces = Vec::with_capacity(config.instances.len());
+    let mut next_rule_id = 0usize;
+    for instance in &config.instances {
+        let ifslot = ifslots
+            .get(&instance.interface)
+            .copied()
+            .unwrap_or_default();
+        let compiled = compile_interface(config, instance, ifslot, &mut next_rule_id)?;
+        interfaces.push(compiled);
+    }
+    if next_rule_id > MAX_RULE_IDS_PER_SLOT {
+        return Err(CompileError::RuleIdsExhausted {
+            needed: next_rule_id,
+            max: MAX_RULE_IDS_PER_SLOT,
+        });
+    }
+
+    let mut members = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    for (addresses, groups) in config.memberships() {
+        let groups: BTreeSet<String> = groups.iter().cloned().collect();
+        if groups.is_empty() {
+            continue;
+        }
+        let id = set_id(&groups);
+        sets.insert(id, groups);
+        for address in addresses {
+            members.insert(addr_key(*address), id);
+        }
+    }
+    Ok(CompiledPolicy {
+        interfaces,
+        members,
+        sets,
+    })
+}
+
+fn compile_interface(
+    config: &Config,
+    instance: &Instance,
+    ifslot: u16,
+    next_rule_id: &mut usize,
+) -> Result<CompiledInterface, CompileError> {
+    let name_bytes = instance.interface.as_bytes();
+    if name_bytes.len() > 15 {
+        return Err(CompileError::InterfaceNameTooLong(
+            instance.interface.clone(),
+        ));
+    }
+    let rules = [
+        effective_rules(config, instance, Direction::Ingress),
+        effective_rules(config, instance, Direction::Egress),
+    ];
+    for (direction, list) in Direction::BOTH.iter().zip(rules.iter()) {
+        if list.len() > MAX_RULES_PER_DIRECTION {
+            return Err(CompileError::TooManyRules {
+                instance: instance.name.clone(),
+                direction: *direction,
+                count: list.len(),
+                max: MAX_RULES_PER_DIRECTION,
+            });
+        }
+    }
+
+    let mut name = [0u8; 16];
+    name[..name_bytes.len()].copy_from_slice(name_bytes);
+    let mut flags = 0u8;
+    if instance.attach == AttachMode::Port && instance.source_dest_check {
+        flags |= IFACE_F_SOURCE_DEST_CHECK;
+    }
+    if instance.related_icmp {
+        flags |= IFACE_F_RELATED_ICMP;
+    }
+    if instance.conntrack.cut_on_rule_removal {
+        flags |= IFACE_F_CUT_ON_POLICY_CHANGE;
+    }
+    let mut iface = IfaceConfig {
+        ifslot,
+        attach: match instance.attach {
+            AttachMode::Port => ATTACH_PORT,
+            AttachMode::Host => ATTACH_HOST,
+        },
+        flags,
+        max_flows: instance.conntrack.max_flows,
+        timeouts: instance.conntrack.timeouts(),
+        rule_base: [0; 2],
+        rule_count: [0; 2],
+        _pad: [0; 4],
+        name,
+        all_protocols: [RuleBitmap::EMPTY; 2],
+        untracked: [RuleBitmap::EMPTY; 4],
+    };
+
+    let mut cidrs = Vec::new();
+    let mut ports = Vec::new();
+    let mut group_rules: [BTreeMap<String, RuleBitmap>; 2] = Default::default();
+    for direction in Direction::BOTH {
+        let dir = direction.index();
+        let list = &rules[usize::from(dir)];
+        iface.rule_base[usize::from(dir)] = *next_rule_id as u32;
+        iface.rule_count[usize::from(dir)] = list.len() as u16;
+        *next_rule_id += list.len();
+
+        for rule in list {
+            let bit = usize::from(rule.id);
+            if rule.protocol == Protocol::All {
+                iface.all_protocols[usize::from(dir)].set(bit);
+            }
+            if let Peer::Group(group) = &rule.peer {
+                group_rules[usize::from(dir)]
+                    .entry(group.clone())
+                    .or_insert(RuleBitmap::EMPTY)
+                    .set(bit);
+            }
+        }
+        cidrs.extend(cidr_entries(dir, list));
+        ports.extend(port_entries(dir, list));
+        for (proto_index, proto) in [PROTO_TCP, PROTO_UDP].into_iter().enumerate() {
+            iface.untracked[untracked_index(dir, proto_index)] = untracked_rules(
+                list,
+                &rules[usize::from(direction.reverse().index())],
+                proto,
+            );
+        }
+    }
+    for exempt in &instance.exempt {
+        let (family, addr) = family_and_bytes(exempt.network());
+        let mut marker = RuleBitmap::EMPTY;
+        marker.set(0);
+        cidrs.push(CidrEntry {
+            dir: filter_common::DIR_EXEMPT,
+            family,
+            addr,
+            prefix_len: exempt.prefix_len(),
+            rules: marker,
+        });
+    }
+
+    Ok(CompiledInterface {
+        instance: instance.name.clone(),
+        interface: instance.interface.clone(),
+        ifslot,
+        config: iface,
+        rules,
+        cidrs,
+        ports,
+        group_rules,
+        local_addrs: instance.addresses.iter().map(|a| addr_key(*a)).collect(),
+    })
+}
+
+/// Index into `IfaceConfig::untracked`: direction-major, then TCP (0) or UDP (1).
+pub fn untracked_index(dir: u8, proto_index: usize) -> usize {
+    usize::from(dir & 1) * 2 + proto_index
+}
+
+/// One entry per distinct CIDR, carrying every CIDR rule whose prefix contains it. The trie's
+/// longest match for an address then holds exactly the rules that match the address: any rule
+/// prefix containing the address also contains the longest such entry.
+fn cidr_entries(dir: u8, rules: &[EffectiveRule]) -> Vec<CidrEntry> {
+    let cidr_rules: Vec<(IpNet, u16)> = rules
+        .iter()
+        .filter_map(|rule| match &rule.peer {
+            Peer::Cidr(net) => Some((*net, rule.id)),
+            Peer::Group(_) => None,
+        })
+        .collect();
+    let distinct: BTreeSet<IpNet> = cidr_rules.iter().map(|(net, _)| *net).collect();
+    distinct
+        .into_iter()
+        .map(|net| {
+            let mut bits = RuleBitmap::EMPTY;
+            for (rule_net, id) in &cidr_rules {
+                if rule_net.contains(&net) {
+                    bits.set(usize::from(*id));
+                }
+            }
+            let (family, addr) = family_and_bytes(net.network());
+            CidrEntry {
+                dir,
+                family,
+                addr,
+                prefix_len: net.prefix_len(),
+                rules: bits,
+            }
+        })
+        .collect()
+}
+
+/// The selector range a rule admits for its protocol (see `filter_common::selector_for`).
+fn selector_range(ports: PortRange) -> (u16, u16) {
+    match ports {
+        PortRange::Any => (0, u16::MAX),
+        PortRange::Ports { from, to } => (from, to),
+        PortRange::Icmp {
+            icmp_type: None, ..
+        } => (0, u16::MAX),
+        PortRange::Icmp {
+            icmp_type: Some(t),
+            code: None,
+        } => (u16::from(t) << 8, (u16::from(t) << 8) | 0xff),
+        PortRange::Icmp {
+            icmp_type: Some(t),
+            code: Some(c),
+        } => {
+            let selector = (u16::from(t) << 8) | u16::from(c);
+            (selector, selector)
+        }
+    }
+}
+
+fn port_entries(dir: u8, rules: &[EffectiveRule]) -> Vec<PortEntry> {
+    let mut by_proto: BTreeMap<u8, Vec<(u16, u16, u16)>> = BTreeMap::new();
+    for rule in rules {
+        // `all` rules are matched through `IfaceConfig::all_protocols` instead.
+        if let Some(proto) = rule.protocol.number() {
+            let (from, to) = selector_range(rule.ports);
+            by_proto.entry(proto).or_default().push((from, to, rule.id));
+        }
+    }
+    let mut entries = Vec::new();
+    for (proto, ranges) in by_proto {
+        for interval in ranges::disjoint_intervals(&ranges) {
+            for (selector, prefix_len) in ranges::range_to_prefixes(interval.from, interval.to) {
+                entries.push(PortEntry {
+                    dir,
+                    proto,
+                    selector,
+                    prefix_len,
+                    rules: interval.rules,
+                });
+            }
+        }
+    }
+    entries
+}
+
+fn is_any_address(peer: &Peer) -> Option<u8> {
+    match peer {
+        Peer::Cidr(net) if net.prefix_len() == 0 => Some(family_and_bytes(net.network()).0),
+        _ => None,
+    }
+}
+
+/// C8: rules in this direction whose TCP (or UDP) flows need no conntrack entry: the rule's peer
+/// is 0.0.0.0/0 or ::/0, and the reverse direction admits the same family from 0.0.0.0/0 or ::/0
+/// on every port of that protocol.
+fn untracked_rules(rules: &[EffectiveRule], reverse: &[EffectiveRule], proto: u8) -> RuleBitmap {
+    let reverse_open = |family: u8| {
+        reverse.iter().any(|rule| {
+            is_any_address(&rule.peer) == Some(family)
+                && rule.protocol.matches(proto)
+                && rule.ports.is_everything()
+        })
+    };
+    let mut bits = RuleBitmap::EMPTY;
+    for rule in rules {
+        if let Some(family) = is_any_address(&rule.peer)
+            && rule.protocol.matches(proto)
+            && reverse_open(family)
+        {
+            bits.set(usize::from(rule.id));
+        }
+    }
+    bits
+}
+
+impl CompiledPolicy {
+    pub fn interface(&self, name: &str) -> Option<&CompiledInterface> {
+        self.interfaces.iter().find(|i| i.interface == name)
+    }
+
+    pub fn interface_of_instance(&self, instance: &str) -> Option<&CompiledInterface> {
+        self.interfaces.iter().find(|i| i.instance == instance)
+    }
+
+    /// Membership sets some address uses right now.
+    pub fn sets_in_use(&self) -> BTreeSet<u64> {
+        self.members.values().copied().collect()
+    }
+
+    /// Applies a membership change to the compiled state and returns the writes that make the
+    /// datapath agree (G3), without recompiling anything else.
+    pub fn apply_membership(&mut self, change: &MembershipChange) -> MembershipDelta {
+        let mut delta = MembershipDelta::default();
+        let new_set = (!change.groups.is_empty()).then(|| set_id(&change.groups));
+        if let Some(id) = new_set
+            && !self.sets_in_use().contains(&id)
+        {
+            delta.new_sets.push(id);
+        }
+        if let Some(id) = new_set {
+            self.sets.insert(id, change.groups.clone());
+        }
+        for address in &change.addresses {
+            let key = addr_key(*address);
+            let before = self.members.get(&key).copied();
+            if before == new_set {
+                continue;
+            }
+            match new_set {
+                Some(id) => {
+                    self.members.insert(key, id);
+                }
+                None => {
+                    self.members.remove(&key);
+                }
+            }
+            delta.members.push((key, new_set));
+        }
+        let in_use = self.sets_in_use();
+        self.sets.retain(|id, _| in_use.contains(id));
+        delta
+    }
+
+    /// Directions as the datapath numbers them.
+    pub fn directions() -> [u8; 2] {
+        [DIR_INGRESS, DIR_EGRESS]
+    }
+}
+
+#[cfg(test)]
+mod tests;

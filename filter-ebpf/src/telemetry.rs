@@ -1,0 +1,160 @@
+//! Counters, rule hits and flow events. Counting never changes a verdict: a missing counter
+//! slot or a full ring buffer loses a number, not a packet.
+
+use filter_common::*;
+
+use crate::maps::{COUNTERS, DENY_RATE, EVENTS, RULE_HITS, SETTINGS};
+
+#[inline(always)]
+pub fn count(ifslot: u16, dir: u8, reason: u32, bytes: u32) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(ifslot, dir, reason)) {
+        // SAFETY: a per-CPU slot: only this CPU writes it while this program runs.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += u64::from(bytes);
+        }
+    }
+}
+
+#[inline(always)]
+pub fn count_rule_hit(slot: u8, rule_id: u32) {
+    if let Some(hits) = RULE_HITS.get_ptr_mut(rule_hit_index(slot, rule_id)) {
+        // SAFETY: per-CPU slot, as above.
+        unsafe { *hits += 1 };
+    }
+}
+
+/// The tuple an event describes, in packet orientation.
+pub struct EventFlow {
+    pub ifindex: u32,
+    pub dir: u8,
+    pub family: u8,
+    pub proto: u8,
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+#[inline(always)]
+fn settings() -> Settings {
+    match SETTINGS.get(0) {
+        Some(settings) => *settings,
+        None => Settings::DEFAULT,
+    }
+}
+
+#[inline(always)]
+fn emit(
+    flow: &EventFlow,
+    kind: u8,
+    reason: u8,
+    rule_id: u32,
+    generation: u64,
+    suppressed: u32,
+    now: u64,
+) {
+    if let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) {
+        entry.write(FlowEvent {
+            timestamp_ns: now,
+            kind,
+            dir: flow.dir,
+            family: flow.family,
+            proto: flow.proto,
+            reason,
+            _pad: [0; 3],
+            ifindex: flow.ifindex,
+            rule_id,
+            generation,
+            src: flow.src,
+            dst: flow.dst,
+            src_port: flow.src_port,
+            dst_port: flow.dst_port,
+            suppressed,
+            packets: [0; 2],
+            bytes: [0; 2],
+        });
+        entry.submit(0);
+    }
+}
+
+#[inline(always)]
+pub fn flow_admitted(flow: &EventFlow, rule_id: u32, generation: u64, now: u64) {
+    if settings().flow_events != 0 {
+        emit(flow, EVENT_FLOW_NEW, 0, rule_id, generation, 0, now);
+    }
+}
+
+/// Denied-flow events, at most `denied_events_per_sec` per CPU: a flood of denied packets must
+/// not starve the agent. The event after a quiet spell says how many were suppressed.
+#[inline(always)]
+pub fn flow_denied(flow: &EventFlow, reason: u32, generation: u64, now: u64) {
+    let limit = settings().denied_events_per_sec;
+    let Some(window) = DENY_RATE.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: per-CPU slot, as above.
+    let window = unsafe { &mut *window };
+    if now.wrapping_sub(window.window_start_ns) >= 1_000_000_000 {
+        window.window_start_ns = now;
+        window.emitted = 0;
+    }
+    if window.emitted >= limit {
+        window.suppressed = window.suppressed.saturating_add(1);
+        return;
+    }
+    window.emitted += 1;
+    let suppressed = window.suppressed;
+    window.suppressed = 0;
+    emit(
+        flow,
+        EVENT_FLOW_DENIED,
+        reason as u8,
+        RULE_ID_NONE,
+        generation,
+        suppressed,
+        now,
+    );
+}
+
+/// A flow the datapath removed (expired on sight, or a TCP tuple reused).
+#[inline(always)]
+pub fn flow_ended(key: &CtKey, entry: &CtEntry, why: u8, now: u64) {
+    if settings().flow_events == 0 {
+        return;
+    }
+    if let Some(mut event) = EVENTS.reserve::<FlowEvent>(0) {
+        event.write(FlowEvent {
+            timestamp_ns: now,
+            kind: EVENT_FLOW_END,
+            dir: entry.origin,
+            family: key.family,
+            proto: key.proto,
+            reason: why,
+            _pad: [0; 3],
+            ifindex: key.ifindex,
+            rule_id: entry.rule_id,
+            generation: entry.generation,
+            src: key.local_addr,
+            dst: key.remote_addr,
+            src_port: key.local_port,
+            dst_port: key.remote_port,
+            suppressed: 0,
+            packets: entry.packets,
+            bytes: entry.bytes,
+        });
+        event.submit(0);
+    }
+}
+
+/// Fragment timeout from the settings, never zero (a zero would drop every later fragment).
+#[inline(always)]
+pub fn fragment_timeout_ns() -> u64 {
+    let seconds = settings().fragment_timeout_sec;
+    let seconds = if seconds == 0 {
+        Settings::DEFAULT.fragment_timeout_sec
+    } else {
+        seconds
+    };
+    u64::from(seconds) * 1_000_000_000
+}
