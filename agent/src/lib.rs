@@ -4,6 +4,7 @@
 //! compilation is pure and needs no privileges; only [`datapath`] touches the kernel.
 
 pub mod compile;
+pub mod config;
 pub mod datapath;
 pub mod maps;
 pub mod model;

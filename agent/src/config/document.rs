@@ -1,0 +1,584 @@
+//! Reads the parsed TOML tree into raw structs that keep the location of every key and value.
+//!
+//! This stage checks only shape: unknown fields, value types and required fields. It never stops
+//! at a problem: a field that is missing or of the wrong type is reported and left out (`None`),
+//! and the validation stage skips whatever depends on it.
+
+use std::collections::BTreeSet;
+
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
+
+use super::{
+    diagnostic::{Diagnostics, Location},
+    messages::ValidationError,
+};
+
+/// A value and where it was written.
+#[derive(Clone, Debug)]
+pub(crate) struct Located<T> {
+    pub value: T,
+    pub at: Location,
+}
+
+/// A field that accepts either a string or an integer (`protocol`, `ports`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Scalar {
+    Text(String),
+    Integer(i64),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawDocument {
+    pub quotas: Option<RawQuotas>,
+    pub groups: Vec<RawGroup>,
+    pub instances: Vec<RawInstance>,
+    pub members: Vec<RawMember>,
+    pub lab_clients: Vec<RawLabClient>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawQuotas {
+    pub groups_per_interface: Option<Located<i64>>,
+    pub rules_per_group: Option<Located<i64>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawGroup {
+    pub at: Location,
+    pub name: Option<Located<String>>,
+    pub description: Option<Located<String>>,
+    pub ingress: RawRules,
+    /// `None` when the key is absent: the group gets the default egress (R2).
+    pub egress: Option<RawRules>,
+}
+
+/// The rules of one direction; `at` is the `ingress`/`egress` key.
+#[derive(Debug)]
+pub(crate) struct RawRules {
+    pub at: Option<Location>,
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawRule {
+    pub at: Location,
+    pub protocol: Option<Located<Scalar>>,
+    pub ports: Option<Located<Scalar>>,
+    pub icmp_type: Option<Located<i64>>,
+    pub icmp_code: Option<Located<i64>>,
+    pub cidr: Vec<Located<String>>,
+    pub groups: Vec<Located<String>>,
+    pub description: Option<Located<String>>,
+    /// Keys present in the table, valid or not, so a value of the wrong type is not also
+    /// reported as missing.
+    pub written: BTreeSet<String>,
+    /// Whether `cidr` or `groups` holds anything, valid or not.
+    pub peers_written: bool,
+}
+
+impl RawRule {
+    pub fn has(&self, key: &str) -> bool {
+        self.written.contains(key)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct RawInstance {
+    pub at: Location,
+    pub name: Option<Located<String>>,
+    pub interface: Option<Located<String>>,
+    pub attach: Option<Located<String>>,
+    pub host_ingress_hook: Option<Located<String>>,
+    pub addresses: Option<Located<Vec<Located<String>>>>,
+    pub security_groups: Option<Located<Vec<Located<String>>>>,
+    pub source_dest_check: Option<Located<bool>>,
+    pub related_icmp: Option<Located<bool>>,
+    pub exempt: Vec<Located<String>>,
+    pub conntrack: Option<RawConntrack>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawConntrack {
+    pub tcp_established_timeout: Option<Located<i64>>,
+    pub udp_timeout: Option<Located<i64>>,
+    pub udp_stream_timeout: Option<Located<i64>>,
+    pub max_flows: Option<Located<i64>>,
+    pub cut_on_rule_removal: Option<Located<bool>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawMember {
+    pub at: Location,
+    pub name: Option<Located<String>>,
+    pub addresses: Option<Located<Vec<Located<String>>>>,
+    pub security_groups: Option<Located<Vec<Located<String>>>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawLabClient {
+    pub name: Option<Located<String>>,
+    pub addresses: Option<Located<Vec<Located<String>>>>,
+}
+
+const TOP_LEVEL_FIELDS: &[&str] = &["quotas", "security_group", "instance", "member", "lab"];
+const QUOTA_FIELDS: &[&str] = &["groups_per_interface", "rules_per_group"];
+const GROUP_FIELDS: &[&str] = &["name", "description", "ingress", "egress"];
+const RULE_FIELDS: &[&str] = &[
+    "protocol",
+    "ports",
+    "icmp_type",
+    "icmp_code",
+    "cidr",
+    "groups",
+    "description",
+];
+const INSTANCE_FIELDS: &[&str] = &[
+    "name",
+    "interface",
+    "attach",
+    "host_ingress_hook",
+    "addresses",
+    "security_groups",
+    "source_dest_check",
+    "related_icmp",
+    "exempt",
+    "conntrack",
+];
+const CONNTRACK_FIELDS: &[&str] = &[
+    "tcp_established_timeout",
+    "udp_timeout",
+    "udp_stream_timeout",
+    "max_flows",
+    "cut_on_rule_removal",
+];
+const MEMBER_FIELDS: &[&str] = &["name", "addresses", "security_groups"];
+const LAB_FIELDS: &[&str] = &["client"];
+const LAB_CLIENT_FIELDS: &[&str] = &["name", "addresses"];
+
+/// Reads the whole document; problems go to `diagnostics`.
+pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -> RawDocument {
+    let top = Fields::open(
+        root.get_ref(),
+        Location::new("", root.span()),
+        TOP_LEVEL_FIELDS,
+        diagnostics,
+    );
+    let quotas = top
+        .table("quotas", diagnostics)
+        .map(|(table, at)| read_quotas(table, at, diagnostics));
+    let groups = top
+        .tables("security_group", diagnostics)
+        .map(|(_, tables)| {
+            tables
+                .into_iter()
+                .map(|(table, at)| read_group(table, at, diagnostics))
+                .collect()
+        })
+        .unwrap_or_default();
+    let instances = top
+        .tables("instance", diagnostics)
+        .map(|(_, tables)| {
+            tables
+                .into_iter()
+                .map(|(table, at)| read_instance(table, at, diagnostics))
+                .collect()
+        })
+        .unwrap_or_default();
+    let members = top
+        .tables("member", diagnostics)
+        .map(|(_, tables)| {
+            tables
+                .into_iter()
+                .map(|(table, at)| read_member(table, at, diagnostics))
+                .collect()
+        })
+        .unwrap_or_default();
+    let lab_clients = top
+        .table("lab", diagnostics)
+        .map(|(table, at)| read_lab(table, at, diagnostics))
+        .unwrap_or_default();
+    RawDocument {
+        quotas,
+        groups,
+        instances,
+        members,
+        lab_clients,
+    }
+}
+
+fn read_quotas(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawQuotas {
+    let fields = Fields::open(table, at, QUOTA_FIELDS, diagnostics);
+    RawQuotas {
+        groups_per_interface: fields.integer("groups_per_interface", diagnostics),
+        rules_per_group: fields.integer("rules_per_group", diagnostics),
+    }
+}
+
+fn read_group(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawGroup {
+    let fields = Fields::open(table, at.clone(), GROUP_FIELDS, diagnostics);
+    let ingress = read_rules(&fields, "ingress", diagnostics).unwrap_or(RawRules {
+        at: None,
+        rules: Vec::new(),
+    });
+    RawGroup {
+        name: fields.required_string("name", diagnostics),
+        description: fields.string("description", diagnostics),
+        ingress,
+        egress: read_rules(&fields, "egress", diagnostics),
+        at,
+    }
+}
+
+fn read_rules(fields: &Fields, key: &str, diagnostics: &mut Diagnostics) -> Option<RawRules> {
+    let (at, tables) = fields.tables(key, diagnostics)?;
+    let rules = tables
+        .into_iter()
+        .map(|(table, at)| read_rule(table, at, diagnostics))
+        .collect();
+    Some(RawRules {
+        at: Some(at),
+        rules,
+    })
+}
+
+fn read_rule(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawRule {
+    let fields = Fields::open(table, at.clone(), RULE_FIELDS, diagnostics);
+    RawRule {
+        protocol: fields.required_scalar("protocol", diagnostics),
+        ports: fields.scalar("ports", diagnostics),
+        icmp_type: fields.integer("icmp_type", diagnostics),
+        icmp_code: fields.integer("icmp_code", diagnostics),
+        cidr: fields
+            .string_list("cidr", diagnostics)
+            .map_or_else(Vec::new, |l| l.value),
+        groups: fields
+            .string_list("groups", diagnostics)
+            .map_or_else(Vec::new, |l| l.value),
+        description: fields.string("description", diagnostics),
+        written: table.keys().map(|key| key.get_ref().to_string()).collect(),
+        peers_written: fields.is_non_empty("cidr") || fields.is_non_empty("groups"),
+        at,
+    }
+}
+
+fn read_instance(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawInstance {
+    let fields = Fields::open(table, at.clone(), INSTANCE_FIELDS, diagnostics);
+    RawInstance {
+        name: fields.required_string("name", diagnostics),
+        interface: fields.required_string("interface", diagnostics),
+        attach: fields.string("attach", diagnostics),
+        host_ingress_hook: fields.string("host_ingress_hook", diagnostics),
+        addresses: fields.required_string_list("addresses", diagnostics),
+        security_groups: fields.required_string_list("security_groups", diagnostics),
+        source_dest_check: fields.boolean("source_dest_check", diagnostics),
+        related_icmp: fields.boolean("related_icmp", diagnostics),
+        exempt: fields
+            .string_list("exempt", diagnostics)
+            .map_or_else(Vec::new, |l| l.value),
+        conntrack: fields
+            .table("conntrack", diagnostics)
+            .map(|(table, at)| read_conntrack(table, at, diagnostics)),
+        at,
+    }
+}
+
+fn read_conntrack(
+    table: &DeTable<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> RawConntrack {
+    let fields = Fields::open(table, at, CONNTRACK_FIELDS, diagnostics);
+    RawConntrack {
+        tcp_established_timeout: fields.integer("tcp_established_timeout", diagnostics),
+        udp_timeout: fields.integer("udp_timeout", diagnostics),
+        udp_stream_timeout: fields.integer("udp_stream_timeout", diagnostics),
+        max_flows: fields.integer("max_flows", diagnostics),
+        cut_on_rule_removal: fields.boolean("cut_on_rule_removal", diagnostics),
+    }
+}
+
+fn read_member(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawMember {
+    let fields = Fields::open(table, at.clone(), MEMBER_FIELDS, diagnostics);
+    RawMember {
+        name: fields.required_string("name", diagnostics),
+        addresses: fields.required_string_list("addresses", diagnostics),
+        security_groups: fields.required_string_list("security_groups", diagnostics),
+        at,
+    }
+}
+
+fn read_lab(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> Vec<RawLabClient> {
+    let fields = Fields::open(table, at, LAB_FIELDS, diagnostics);
+    let Some((_, clients)) = fields.tables("client", diagnostics) else {
+        return Vec::new();
+    };
+    clients
+        .into_iter()
+        .map(|(table, at)| {
+            let fields = Fields::open(table, at, LAB_CLIENT_FIELDS, diagnostics);
+            RawLabClient {
+                name: fields.required_string("name", diagnostics),
+                addresses: fields.required_string_list("addresses", diagnostics),
+            }
+        })
+        .collect()
+}
+
+/// The keys of one table, with typed accessors that report type errors and missing fields.
+struct Fields<'t, 'i> {
+    table: &'t DeTable<'i>,
+    at: Location,
+}
+
+type LocatedTable<'t, 'i> = (&'t DeTable<'i>, Location);
+
+type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>);
+
+impl<'t, 'i> Fields<'t, 'i> {
+    /// Reports every key of `table` that is not in `allowed`.
+    fn open(
+        table: &'t DeTable<'i>,
+        at: Location,
+        allowed: &[&str],
+        diagnostics: &mut Diagnostics,
+    ) -> Self {
+        for key in table.keys() {
+            if !allowed.contains(&key.get_ref().as_ref()) {
+                diagnostics.error(
+                    &at.child(key.get_ref(), key.span()),
+                    ValidationError::UnknownField {
+                        field: key.get_ref().to_string(),
+                        allowed: allowed.join(", "),
+                    },
+                );
+            }
+        }
+        Self { table, at }
+    }
+
+    fn entry(&self, key: &str) -> Option<Entry<'t, 'i>> {
+        self.table.get_key_value(key)
+    }
+
+    /// Present, and not an empty array.
+    fn is_non_empty(&self, key: &str) -> bool {
+        self.entry(key)
+            .is_some_and(|(_, value)| value.get_ref().as_array().is_none_or(|a| !a.is_empty()))
+    }
+
+    fn value_location(&self, key: &str, value: &Spanned<DeValue<'_>>) -> Location {
+        self.at.child(key, value.span())
+    }
+
+    fn missing(&self, key: &str, diagnostics: &mut Diagnostics) {
+        diagnostics.error(
+            &self.at.child(key, self.at.span.clone()),
+            ValidationError::MissingField {
+                field: key.to_string(),
+            },
+        );
+    }
+
+    fn string(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<String>> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        expect_string(value, at, diagnostics)
+    }
+
+    fn required_string(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<String>> {
+        if self.entry(key).is_none() {
+            self.missing(key, diagnostics);
+        }
+        self.string(key, diagnostics)
+    }
+
+    fn integer(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<i64>> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        match value.get_ref() {
+            DeValue::Integer(integer) => integer_value(integer, at, diagnostics),
+            other => {
+                type_mismatch(&at, "an integer", other, diagnostics);
+                None
+            }
+        }
+    }
+
+    fn boolean(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<bool>> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        match value.get_ref() {
+            DeValue::Boolean(flag) => Some(Located { value: *flag, at }),
+            other => {
+                type_mismatch(&at, "a boolean", other, diagnostics);
+                None
+            }
+        }
+    }
+
+    fn scalar(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<Scalar>> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        match value.get_ref() {
+            DeValue::String(text) => Some(Located {
+                value: Scalar::Text(text.to_string()),
+                at,
+            }),
+            DeValue::Integer(integer) => {
+                integer_value(integer, at, diagnostics).map(|located| Located {
+                    value: Scalar::Integer(located.value),
+                    at: located.at,
+                })
+            }
+            other => {
+                type_mismatch(&at, "a string or an integer", other, diagnostics);
+                None
+            }
+        }
+    }
+
+    fn required_scalar(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<Scalar>> {
+        if self.entry(key).is_none() {
+            self.missing(key, diagnostics);
+        }
+        self.scalar(key, diagnostics)
+    }
+
+    /// An array of strings; the outer location is the array. Bad elements are reported and
+    /// skipped.
+    fn string_list(
+        &self,
+        key: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<Located<Vec<Located<String>>>> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        let DeValue::Array(items) = value.get_ref() else {
+            type_mismatch(&at, "an array of strings", value.get_ref(), diagnostics);
+            return None;
+        };
+        let strings = items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| {
+                expect_string(item, at.element(index, item.span()), diagnostics)
+            })
+            .collect();
+        Some(Located { value: strings, at })
+    }
+
+    fn required_string_list(
+        &self,
+        key: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<Located<Vec<Located<String>>>> {
+        if self.entry(key).is_none() {
+            self.missing(key, diagnostics);
+        }
+        self.string_list(key, diagnostics)
+    }
+
+    /// A table, whether written as `[key]` or inline.
+    fn table(
+        &self,
+        key: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<(&'t DeTable<'i>, Location)> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        match value.get_ref() {
+            DeValue::Table(table) => Some((table, at)),
+            other => {
+                type_mismatch(&at, "a table", other, diagnostics);
+                None
+            }
+        }
+    }
+
+    /// An array of tables, whether written as `[[key]]` or as an inline array. Returns the
+    /// location of the key (where the list as a whole is reported) and each table's location.
+    fn tables(
+        &self,
+        key: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<(Location, Vec<LocatedTable<'t, 'i>>)> {
+        let (name, value) = self.entry(key)?;
+        let list_at = self.at.child(key, name.span());
+        let DeValue::Array(items) = value.get_ref() else {
+            type_mismatch(
+                &self.value_location(key, value),
+                "an array of tables",
+                value.get_ref(),
+                diagnostics,
+            );
+            return None;
+        };
+        let tables = items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| {
+                let at = list_at.element(index, item.span());
+                match item.get_ref() {
+                    DeValue::Table(table) => Some((table, at)),
+                    other => {
+                        type_mismatch(&at, "a table", other, diagnostics);
+                        None
+                    }
+                }
+            })
+            .collect();
+        Some((list_at, tables))
+    }
+}
+
+fn expect_string(
+    value: &Spanned<DeValue<'_>>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> Option<Located<String>> {
+    match value.get_ref() {
+        DeValue::String(text) => Some(Located {
+            value: text.to_string(),
+            at,
+        }),
+        other => {
+            type_mismatch(&at, "a string", other, diagnostics);
+            None
+        }
+    }
+}
+
+fn integer_value(
+    integer: &toml::de::DeInteger<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> Option<Located<i64>> {
+    match i64::from_str_radix(integer.as_str(), integer.radix()) {
+        Ok(value) => Some(Located { value, at }),
+        Err(_) => {
+            diagnostics.error(
+                &at,
+                ValidationError::IntegerTooLarge {
+                    value: integer.to_string(),
+                },
+            );
+            None
+        }
+    }
+}
+
+fn type_mismatch(
+    at: &Location,
+    expected: &'static str,
+    found: &DeValue<'_>,
+    diagnostics: &mut Diagnostics,
+) {
+    diagnostics.error(
+        at,
+        ValidationError::WrongType {
+            expected,
+            found: found.type_str(),
+        },
+    );
+}

@@ -1,0 +1,324 @@
+//! Every message a config load can produce, in one place so that the wording stays consistent
+//! and tests can assert it exactly. The diagnostic around a message already carries the file,
+//! position and field path, so messages say what is wrong and how to fix it.
+
+use std::fmt;
+
+use crate::model::Direction;
+
+/// Names one rule as written: its group, direction and index in that direction's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RuleName {
+    pub group: String,
+    pub direction: Direction,
+    pub index: usize,
+}
+
+impl fmt::Display for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "rule {}[{}] of group \"{}\"",
+            self.direction, self.index, self.group
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValidationError {
+    /// The TOML parser's own message; the position is the parser's.
+    #[error("{message}")]
+    Syntax { message: String },
+
+    #[error("unknown field \"{field}\"; allowed fields: {allowed}")]
+    UnknownField { field: String, allowed: String },
+
+    #[error("missing required field \"{field}\"")]
+    MissingField { field: String },
+
+    #[error("expected {expected}, found {found}")]
+    WrongType {
+        expected: &'static str,
+        found: &'static str,
+    },
+
+    #[error("integer {value} is too large")]
+    IntegerTooLarge { value: String },
+
+    /// R7: groups per interface 1..=16, rules per group at least 1.
+    #[error("quota {quota} must be between {min} and {max}, got {value}")]
+    QuotaOutOfRange {
+        quota: &'static str,
+        min: i64,
+        max: i64,
+        value: i64,
+    },
+
+    /// R7: groups x rules per interface <= 1000.
+    #[error(
+        "quotas groups_per_interface ({groups}) x rules_per_group ({rules}) = {product} exceeds \
+         the limit of 1000 rules per interface"
+    )]
+    QuotaProductTooLarge {
+        groups: i64,
+        rules: i64,
+        product: i64,
+    },
+
+    /// R7: per group, direction and address family; a group reference counts in both families.
+    #[error(
+        "security group \"{group}\" has {count} {direction} {family} rules; the quota \
+         rules_per_group allows {quota}"
+    )]
+    GroupRulesOverQuota {
+        group: String,
+        direction: Direction,
+        family: &'static str,
+        count: usize,
+        quota: u32,
+    },
+
+    /// R7: groups attached to one interface.
+    #[error(
+        "instance \"{instance}\" has {count} security groups; the quota groups_per_interface \
+         allows {quota}"
+    )]
+    InstanceGroupsOverQuota {
+        instance: String,
+        count: usize,
+        quota: u32,
+    },
+
+    /// R7: the rules of all attached groups, per interface and direction (groups x rules).
+    #[error(
+        "instance \"{instance}\" has {count} effective {direction} rules across its security \
+         groups; the quota of rules per interface (groups x rules) allows at most 1000"
+    )]
+    InstanceRulesOverQuota {
+        instance: String,
+        direction: Direction,
+        count: usize,
+    },
+
+    #[error("security group name must be 1 to 255 characters long, got {length}")]
+    GroupNameLength { length: usize },
+
+    /// R8.
+    #[error("description is {length} characters long; at most 255 are allowed")]
+    DescriptionTooLong { length: usize },
+
+    #[error("name must not be empty")]
+    EmptyName,
+
+    #[error("duplicate security group name \"{name}\"; first defined at {first}")]
+    DuplicateGroupName { name: String, first: String },
+
+    /// Instances, members and lab clients share one namespace: the lab and the CLI address
+    /// them by name.
+    #[error("duplicate name \"{name}\"; already used at {first}")]
+    DuplicateName { name: String, first: String },
+
+    #[error("interface \"{interface}\" is already used at {first}")]
+    DuplicateInterface { interface: String, first: String },
+
+    /// G1, I1: an address identifies one interface for group membership and for the
+    /// source/destination check.
+    #[error("address {address} is already used at {first}")]
+    DuplicateAddress { address: String, first: String },
+
+    /// R3.
+    #[error(
+        "unknown protocol \"{protocol}\"; expected tcp, udp, icmp, icmpv6, all, -1 or a \
+         protocol number 0-255"
+    )]
+    UnknownProtocol { protocol: String },
+
+    /// R3.
+    #[error("protocol number {number} is out of range; expected -1 (all) or 0-255")]
+    ProtocolNumberOutOfRange { number: i64 },
+
+    /// R3: tcp and udp need a port range.
+    #[error("ports are required for protocol {protocol}")]
+    PortsRequired { protocol: String },
+
+    /// R3: for icmp/icmpv6 the range is a type and code.
+    #[error("ports are not allowed for protocol {protocol}; use icmp_type and icmp_code")]
+    PortsNotAllowedForIcmp { protocol: String },
+
+    /// R3.
+    #[error("invalid ports \"{ports}\"; expected a port \"N\" or a range \"A-B\" within 0-65535")]
+    InvalidPorts { ports: String },
+
+    /// R3.
+    #[error("port {port} is out of range 0-65535")]
+    PortOutOfRange { port: i64 },
+
+    /// R3: `from..=to`.
+    #[error("port range {from}-{to} is reversed; did you mean {to}-{from}?")]
+    ReversedPortRange { from: u32, to: u32 },
+
+    /// R3.
+    #[error("{field} is only valid for protocol icmp or icmpv6, not {protocol}")]
+    IcmpFieldForOtherProtocol {
+        field: &'static str,
+        protocol: String,
+    },
+
+    /// R3.
+    #[error("{field} {value} is out of range; expected -1 (any) or 0-255")]
+    IcmpValueOutOfRange { field: &'static str, value: i64 },
+
+    /// R3: a code given with type -1 is invalid.
+    #[error("icmp_code {code} needs an icmp_type; a code with type -1 (any) is invalid")]
+    IcmpCodeWithoutType { code: i64 },
+
+    /// R5: every rule has at least one peer.
+    #[error("rule has no peer; give at least one CIDR in cidr or security group in groups")]
+    NoPeer,
+
+    /// R5.
+    #[error(
+        "\"{cidr}\" is not a valid CIDR; expected an address and prefix length such as \
+         10.0.0.0/8 or fd00::/8"
+    )]
+    InvalidCidr { cidr: String },
+
+    /// R5: AWS requires the prefix length.
+    #[error("\"{cidr}\" has no prefix length; did you mean {cidr}/{prefix_len}?")]
+    CidrWithoutPrefix { cidr: String, prefix_len: u8 },
+
+    /// R5: AWS normalises silently; sgwall tells the user.
+    #[error("{cidr} has host bits set; did you mean {network}?")]
+    CidrHostBits { cidr: String, network: String },
+
+    /// R5: 0.0.0.0/0 never matches IPv6 and ::/0 never matches IPv4, so an icmp rule with an
+    /// IPv6 peer (or icmpv6 with IPv4) can never match anything.
+    #[error(
+        "protocol {protocol} can never match the {family} peer {cidr}; use {instead} for {family}"
+    )]
+    IcmpFamilyMismatch {
+        protocol: &'static str,
+        family: &'static str,
+        cidr: String,
+        instead: &'static str,
+    },
+
+    /// G5.
+    #[error("{rule} references unknown security group \"{group}\"")]
+    UnknownGroupReference { rule: RuleName, group: String },
+
+    /// G5: groups attached to an instance or member must exist.
+    #[error("{owner} uses unknown security group \"{group}\"")]
+    UnknownAttachedGroup { owner: String, group: String },
+
+    #[error("security group \"{group}\" is listed twice; first at {first}")]
+    DuplicateAttachedGroup { group: String, first: String },
+
+    #[error("security_groups must list at least one security group")]
+    NoSecurityGroups,
+
+    #[error("addresses must list at least one address")]
+    NoAddresses,
+
+    #[error("\"{address}\" is not an IP address")]
+    InvalidAddress { address: String },
+
+    #[error("\"{address}\" has a prefix length; give the host address alone, such as {host}")]
+    AddressWithPrefix { address: String, host: String },
+
+    #[error("{address} is not a unicast host address")]
+    NotUnicastAddress { address: String },
+
+    #[error("invalid interface name \"{interface}\": {reason}")]
+    InvalidInterfaceName {
+        interface: String,
+        reason: &'static str,
+    },
+
+    #[error("unknown attach mode \"{value}\"; expected \"port\" or \"host\"")]
+    UnknownAttachMode { value: String },
+
+    #[error("unknown host_ingress_hook \"{value}\"; expected \"xdp\" or \"tc\"")]
+    UnknownHostIngressHook { value: String },
+
+    /// C5, C6.
+    #[error("{field} must be between {min} and {max}{unit}, got {value}")]
+    ConntrackOutOfRange {
+        field: &'static str,
+        min: i64,
+        max: i64,
+        unit: &'static str,
+        value: i64,
+    },
+
+    /// AWS rejects a rule that repeats another in the same group and direction.
+    #[error("duplicate rule: {rule} is already allowed by {first}")]
+    DuplicateRule { rule: String, first: String },
+}
+
+/// A port that is usually an administration or database service, and its usual service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SensitivePort {
+    pub port: u16,
+    pub service: &'static str,
+}
+
+fn port_list(ports: &[SensitivePort]) -> String {
+    let listed: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{} ({})", p.port, p.service))
+        .collect();
+    match listed.len() {
+        1 => format!("port {} is", listed.join(", ")),
+        _ => format!("ports {} are", listed.join(", ")),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ValidationWarning {
+    /// R3: AWS ignores ports for `all` and for protocol numbers other than tcp/udp/icmp/icmpv6.
+    #[error("ports are ignored for protocol {protocol}")]
+    PortsIgnored { protocol: String },
+
+    #[error(
+        "host_ingress_hook only applies to attach = \"host\"; it is ignored with attach = \"port\""
+    )]
+    HostIngressHookIgnored,
+
+    #[error("{} open to the whole internet ({cidr})", port_list(.ports))]
+    SensitivePortsOpenToInternet {
+        ports: Vec<SensitivePort>,
+        cidr: String,
+    },
+
+    #[error("all protocols are allowed from {cidr}, a network wider than /16")]
+    AllProtocolsFromWideNetwork { cidr: String },
+
+    /// R6: rules of all attached groups are unioned, so a rule equal to another adds nothing.
+    #[error(
+        "on interface \"{interface}\" (instance \"{instance}\"), {rule} ({rule_text}) duplicates \
+         {other} ({other_text})"
+    )]
+    RuleDuplicated {
+        interface: String,
+        instance: String,
+        rule: RuleName,
+        rule_text: String,
+        other: RuleName,
+        other_text: String,
+    },
+
+    /// R6: a rule inside another's peer, protocol and ports adds nothing.
+    #[error(
+        "on interface \"{interface}\" (instance \"{instance}\"), {rule} ({rule_text}) is covered \
+         by {other} ({other_text})"
+    )]
+    RuleCovered {
+        interface: String,
+        instance: String,
+        rule: RuleName,
+        rule_text: String,
+        other: RuleName,
+        other_text: String,
+    },
+}
