@@ -5,6 +5,7 @@
 //! killed outright (timeout, SIGKILL) leaves names whose process is gone, and the next run sweeps
 //! those before it starts.
 
+pub mod datapath;
 pub mod packet;
 
 use std::{

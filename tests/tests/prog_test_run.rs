@@ -1,107 +1,125 @@
-//! Tier 2: the real eBPF object under BPF_PROG_TEST_RUN, fed hand-built frames.
+//! Tier 2: the real eBPF object under BPF_PROG_TEST_RUN, with maps filled by the real
+//! compiler, fed hand-built frames. Test names cite `../shared/ec2-sg-semantics.md`.
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap},
-    programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, Xdp},
-};
-use filter_common::{IfaceConfig, IfaceKey, map_names, program_names};
+use filter_common::*;
+use sgwall::model::Direction::{Egress, Ingress};
 use sgwall_tests::{
-    packet::{IpPacket, L4, v4},
+    datapath::TestDatapath,
+    packet::{IpPacket, L4, TCP_ACK, TCP_SYN, v4},
     privileged,
 };
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const TC_ACT_UNSPEC: u32 = u32::MAX;
-const TC_ACT_SHOT: u32 = 2;
-/// Without a context, BPF_PROG_TEST_RUN runs the program as if on the loopback device.
-const LOOPBACK_IFINDEX: u32 = 1;
+const THREE_TIER: &str = include_str!("../../examples/three-tier.toml");
 
-fn load() -> Ebpf {
-    let object = sgwall::datapath::object::bytes().expect("object embedded");
-    let mut ebpf = Ebpf::load(object).expect("loading the eBPF object");
-    let xdp: &mut Xdp = ebpf
-        .program_mut(program_names::XDP_INGRESS)
-        .expect("xdp program")
-        .try_into()
-        .expect("xdp type");
-    xdp.load().expect("verifier accepts the XDP program");
-    for name in [program_names::TC_INGRESS, program_names::TC_EGRESS] {
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .expect("tc program")
-            .try_into()
-            .expect("tc type");
-        tc.load().expect("verifier accepts the TC program");
-    }
-    ebpf
+fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
+    IpPacket::new(v4(src), v4(dst), L4::tcp(sport, dport, flags)).build()
 }
 
-fn run_xdp(ebpf: &mut Ebpf, frame: &[u8]) -> u32 {
-    let xdp: &mut Xdp = ebpf
-        .program_mut(program_names::XDP_INGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    test_run(xdp, frame)
-}
-
-fn run_tc(ebpf: &mut Ebpf, name: &str, frame: &[u8]) -> u32 {
-    let tc: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-    test_run(tc, frame)
-}
-
-fn test_run<P>(program: &mut P, frame: &[u8]) -> u32
-where
-    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = aya::programs::TestRunResult>,
-{
-    let mut options = TestRunOptions::new();
-    options.data_in = Some(frame);
-    let result: Result<_, ProgramError> = program.test_run(options);
-    result.expect("BPF_PROG_TEST_RUN").return_value
-}
-
-/// Fail closed: a frame on an interface the active policy does not describe is dropped by every
-/// hook; once the interface is configured, the same frame gets through.
 #[test]
-fn unconfigured_interface_drops_and_configured_interface_passes() {
+fn r1_unmatched_inbound_is_dropped_and_matched_inbound_admitted() {
     if !privileged() {
         return;
     }
-    let mut ebpf = load();
-    let frame = IpPacket::new(v4("10.0.0.1"), v4("10.0.0.2"), L4::udp(1000, 53)).build();
+    let mut dp = TestDatapath::from_toml(THREE_TIER);
+    let denied = dp.send(
+        "web-1",
+        Ingress,
+        &tcp("203.0.113.10", 40000, "10.0.1.10", 8080, TCP_SYN),
+    );
+    assert_eq!(
+        (denied.admitted, denied.reason),
+        (false, REASON_NO_RULE),
+        "{denied}"
+    );
+    let admitted = dp.send(
+        "web-1",
+        Ingress,
+        &tcp("203.0.113.10", 40000, "10.0.1.10", 443, TCP_SYN),
+    );
+    assert!(admitted.admitted, "{admitted}");
+}
 
-    assert_eq!(run_xdp(&mut ebpf, &frame), XDP_DROP);
-    assert_eq!(
-        run_tc(&mut ebpf, program_names::TC_INGRESS, &frame),
-        TC_ACT_SHOT
+#[test]
+fn c8_inbound_from_anywhere_with_open_egress_is_untracked() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = TestDatapath::from_toml(THREE_TIER);
+    let sent = dp.send(
+        "web-1",
+        Ingress,
+        &tcp("203.0.113.10", 40000, "10.0.1.10", 80, TCP_SYN),
     );
-    assert_eq!(
-        run_tc(&mut ebpf, program_names::TC_EGRESS, &frame),
-        TC_ACT_SHOT
+    assert_eq!(sent.reason, REASON_UNTRACKED, "{sent}");
+    assert!(
+        dp.embryonic_flows().is_empty(),
+        "no conntrack entry for an untracked flow"
     );
+}
 
-    let mut active: Array<_, u64> =
-        Array::try_from(ebpf.map_mut(map_names::ACTIVE).unwrap()).unwrap();
-    active.set(0, 0, 0).unwrap();
-    let mut ifaces: HashMap<_, IfaceKey, IfaceConfig> =
-        HashMap::try_from(ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
-    let key = IfaceKey {
-        slot: 0,
-        _pad: [0; 3],
-        ifindex: LOOPBACK_IFINDEX,
-    };
-    let config: IfaceConfig = unsafe { std::mem::zeroed() };
-    ifaces.insert(key, config, 0).unwrap();
+#[test]
+fn g1_c1_group_reference_admits_and_reply_passes_without_reverse_rule() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = TestDatapath::from_toml(THREE_TIER);
+    let syn = dp.send(
+        "app-1",
+        Ingress,
+        &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_SYN),
+    );
+    assert_eq!(syn.reason, REASON_NEW_FLOW, "{syn}");
+    let reply = dp.send(
+        "app-1",
+        Egress,
+        &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK),
+    );
+    assert_eq!(reply.reason, REASON_CT_REPLY, "{reply}");
+    assert_eq!(
+        dp.established_flows().len(),
+        1,
+        "the reply promoted the flow"
+    );
+    let ack = dp.send(
+        "app-1",
+        Ingress,
+        &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_ACK),
+    );
+    assert_eq!(ack.reason, REASON_CT_TRACKED, "{ack}");
+}
 
-    assert_eq!(run_xdp(&mut ebpf, &frame), XDP_PASS);
-    assert_eq!(
-        run_tc(&mut ebpf, program_names::TC_INGRESS, &frame),
-        TC_ACT_UNSPEC
+#[test]
+fn i1_spoofed_source_is_dropped_before_conntrack() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = TestDatapath::from_toml(THREE_TIER);
+    let sent = dp.send(
+        "app-1",
+        Egress,
+        &tcp("10.9.9.9", 40000, "10.0.3.10", 3306, TCP_SYN),
     );
-    assert_eq!(
-        run_tc(&mut ebpf, program_names::TC_EGRESS, &frame),
-        TC_ACT_UNSPEC
+    assert_eq!(sent.reason, REASON_SPOOFED_SOURCE, "{sent}");
+    assert!(dp.embryonic_flows().is_empty());
+    assert!(dp.established_flows().is_empty());
+}
+
+#[test]
+fn g1_member_elsewhere_reaches_db() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = TestDatapath::from_toml(THREE_TIER);
+    let sent = dp.send(
+        "db-1",
+        Ingress,
+        &tcp("10.0.2.99", 50000, "10.0.3.10", 3306, TCP_SYN),
     );
+    assert_eq!(sent.reason, REASON_NEW_FLOW, "{sent}");
+    let web = dp.send(
+        "db-1",
+        Ingress,
+        &tcp("10.0.1.10", 50000, "10.0.3.10", 3306, TCP_SYN),
+    );
+    assert_eq!(web.reason, REASON_NO_RULE, "{web}");
 }

@@ -1,0 +1,351 @@
+//! BPF_PROG_TEST_RUN harness: the real object, maps filled by the real compiler, frames run
+//! through the program a real packet in that direction would meet.
+//!
+//! BPF_PROG_TEST_RUN resolves `ifindex` against real devices, so each harness enters a fresh
+//! network namespace *on the calling test thread* and creates a veth device per instance,
+//! named as the config names it. The namespace goes away with the harness and its thread.
+
+use std::collections::BTreeMap;
+
+use aya::{
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
+use filter_common::{
+    Counter, CtEntry, CtKey, REASON_COUNT, RULE_HITS_LEN, counter_index, map_names, program_names,
+    reason_name, reason_passes, rule_hit_index, slot_of_generation,
+};
+use sgwall::{
+    compile::{self, CompiledPolicy},
+    datapath::loader::{Datapath, LoadOptions},
+    maps::{Applied, Capacities, PolicyMaps, apply_full},
+    model::{AttachMode, Config, Direction, HostIngressHook},
+};
+
+use crate::NetNs;
+
+/// What the datapath did with one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub admitted: bool,
+    pub reason: u32,
+}
+
+impl Sent {
+    pub fn reason_name(&self) -> &'static str {
+        reason_name(self.reason)
+    }
+}
+
+impl std::fmt::Display for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.admitted { "admitted" } else { "dropped" };
+        write!(f, "{verdict} ({})", self.reason_name())
+    }
+}
+
+pub struct TestDatapath {
+    pub datapath: Datapath,
+    pub config: Config,
+    pub applied: Applied,
+    /// Interface name → ifindex in this harness's namespace.
+    pub ifindexes: BTreeMap<String, u32>,
+    _namespace: NetNs,
+}
+
+const TC_ACT_UNSPEC: u32 = u32::MAX;
+const XDP_PASS: u32 = 2;
+
+impl TestDatapath {
+    pub fn from_toml(text: &str) -> Self {
+        Self::new(parse(text))
+    }
+
+    pub fn new(config: Config) -> Self {
+        Self::with_capacities(config, Capacities::default())
+    }
+
+    pub fn with_capacities(config: Config, capacities: Capacities) -> Self {
+        let namespace = NetNs::new();
+        sgwall::netns::enter(&sgwall::netns::path_of(namespace.name()))
+            .unwrap_or_else(|e| panic!("entering {}: {e}", namespace.name()));
+        let mut ifindexes = BTreeMap::new();
+        // veth, as there is no dummy device in every kernel; the peer only has to exist.
+        for (index, instance) in config.instances.iter().enumerate() {
+            let peer = format!("sgwpeer{index}");
+            crate::run(
+                "ip",
+                &[
+                    "link",
+                    "add",
+                    &instance.interface,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    &peer,
+                ],
+            );
+            crate::run("ip", &["link", "set", &instance.interface, "up"]);
+            ifindexes.insert(
+                instance.interface.clone(),
+                namespace_ifindex(&instance.interface),
+            );
+        }
+        let mut datapath = Datapath::load(&LoadOptions {
+            capacities,
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| panic!("loading the datapath: {e}"));
+        let compiled = compile::compile(&config, &BTreeMap::new()).expect("compiles");
+        let applied =
+            apply_full(&mut datapath.maps, None, compiled, ifindexes.clone()).expect("applies");
+        Self {
+            datapath,
+            config,
+            applied,
+            ifindexes,
+            _namespace: namespace,
+        }
+    }
+
+    /// Replaces the policy the way a reload does (generation flip).
+    pub fn reconfigure(&mut self, config: Config) {
+        let previous_slots: BTreeMap<String, u16> = self
+            .applied
+            .policy
+            .interfaces
+            .iter()
+            .map(|i| (i.interface.clone(), i.ifslot))
+            .collect();
+        let compiled = compile::compile(&config, &previous_slots).expect("compiles");
+        self.applied = apply_full(
+            &mut self.datapath.maps,
+            Some(&self.applied),
+            compiled,
+            self.ifindexes.clone(),
+        )
+        .expect("applies");
+        self.config = config;
+    }
+
+    pub fn policy(&self) -> &CompiledPolicy {
+        &self.applied.policy
+    }
+
+    pub fn ifindex(&self, instance: &str) -> u32 {
+        let interface = &self.instance(instance).interface;
+        self.ifindexes[interface]
+    }
+
+    fn instance(&self, name: &str) -> &sgwall::model::Instance {
+        self.config
+            .instance(name)
+            .unwrap_or_else(|| panic!("no instance {name}"))
+    }
+
+    pub fn ifslot(&self, instance: &str) -> u16 {
+        self.policy()
+            .interface_of_instance(instance)
+            .expect("compiled instance")
+            .ifslot
+    }
+
+    /// Runs `frame` through the program that sees traffic of `direction` on the instance's
+    /// interface, and reports the verdict and the reason it was counted under.
+    pub fn send(&mut self, instance: &str, direction: Direction, frame: &[u8]) -> Sent {
+        let ifindex = self.ifindex(instance);
+        let ifslot = self.ifslot(instance);
+        let (attach, hook) = {
+            let i = self.instance(instance);
+            (i.attach, i.host_ingress_hook)
+        };
+        let before = self.counter_row(ifslot, direction);
+        let program = match (attach, direction) {
+            (AttachMode::Port, Direction::Egress) => program_names::TC_INGRESS,
+            (AttachMode::Port, Direction::Ingress) => program_names::TC_EGRESS,
+            (AttachMode::Host, Direction::Ingress) if hook == HostIngressHook::Xdp => {
+                program_names::XDP_INGRESS
+            }
+            (AttachMode::Host, Direction::Ingress) => program_names::TC_INGRESS,
+            (AttachMode::Host, Direction::Egress) => program_names::TC_EGRESS,
+        };
+        let admitted = if program == program_names::XDP_INGRESS {
+            self.run_xdp(ifindex, frame) == XDP_PASS
+        } else {
+            self.run_tc(program, ifindex, frame) == TC_ACT_UNSPEC
+        };
+        let after = self.counter_row(ifslot, direction);
+        let changed: Vec<u32> = (0..REASON_COUNT as u32)
+            .filter(|r| after[*r as usize] != before[*r as usize])
+            .collect();
+        assert_eq!(
+            changed.len(),
+            1,
+            "exactly one reason counts each packet; changed: {changed:?}"
+        );
+        let reason = changed[0];
+        assert_eq!(
+            reason_passes(reason),
+            admitted,
+            "reason {} disagrees with the verdict",
+            reason_name(reason)
+        );
+        Sent { admitted, reason }
+    }
+
+    fn run_tc(&mut self, name: &str, ifindex: u32, frame: &[u8]) -> u32 {
+        let program: &mut SchedClassifier = self
+            .datapath
+            .ebpf
+            .program_mut(name)
+            .expect("program")
+            .try_into()
+            .expect("tc");
+        // struct __sk_buff up to `ifindex` (offset 40): the device the packet is on.
+        let mut context = [0u8; 44];
+        context[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        options.ctx_in = Some(&context);
+        program
+            .test_run(options)
+            .expect("BPF_PROG_TEST_RUN (tc)")
+            .return_value
+    }
+
+    fn run_xdp(&mut self, ifindex: u32, frame: &[u8]) -> u32 {
+        let program: &mut Xdp = self
+            .datapath
+            .ebpf
+            .program_mut(program_names::XDP_INGRESS)
+            .expect("program")
+            .try_into()
+            .expect("xdp");
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
+        let mut context = [0u8; 24];
+        context[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        context[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let mut options = TestRunOptions::new();
+        options.data_in = Some(frame);
+        options.ctx_in = Some(&context);
+        program
+            .test_run(options)
+            .expect("BPF_PROG_TEST_RUN (xdp)")
+            .return_value
+    }
+
+    /// Packets counted per reason for one interface and direction, summed over CPUs.
+    pub fn counter_row(&self, ifslot: u16, direction: Direction) -> Vec<u64> {
+        let counters: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(
+            self.datapath
+                .ebpf
+                .map(map_names::COUNTERS)
+                .expect("counters map"),
+        )
+        .expect("per-cpu array");
+        (0..REASON_COUNT as u32)
+            .map(|reason| {
+                counters
+                    .get(&counter_index(ifslot, direction.index(), reason), 0)
+                    .map(|values| values.iter().map(|c| c.packets).sum())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// New flows the rule with this global id admitted in the active slot, summed over CPUs.
+    pub fn rule_hits(&self, rule_id: u32) -> u64 {
+        let hits: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(
+            self.datapath
+                .ebpf
+                .map(map_names::RULE_HITS)
+                .expect("hits map"),
+        )
+        .expect("per-cpu array");
+        let slot = slot_of_generation(self.applied.generation);
+        let index = rule_hit_index(slot, rule_id);
+        assert!(index < RULE_HITS_LEN);
+        hits.get(&index, 0)
+            .map(|values| values.iter().sum())
+            .unwrap_or(0)
+    }
+
+    /// Global rule id of the instance's rule `bit` in `direction`.
+    pub fn global_rule_id(&self, instance: &str, direction: Direction, bit: u16) -> u32 {
+        let compiled = self
+            .policy()
+            .interface_of_instance(instance)
+            .expect("instance");
+        compiled.config.rule_base[usize::from(direction.index())] + u32::from(bit)
+    }
+
+    pub fn established_flows(&self) -> Vec<(CtKey, CtEntry)> {
+        let map: HashMap<&MapData, CtKey, CtEntry> = HashMap::try_from(
+            self.datapath
+                .ebpf
+                .map(map_names::CT_ESTABLISHED)
+                .expect("ct map"),
+        )
+        .expect("hash");
+        map.iter().map(|r| r.expect("entry")).collect()
+    }
+
+    pub fn embryonic_flows(&self) -> Vec<(CtKey, CtEntry)> {
+        let map: HashMap<&MapData, CtKey, CtEntry> = HashMap::try_from(
+            self.datapath
+                .ebpf
+                .map(map_names::CT_EMBRYONIC)
+                .expect("ct map"),
+        )
+        .expect("lru hash");
+        map.iter().map(|r| r.expect("entry")).collect()
+    }
+
+    /// Ages every tracked flow by `seconds` (rewrites `last_seen`), to test expiry without
+    /// waiting.
+    pub fn age_flows(&mut self, seconds: u64) {
+        let shift = seconds * 1_000_000_000;
+        let age =
+            |entry: &mut CtEntry| entry.last_seen_ns = entry.last_seen_ns.saturating_sub(shift);
+        let ebpf = &mut self.datapath.ebpf;
+        let mut established: HashMap<&mut MapData, CtKey, CtEntry> =
+            HashMap::try_from(ebpf.map_mut(map_names::CT_ESTABLISHED).expect("ct map"))
+                .expect("hash");
+        let entries: Vec<_> = established.iter().map(|r| r.expect("entry")).collect();
+        for (key, mut entry) in entries {
+            age(&mut entry);
+            established.insert(key, entry, 0).expect("rewrite");
+        }
+        let mut embryonic: HashMap<&mut MapData, CtKey, CtEntry> =
+            HashMap::try_from(ebpf.map_mut(map_names::CT_EMBRYONIC).expect("ct map"))
+                .expect("lru hash");
+        let entries: Vec<_> = embryonic.iter().map(|r| r.expect("entry")).collect();
+        for (key, mut entry) in entries {
+            age(&mut entry);
+            embryonic.insert(key, entry, 0).expect("rewrite");
+        }
+    }
+
+    pub fn maps(&mut self) -> &mut dyn PolicyMaps {
+        &mut self.datapath.maps
+    }
+}
+
+/// Through `ip`, not /sys: /sys shows the devices of the namespace it was mounted in.
+fn namespace_ifindex(interface: &str) -> u32 {
+    let out = crate::run("ip", &["-o", "link", "show", "dev", interface]);
+    String::from_utf8_lossy(&out.stdout)
+        .split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex for {interface}"))
+}
+
+/// Parses and validates a config written inline in a test.
+pub fn parse(text: &str) -> Config {
+    match sgwall::config::load_str(text, std::path::Path::new("test.toml")) {
+        Ok(loaded) => loaded.config,
+        Err(error) => panic!("test config is invalid:\n{error}"),
+    }
+}
