@@ -10,3 +10,4 @@ pub mod maps;
 pub mod model;
 pub mod netns;
 pub mod probe;
+pub mod eval;

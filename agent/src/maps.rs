@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use filter_common::{
     AddrKey, CIDR_KEY_FIXED_BITS, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey,
-    MemberValue, PORT_KEY_FIXED_BITS, PortKey, RuleBitmap, first_match, slot_of_generation,
+    MemberValue, PORT_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PortKey, RuleBitmap, any_match_in,
+    first_match, slot_of_generation,
 };
 
 use crate::compile::{
@@ -517,11 +518,19 @@ pub struct FlowStart {
     pub selector: u16,
 }
 
+/// What classification found for a flow's first packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelMatch {
+    pub rule: u16,
+    /// Some admitting rule makes the flow untracked (C8).
+    pub untracked: bool,
+}
+
 impl MemoryMaps {
     /// The rule the datapath would pick for the first packet of a flow, by the same lookups:
     /// `(CIDRS | GROUP_BITS[MEMBERS]) & (PORTS | all_protocols)`, lowest bit. `None` when the
     /// interface has no configuration in the active slot; `Some(None)` when no rule matches.
-    pub fn classify(&self, flow: &FlowStart) -> Option<Option<u16>> {
+    pub fn classify(&self, flow: &FlowStart) -> Option<Option<ModelMatch>> {
         let slot = slot_of_generation(self.generation);
         let iface = self.ifaces.entries.get(&iface_key(slot, flow.ifindex))?;
         let cidr = CidrKey {
@@ -554,12 +563,24 @@ impl MemoryMaps {
             selector: flow.selector.to_be_bytes(),
         };
         let port_bits = lpm_lookup(&self.ports, &port, PORT_KEY_FIXED_BITS + 16);
-        Some(first_match(
+        let all_protocols = &iface.all_protocols[usize::from(flow.dir & 1)];
+        let Some(rule) = first_match(
             cidr_bits.as_ref(),
             group_bits.as_ref(),
             port_bits.as_ref(),
-            &iface.all_protocols[usize::from(flow.dir & 1)],
-        ))
+            all_protocols,
+        ) else {
+            return Some(None);
+        };
+        let untracked = (flow.proto == PROTO_TCP || flow.proto == PROTO_UDP)
+            && any_match_in(
+                cidr_bits.as_ref(),
+                group_bits.as_ref(),
+                port_bits.as_ref(),
+                all_protocols,
+                &iface.untracked[usize::from(flow.dir & 1) * 2 + usize::from(flow.proto == PROTO_UDP)],
+            );
+        Some(Some(ModelMatch { rule, untracked }))
     }
 
     pub fn with_capacities(capacities: &crate::maps::Capacities) -> Self {

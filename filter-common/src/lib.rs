@@ -643,9 +643,24 @@ pub fn first_match(
     None
 }
 
-/// Whether any rule in `matched_rule` set also appears in `mask`.
-pub fn bit_is_set(mask: &RuleBitmap, bit: u16) -> bool {
-    mask.get(bit as usize)
+/// Whether any rule that matches is also in `mask`: `(cidr | group) & (port | all) & mask`.
+pub fn any_match_in(
+    cidr: Option<&RuleBitmap>,
+    group: Option<&RuleBitmap>,
+    port: Option<&RuleBitmap>,
+    all_protocols: &RuleBitmap,
+    mask: &RuleBitmap,
+) -> bool {
+    let mut index = 0;
+    while index < BITMAP_WORDS {
+        let source = cidr.map_or(0, |b| b.words[index]) | group.map_or(0, |b| b.words[index]);
+        let service = port.map_or(0, |b| b.words[index]) | all_protocols.words[index];
+        if source & service & mask.words[index] != 0 {
+            return true;
+        }
+        index += 1;
+    }
+    false
 }
 
 #[cfg(feature = "user")]

@@ -504,8 +504,8 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64) -> Judgement {
             proto,
             selector,
         ) {
-            Some(bit) => {
-                telemetry::count_rule_hit(policy.slot, rule_id(iface, dir, bit));
+            Some(matched) => {
+                telemetry::count_rule_hit(policy.slot, rule_id(iface, dir, matched.rule));
                 Ok(Admit::RuleUntrackedIcmp)
             }
             None => Err(Deny::NoRule),
@@ -539,7 +539,7 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64) -> Judgement {
         return Ok(admit);
     }
 
-    let Some(bit) = policy::classify(
+    let Some(matched) = policy::classify(
         policy.slot,
         iface,
         dir,
@@ -550,17 +550,13 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64) -> Judgement {
     ) else {
         return Err(Deny::NoRule);
     };
-    let rule = rule_id(iface, dir, bit);
+    let rule = rule_id(iface, dir, matched.rule);
     telemetry::count_rule_hit(policy.slot, rule);
     if proto == PROTO_TCP && facts.tcp_flags & TCP_RST != 0 {
         return Ok(Admit::RuleNoEntry);
     }
-    if proto == PROTO_TCP || proto == PROTO_UDP {
-        let proto_index = usize::from(proto == PROTO_UDP);
-        let untracked = &iface.untracked[usize::from(dir & 1) * 2 + proto_index];
-        if bit_is_set(untracked, bit) {
-            return Ok(Admit::Untracked);
-        }
+    if matched.untracked {
+        return Ok(Admit::Untracked);
     }
     conntrack::start(&flow, policy, rule, now)?;
     let event = EventFlow {

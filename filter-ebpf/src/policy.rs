@@ -4,8 +4,16 @@
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
     AddrKey, CIDR_KEY_FIXED_BITS, CidrKey, DIR_EXEMPT, GroupBitsKey, IfaceConfig,
-    PORT_KEY_FIXED_BITS, PortKey, RuleBitmap, first_match,
+    PORT_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PortKey, RuleBitmap, any_match_in, first_match,
 };
+
+/// The outcome of classifying a flow's first packet.
+pub struct Match {
+    /// The lowest-numbered rule that admits it.
+    pub rule: u16,
+    /// Some admitting rule makes it an untracked flow (C8).
+    pub untracked: bool,
+}
 
 use crate::maps::{CIDRS, GROUP_BITS, MEMBERS, PORTS};
 
@@ -29,8 +37,8 @@ fn cidr_key(slot: u8, dir: u8, family: u8, ifslot: u16, addr: &[u8; 16]) -> Key<
     )
 }
 
-/// The lowest-numbered rule of this interface and direction that admits a flow to or from
-/// `peer` with this protocol and selector.
+/// Which rule of this interface and direction admits a flow to or from `peer` with this
+/// protocol and selector, if any.
 #[inline(always)]
 pub fn classify(
     slot: u8,
@@ -40,7 +48,7 @@ pub fn classify(
     peer: &[u8; 16],
     proto: u8,
     selector: u16,
-) -> Option<u16> {
+) -> Option<Match> {
     let cidr = CIDRS.get(cidr_key(slot, dir, family, iface.ifslot, peer));
     let member = MEMBERS.get_ptr(AddrKey {
         family,
@@ -72,12 +80,13 @@ pub fn classify(
     ));
     // SAFETY: map value pointers stay valid for the rest of this program run (RCU).
     let group: Option<&RuleBitmap> = group.map(|ptr| unsafe { &*ptr });
-    first_match(
-        cidr,
-        group,
-        port,
-        &iface.all_protocols[usize::from(dir & 1)],
-    )
+    let all_protocols = &iface.all_protocols[usize::from(dir & 1)];
+    let rule = first_match(cidr, group, port, all_protocols)?;
+    let untracked = (proto == PROTO_TCP || proto == PROTO_UDP) && {
+        let mask = &iface.untracked[usize::from(dir & 1) * 2 + usize::from(proto == PROTO_UDP)];
+        any_match_in(cidr, group, port, all_protocols, mask)
+    };
+    Some(Match { rule, untracked })
 }
 
 /// Whether `peer` is in the interface's exempt list (I3).

@@ -1,0 +1,671 @@
+//! The reference evaluator: what sgwall must do with a packet, written to be read, not to be
+//! fast. It is the oracle the datapath is tested against (tiers 2 and 3, `sgwall lab probe`),
+//! so it works from the validated config directly, rule by rule, with none of the compiler's
+//! tries and bitmaps.
+//!
+//! [`evaluate`] judges one packet given the conntrack facts that matter for it. [`Session`]
+//! keeps a reference conntrack and fragment table, for sequences of packets.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr},
+};
+
+use filter_common::{
+    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, is_icmp_echo, is_icmp_error,
+    is_icmpv6_link_control,
+};
+
+use crate::model::{AttachMode, Config, Direction, EffectiveRule, Instance, Peer, effective_rules};
+
+/// Why a packet was admitted or dropped. The numbering is the datapath's (`filter_common`),
+/// so a verdict and its counter can be compared directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    Tracked,
+    Reply,
+    NewFlow,
+    Untracked,
+    Fragment,
+    Arp,
+    Icmpv6Link,
+    Exempt,
+    RelatedIcmp,
+    RuleUntrackedIcmp,
+    RuleNoEntry,
+    NoRule,
+    SpoofedSource,
+    SpoofedDestination,
+    ArpSpoof,
+    NonIp,
+    FragmentWithoutFirst,
+    OverlappingFragment,
+    ConntrackFull,
+    ConntrackCut,
+}
+
+impl Reason {
+    pub fn code(self) -> u32 {
+        use filter_common::*;
+        match self {
+            Reason::Tracked => REASON_CT_TRACKED,
+            Reason::Reply => REASON_CT_REPLY,
+            Reason::NewFlow => REASON_NEW_FLOW,
+            Reason::Untracked => REASON_UNTRACKED,
+            Reason::Fragment => REASON_FRAGMENT,
+            Reason::Arp => REASON_ARP,
+            Reason::Icmpv6Link => REASON_ICMPV6_LINK,
+            Reason::Exempt => REASON_EXEMPT,
+            Reason::RelatedIcmp => REASON_RELATED_ICMP,
+            Reason::RuleUntrackedIcmp => REASON_RULE_UNTRACKED_ICMP,
+            Reason::RuleNoEntry => REASON_RULE_NO_ENTRY,
+            Reason::NoRule => REASON_NO_RULE,
+            Reason::SpoofedSource => REASON_SPOOFED_SOURCE,
+            Reason::SpoofedDestination => REASON_SPOOFED_DESTINATION,
+            Reason::ArpSpoof => REASON_ARP_SPOOF,
+            Reason::NonIp => REASON_NON_IP,
+            Reason::FragmentWithoutFirst => REASON_FRAGMENT_WITHOUT_FIRST,
+            Reason::OverlappingFragment => REASON_OVERLAPPING_FRAGMENT,
+            Reason::ConntrackFull => REASON_CT_FULL,
+            Reason::ConntrackCut => REASON_CT_CUT,
+        }
+    }
+
+    pub fn admits(self) -> bool {
+        filter_common::reason_passes(self.code())
+    }
+}
+
+/// The evaluator's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub reason: Reason,
+    /// The rule (its id in the interface's effective rules for this direction) that admitted
+    /// the packet, when a rule did.
+    pub rule: Option<u16>,
+}
+
+impl Decision {
+    pub fn admitted(&self) -> bool {
+        self.reason.admits()
+    }
+
+    fn because(reason: Reason) -> Self {
+        Self { reason, rule: None }
+    }
+
+    fn by_rule(reason: Reason, rule: u16) -> Self {
+        Self {
+            reason,
+            rule: Some(rule),
+        }
+    }
+}
+
+/// A frame as far as the policy cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Anything neither IP nor ARP (I4).
+    NonIp,
+    Arp { sender: Ipv4Addr },
+    Ip(IpPacket),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IpPacket {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub transport: Transport,
+    pub fragment: Fragment,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp {
+        src_port: u16,
+        dst_port: u16,
+        flags: u8,
+    },
+    Udp {
+        src_port: u16,
+        dst_port: u16,
+    },
+    /// ICMP or ICMPv6, by the packet's family.
+    Icmp {
+        icmp_type: u8,
+        code: u8,
+        /// Echo identifier (meaningful for echo messages).
+        echo_id: u16,
+        /// For errors: the flow of the packet the error quotes, as that packet travelled.
+        quoted: Option<QuotedFlow>,
+    },
+    Other(u8),
+}
+
+/// The header an ICMP error quotes, in the quoted packet's own orientation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuotedFlow {
+    pub proto: u8,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// Source and destination ports, or (echo identifier, 0) for a quoted echo.
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fragment {
+    Whole,
+    First { id: u32 },
+    /// `offset` in 8-byte units.
+    Later { id: u32, offset: u16 },
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
+
+impl IpPacket {
+    pub fn proto(&self) -> u8 {
+        match self.transport {
+            Transport::Tcp { .. } => PROTO_TCP,
+            Transport::Udp { .. } => PROTO_UDP,
+            Transport::Icmp { .. } if self.src.is_ipv6() => PROTO_ICMPV6,
+            Transport::Icmp { .. } => PROTO_ICMP,
+            Transport::Other(proto) => proto,
+        }
+    }
+
+    fn tcp_flags(&self) -> u8 {
+        match self.transport {
+            Transport::Tcp { flags, .. } => flags,
+            _ => 0,
+        }
+    }
+
+    /// (local, remote) for an interface seeing this packet in `direction`.
+    pub fn local_remote(&self, direction: Direction) -> (IpAddr, IpAddr) {
+        match direction {
+            Direction::Ingress => (self.dst, self.src),
+            Direction::Egress => (self.src, self.dst),
+        }
+    }
+
+    /// The flow this packet belongs to, oriented to the interface.
+    pub fn flow_key(&self, instance: &str, direction: Direction) -> FlowKey {
+        let (local, remote) = self.local_remote(direction);
+        let (local_port, remote_port) = match self.transport {
+            Transport::Tcp {
+                src_port, dst_port, ..
+            }
+            | Transport::Udp { src_port, dst_port } => match direction {
+                Direction::Ingress => (dst_port, src_port),
+                Direction::Egress => (src_port, dst_port),
+            },
+            Transport::Icmp { echo_id, .. } => (echo_id, 0),
+            Transport::Other(_) => (0, 0),
+        };
+        FlowKey {
+            instance: instance.to_string(),
+            proto: self.proto(),
+            local,
+            remote,
+            local_port,
+            remote_port,
+        }
+    }
+}
+
+/// A flow as the reference conntrack keys it: per interface (C2), oriented to the instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    pub instance: String,
+    pub proto: u8,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub local_port: u16,
+    pub remote_port: u16,
+}
+
+/// The conntrack facts one packet's verdict depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtView {
+    /// The live flow this packet belongs to, if any.
+    pub flow: Option<TrackedFlow>,
+    /// For ICMP errors: the quoted flow is tracked on this interface (C7).
+    pub quoted_flow_tracked: bool,
+    /// For later fragments: the first fragment of the datagram was admitted recently (H1).
+    pub first_fragment_admitted: bool,
+    /// The interface's established-flow allowance is used up (C6).
+    pub allowance_used_up: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackedFlow {
+    /// Direction of the flow's first packet.
+    pub origin: Direction,
+    /// TCP after FIN or RST.
+    pub closing: bool,
+    /// With the cut option (C4): whether the rules in force still admit the flow's first
+    /// packet. Ignored when the option is off.
+    pub still_admitted: bool,
+}
+
+/// The peer and service a rule is matched against (R4, R5).
+struct Service {
+    proto: u8,
+    port: Option<u16>,
+    icmp: Option<(u8, u8)>,
+}
+
+fn service_of(packet: &IpPacket) -> Service {
+    let proto = packet.proto();
+    match packet.transport {
+        Transport::Tcp { dst_port, .. } | Transport::Udp { dst_port, .. } => Service {
+            proto,
+            port: Some(dst_port),
+            icmp: None,
+        },
+        Transport::Icmp {
+            icmp_type, code, ..
+        } => Service {
+            proto,
+            port: None,
+            icmp: Some((icmp_type, code)),
+        },
+        Transport::Other(_) => Service {
+            proto,
+            port: None,
+            icmp: None,
+        },
+    }
+}
+
+/// Whether one rule admits traffic to or from `peer` for `service` (R3-R5, G1-G2).
+fn rule_admits(config: &Config, rule: &EffectiveRule, peer: IpAddr, service: &Service) -> bool {
+    if !rule.protocol.matches(service.proto) {
+        return false;
+    }
+    let ports_ok = match (service.port, service.icmp) {
+        (Some(port), _) => rule.ports.admits_port(port),
+        (None, Some((icmp_type, code))) => rule.ports.admits_icmp(icmp_type, code),
+        // Other protocols have no ports: a rule for them covers the whole protocol.
+        (None, None) => true,
+    };
+    let peer_ok = match &rule.peer {
+        // ipnet's `contains` is false across families: 0.0.0.0/0 never matches IPv6 (R5).
+        Peer::Cidr(net) => net.contains(&peer),
+        Peer::Group(group) => config.group_members(group).contains(&peer),
+    };
+    ports_ok && peer_ok
+}
+
+/// The first rule of `instance` for `direction` that admits the packet (R1, R6).
+pub fn first_matching_rule(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    packet: &IpPacket,
+) -> Option<EffectiveRule> {
+    let (_, remote) = packet.local_remote(direction);
+    let service = service_of(packet);
+    effective_rules(config, instance, direction)
+        .into_iter()
+        .find(|rule| rule_admits(config, rule, remote, &service))
+}
+
+/// C8: a TCP or UDP flow admitted by a rule whose peer is 0.0.0.0/0 or ::/0, while the reverse
+/// direction admits the same protocol and family from anywhere on every port, is not tracked.
+fn is_untracked(config: &Config, instance: &Instance, direction: Direction, packet: &IpPacket) -> bool {
+    let proto = packet.proto();
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return false;
+    }
+    let any_address_of = |peer: &Peer| match peer {
+        Peer::Cidr(net) if net.prefix_len() == 0 => Some(net.addr().is_ipv4()),
+        _ => None,
+    };
+    // Any admitting rule from anywhere will do, not only the first that matched.
+    let service = service_of(packet);
+    let (_, remote) = packet.local_remote(direction);
+    let wide_match = effective_rules(config, instance, direction).into_iter().any(|r| {
+        any_address_of(&r.peer) == Some(remote.is_ipv4()) && rule_admits(config, &r, remote, &service)
+    });
+    let reverse_open = effective_rules(config, instance, direction.reverse())
+        .into_iter()
+        .any(|r| {
+            any_address_of(&r.peer) == Some(remote.is_ipv4())
+                && r.protocol.matches(proto)
+                && r.ports.is_everything()
+        });
+    wide_match && reverse_open
+}
+
+/// Judges one packet on `instance`'s interface, travelling in `direction`.
+pub fn evaluate(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    frame: &Frame,
+    ct: &CtView,
+) -> Decision {
+    let checks_addresses = instance.attach == AttachMode::Port && instance.source_dest_check;
+    let packet = match frame {
+        // I4.
+        Frame::NonIp => return Decision::because(Reason::NonIp),
+        // I2: ARP is never subject to rules; with the check on, an instance may only claim its
+        // own addresses (or 0.0.0.0, an address probe).
+        Frame::Arp { sender } => {
+            let claims_own = *sender == Ipv4Addr::UNSPECIFIED
+                || instance.addresses.contains(&IpAddr::V4(*sender));
+            return if checks_addresses && direction == Direction::Egress && !claims_own {
+                Decision::because(Reason::ArpSpoof)
+            } else {
+                Decision::because(Reason::Arp)
+            };
+        }
+        Frame::Ip(packet) => packet,
+    };
+    let proto = packet.proto();
+    let later_fragment = matches!(packet.fragment, Fragment::Later { .. });
+
+    // I2: neighbour discovery and friends pass, before any other check.
+    if let Transport::Icmp { icmp_type, .. } = packet.transport
+        && proto == PROTO_ICMPV6
+        && !later_fragment
+        && is_icmpv6_link_control(icmp_type)
+    {
+        return Decision::because(Reason::Icmpv6Link);
+    }
+
+    // I1, before conntrack.
+    if checks_addresses {
+        if direction == Direction::Egress && !instance.addresses.contains(&packet.src) {
+            return Decision::because(Reason::SpoofedSource);
+        }
+        if direction == Direction::Ingress && !instance.addresses.contains(&packet.dst) {
+            return Decision::because(Reason::SpoofedDestination);
+        }
+    }
+
+    // I3.
+    let (_, remote) = packet.local_remote(direction);
+    if instance.exempt.iter().any(|net| net.contains(&remote)) {
+        return Decision::because(Reason::Exempt);
+    }
+
+    // H1.
+    if let Fragment::Later { offset, .. } = packet.fragment {
+        if proto == PROTO_TCP && offset == 1 {
+            return Decision::because(Reason::OverlappingFragment);
+        }
+        return if ct.first_fragment_admitted {
+            Decision::because(Reason::Fragment)
+        } else {
+            Decision::because(Reason::FragmentWithoutFirst)
+        };
+    }
+
+    // ICMP other than echo: never tracked; errors may be related to a flow (C7).
+    if let Transport::Icmp { icmp_type, .. } = packet.transport
+        && !is_icmp_echo(proto, icmp_type)
+    {
+        if is_icmp_error(proto, icmp_type) && instance.related_icmp && ct.quoted_flow_tracked {
+            return Decision::because(Reason::RelatedIcmp);
+        }
+        return match first_matching_rule(config, instance, direction, packet) {
+            Some(rule) => Decision::by_rule(Reason::RuleUntrackedIcmp, rule.id),
+            None => Decision::because(Reason::NoRule),
+        };
+    }
+
+    // C1-C4: a live flow admits its packets both ways; a SYN on a closing TCP flow starts a
+    // new one.
+    if let Some(flow) = ct.flow {
+        let reused = proto == PROTO_TCP
+            && flow.closing
+            && packet.tcp_flags() & (TCP_SYN | TCP_ACK) == TCP_SYN;
+        if !reused {
+            if instance.conntrack.cut_on_rule_removal && !flow.still_admitted {
+                return Decision::because(Reason::ConntrackCut);
+            }
+            return Decision::because(if flow.origin == direction {
+                Reason::Tracked
+            } else {
+                Reason::Reply
+            });
+        }
+    }
+
+    // R1: only a rule admits a new flow.
+    let Some(rule) = first_matching_rule(config, instance, direction, packet) else {
+        return Decision::because(Reason::NoRule);
+    };
+    if proto == PROTO_TCP && packet.tcp_flags() & TCP_RST != 0 {
+        return Decision::by_rule(Reason::RuleNoEntry, rule.id);
+    }
+    if is_untracked(config, instance, direction, packet) {
+        return Decision::by_rule(Reason::Untracked, rule.id);
+    }
+    if ct.allowance_used_up {
+        return Decision::because(Reason::ConntrackFull);
+    }
+    Decision::by_rule(Reason::NewFlow, rule.id)
+}
+
+/// A flow in the reference conntrack.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RefFlow {
+    pub origin: Direction,
+    pub established: bool,
+    pub closing: bool,
+    pub udp_stream: bool,
+    pub packets: [u64; 2],
+    pub last_seen: f64,
+    /// The packet that started the flow (for the cut option's re-judgement).
+    pub first_packet: IpPacket,
+    /// Generation of the config the flow was last judged under.
+    pub generation: u64,
+}
+
+/// A reference conntrack and fragment table over a config: feed it packets in order with
+/// their time, and it answers as the datapath must.
+pub struct Session {
+    pub config: Config,
+    pub generation: u64,
+    pub flows: BTreeMap<FlowKey, RefFlow>,
+    /// (instance, src, dst, proto, id) → time the first fragment was admitted.
+    pub fragments: BTreeMap<(String, IpAddr, IpAddr, u8, u32), f64>,
+    pub fragment_timeout: f64,
+}
+
+impl Session {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            generation: 1,
+            flows: BTreeMap::new(),
+            fragments: BTreeMap::new(),
+            fragment_timeout: f64::from(filter_common::Settings::DEFAULT.fragment_timeout_sec),
+        }
+    }
+
+    /// A new config, as a reload: flows stay (C4) unless an interface cuts them.
+    pub fn reconfigure(&mut self, config: Config) {
+        self.config = config;
+        self.generation += 1;
+    }
+
+    fn timeout(&self, instance: &Instance, proto: u8, flow: &RefFlow) -> f64 {
+        let timeouts = instance.conntrack.timeouts();
+        let state = if flow.closing && proto == PROTO_TCP {
+            filter_common::CT_STATE_CLOSING
+        } else if flow.established {
+            filter_common::CT_STATE_ESTABLISHED
+        } else {
+            filter_common::CT_STATE_NEW
+        };
+        let flags = if flow.udp_stream {
+            filter_common::CT_F_UDP_STREAM
+        } else {
+            0
+        };
+        f64::from(filter_common::timeout_secs(&timeouts, proto, state, flags))
+    }
+
+    fn live_flow(&self, instance: &Instance, key: &FlowKey, now: f64) -> Option<&RefFlow> {
+        self.flows
+            .get(key)
+            .filter(|flow| now - flow.last_seen < self.timeout(instance, key.proto, flow))
+    }
+
+    fn established_count(&self, instance: &Instance, now: f64) -> usize {
+        self.flows
+            .iter()
+            .filter(|(key, flow)| {
+                key.instance == instance.name
+                    && flow.established
+                    && now - flow.last_seen < self.timeout(instance, key.proto, flow)
+            })
+            .count()
+    }
+
+    /// Judges a packet and updates the tables the way the datapath does.
+    pub fn process(&mut self, instance_name: &str, direction: Direction, frame: &Frame, now: f64) -> Decision {
+        let Some(instance) = self.config.instance(instance_name).cloned() else {
+            return Decision::because(Reason::NoRule);
+        };
+        let Frame::Ip(packet) = frame else {
+            return evaluate(&self.config, &instance, direction, frame, &CtView::default());
+        };
+        let key = packet.flow_key(instance_name, direction);
+        let flow = self.live_flow(&instance, &key, now).map(|flow| {
+            let still_admitted = flow.generation == self.generation
+                || first_matching_rule(&self.config, &instance, flow.origin, &flow.first_packet)
+                    .is_some();
+            TrackedFlow {
+                origin: flow.origin,
+                closing: flow.closing,
+                still_admitted,
+            }
+        });
+        let fragment_key = |id: u32| {
+            (
+                instance_name.to_string(),
+                packet.src,
+                packet.dst,
+                packet.proto(),
+                id,
+            )
+        };
+        let first_fragment_admitted = match packet.fragment {
+            Fragment::Later { id, .. } => self
+                .fragments
+                .get(&fragment_key(id))
+                .is_some_and(|admitted_at| now - admitted_at < self.fragment_timeout),
+            _ => false,
+        };
+        let quoted_flow_tracked = match packet.transport {
+            Transport::Icmp {
+                quoted: Some(quoted),
+                ..
+            } => {
+                let quoted_key = quoted_flow_key(instance_name, direction, &quoted);
+                self.live_flow(&instance, &quoted_key, now).is_some()
+            }
+            _ => false,
+        };
+        let view = CtView {
+            flow,
+            quoted_flow_tracked,
+            first_fragment_admitted,
+            allowance_used_up: self.established_count(&instance, now)
+                >= instance.conntrack.max_flows as usize,
+        };
+        let decision = evaluate(&self.config, &instance, direction, frame, &view);
+
+        match decision.reason {
+            Reason::Tracked | Reason::Reply => {
+                let generation = self.generation;
+                if let Some(flow) = self.flows.get_mut(&key) {
+                    record(flow, packet, direction, now);
+                    flow.generation = generation;
+                }
+            }
+            Reason::ConntrackCut => {
+                self.flows.remove(&key);
+            }
+            Reason::NewFlow => {
+                let closing = packet.proto() == PROTO_TCP
+                    && packet.tcp_flags() & (TCP_FIN | TCP_RST) != 0;
+                self.flows.insert(
+                    key,
+                    RefFlow {
+                        origin: direction,
+                        established: false,
+                        closing,
+                        udp_stream: false,
+                        packets: [1, 0],
+                        last_seen: now,
+                        first_packet: packet.clone(),
+                        generation: self.generation,
+                    },
+                );
+            }
+            _ => {}
+        }
+        if let Fragment::First { id } = packet.fragment
+            && decision.admitted()
+        {
+            self.fragments.insert(fragment_key(id), now);
+        }
+        decision
+    }
+}
+
+/// The interface-oriented key of the flow an ICMP error quotes.
+fn quoted_flow_key(instance: &str, direction: Direction, quoted: &QuotedFlow) -> FlowKey {
+    // An error coming in is about a packet the instance sent, and vice versa.
+    let sent_by_instance = direction == Direction::Ingress;
+    let echo = quoted.proto == PROTO_ICMP || quoted.proto == PROTO_ICMPV6;
+    let (local, remote) = if sent_by_instance {
+        (quoted.src, quoted.dst)
+    } else {
+        (quoted.dst, quoted.src)
+    };
+    let (local_port, remote_port) = if echo {
+        (quoted.src_port, 0)
+    } else if sent_by_instance {
+        (quoted.src_port, quoted.dst_port)
+    } else {
+        (quoted.dst_port, quoted.src_port)
+    };
+    FlowKey {
+        instance: instance.to_string(),
+        proto: quoted.proto,
+        local,
+        remote,
+        local_port,
+        remote_port,
+    }
+}
+
+fn record(flow: &mut RefFlow, packet: &IpPacket, direction: Direction, now: f64) {
+    flow.last_seen = now;
+    let side = usize::from(direction != flow.origin);
+    flow.packets[side] += 1;
+    let proto = packet.proto();
+    if side == 1 && !(proto == PROTO_TCP && packet.tcp_flags() & TCP_RST != 0) {
+        flow.established = true;
+    }
+    if proto == PROTO_UDP && flow.packets[0] >= 2 && flow.packets[1] >= 2 {
+        flow.udp_stream = true;
+    }
+    if proto == PROTO_TCP && packet.tcp_flags() & (TCP_FIN | TCP_RST) != 0 {
+        flow.closing = true;
+    }
+}
+
+#[cfg(test)]
+mod tests;
