@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod datapath;
+pub mod import;
 pub mod model;
 pub mod netns;
 pub mod probe;
