@@ -6,8 +6,9 @@
 pub mod compile;
 pub mod config;
 pub mod datapath;
+pub mod eval;
+pub mod import;
 pub mod maps;
 pub mod model;
 pub mod netns;
 pub mod probe;
-pub mod eval;

@@ -1,6 +1,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
+use sgwall::import::aws::{self, Attachment, AwsImportRequest};
 
 /// EC2 security group semantics on Linux interfaces, enforced with eBPF.
 #[derive(Debug, Parser)]
@@ -14,6 +15,15 @@ struct Cli {
 enum Command {
     /// Validate a config file: print every error and warning, and a summary when it is valid.
     Check(CheckArgs),
+    /// Convert another system's security groups into an sgwall config (printed to stdout).
+    #[command(subcommand)]
+    Import(ImportSource),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// From the JSON of `aws ec2 describe-security-groups` and `describe-network-interfaces`.
+    Aws(AwsImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -23,10 +33,27 @@ struct CheckArgs {
     config: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+struct AwsImportArgs {
+    /// Output of `aws ec2 describe-security-groups`.
+    #[arg(long, value_name = "SG.json")]
+    security_groups: PathBuf,
+    /// Output of `aws ec2 describe-network-interfaces`: interfaces become members.
+    #[arg(long, value_name = "ENI.json")]
+    network_interfaces: Option<PathBuf>,
+    /// Enforce this ENI on a local interface: it becomes an instance instead of a member.
+    #[arg(long, value_name = "ENI_ID=IFACE")]
+    attach: Vec<Attachment>,
+    /// Fail instead of leaving out what sgwall cannot express (prefix lists).
+    #[arg(long)]
+    strict: bool,
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Check(args) => Ok(check(&args)),
+        Command::Import(ImportSource::Aws(args)) => import_aws(args),
     }
 }
 
@@ -42,4 +69,19 @@ fn check(args: &CheckArgs) -> ExitCode {
         }
         None => ExitCode::FAILURE,
     }
+}
+
+fn import_aws(args: AwsImportArgs) -> anyhow::Result<ExitCode> {
+    let request = AwsImportRequest {
+        security_groups: args.security_groups,
+        network_interfaces: args.network_interfaces,
+        attach: args.attach,
+        strict: args.strict,
+    };
+    let imported = aws::import_files(&request)?;
+    for warning in &imported.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", imported.toml);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,3 @@
+//! Importers that turn another system's description of security groups into a native config.
+
+pub mod aws;
