@@ -107,7 +107,9 @@ impl Decision {
 pub enum Frame {
     /// Anything neither IP nor ARP (I4).
     NonIp,
-    Arp { sender: Ipv4Addr },
+    Arp {
+        sender: Ipv4Addr,
+    },
     Ip(IpPacket),
 }
 
@@ -156,9 +158,14 @@ pub struct QuotedFlow {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fragment {
     Whole,
-    First { id: u32 },
+    First {
+        id: u32,
+    },
     /// `offset` in 8-byte units.
-    Later { id: u32, offset: u16 },
+    Later {
+        id: u32,
+        offset: u16,
+    },
 }
 
 pub const TCP_FIN: u8 = 0x01;
@@ -315,9 +322,35 @@ pub fn first_matching_rule(
         .find(|rule| rule_admits(config, rule, remote, &service))
 }
 
+/// How the rules judge the first packet of a flow: the rule that admits it, and whether the flow
+/// goes untracked (C8). `None`: no rule admits it (R1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleVerdict {
+    pub rule: u16,
+    pub untracked: bool,
+}
+
+pub fn classify(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    packet: &IpPacket,
+) -> Option<RuleVerdict> {
+    let rule = first_matching_rule(config, instance, direction, packet)?;
+    Some(RuleVerdict {
+        rule: rule.id,
+        untracked: is_untracked(config, instance, direction, packet),
+    })
+}
+
 /// C8: a TCP or UDP flow admitted by a rule whose peer is 0.0.0.0/0 or ::/0, while the reverse
 /// direction admits the same protocol and family from anywhere on every port, is not tracked.
-fn is_untracked(config: &Config, instance: &Instance, direction: Direction, packet: &IpPacket) -> bool {
+fn is_untracked(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    packet: &IpPacket,
+) -> bool {
     let proto = packet.proto();
     if proto != PROTO_TCP && proto != PROTO_UDP {
         return false;
@@ -329,9 +362,12 @@ fn is_untracked(config: &Config, instance: &Instance, direction: Direction, pack
     // Any admitting rule from anywhere will do, not only the first that matched.
     let service = service_of(packet);
     let (_, remote) = packet.local_remote(direction);
-    let wide_match = effective_rules(config, instance, direction).into_iter().any(|r| {
-        any_address_of(&r.peer) == Some(remote.is_ipv4()) && rule_admits(config, &r, remote, &service)
-    });
+    let wide_match = effective_rules(config, instance, direction)
+        .into_iter()
+        .any(|r| {
+            any_address_of(&r.peer) == Some(remote.is_ipv4())
+                && rule_admits(config, &r, remote, &service)
+        });
     let reverse_open = effective_rules(config, instance, direction.reverse())
         .into_iter()
         .any(|r| {
@@ -532,12 +568,24 @@ impl Session {
     }
 
     /// Judges a packet and updates the tables the way the datapath does.
-    pub fn process(&mut self, instance_name: &str, direction: Direction, frame: &Frame, now: f64) -> Decision {
+    pub fn process(
+        &mut self,
+        instance_name: &str,
+        direction: Direction,
+        frame: &Frame,
+        now: f64,
+    ) -> Decision {
         let Some(instance) = self.config.instance(instance_name).cloned() else {
             return Decision::because(Reason::NoRule);
         };
         let Frame::Ip(packet) = frame else {
-            return evaluate(&self.config, &instance, direction, frame, &CtView::default());
+            return evaluate(
+                &self.config,
+                &instance,
+                direction,
+                frame,
+                &CtView::default(),
+            );
         };
         let key = packet.flow_key(instance_name, direction);
         let flow = self.live_flow(&instance, &key, now).map(|flow| {
@@ -597,8 +645,8 @@ impl Session {
                 self.flows.remove(&key);
             }
             Reason::NewFlow => {
-                let closing = packet.proto() == PROTO_TCP
-                    && packet.tcp_flags() & (TCP_FIN | TCP_RST) != 0;
+                let closing =
+                    packet.proto() == PROTO_TCP && packet.tcp_flags() & (TCP_FIN | TCP_RST) != 0;
                 self.flows.insert(
                     key,
                     RefFlow {

@@ -12,3 +12,4 @@ pub mod maps;
 pub mod model;
 pub mod netns;
 pub mod probe;
+pub mod testgen;

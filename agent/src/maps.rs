@@ -449,13 +449,13 @@ pub fn set_interface_index(
 }
 
 /// The longest-prefix match over `key.data`'s bytes, as `BPF_MAP_TYPE_LPM_TRIE` does it.
-fn lpm_lookup<K: Copy + Ord>(
+fn lpm_lookup<K>(
     table: &MemoryTable<Lpm<K>, RuleBitmap>,
     data: &K,
     max_bits: u32,
 ) -> Option<RuleBitmap>
 where
-    K: AsBytes,
+    K: Copy + Ord + AsBytes,
 {
     let wanted = data.as_bytes();
     table
@@ -578,7 +578,8 @@ impl MemoryMaps {
                 group_bits.as_ref(),
                 port_bits.as_ref(),
                 all_protocols,
-                &iface.untracked[usize::from(flow.dir & 1) * 2 + usize::from(flow.proto == PROTO_UDP)],
+                &iface.untracked
+                    [usize::from(flow.dir & 1) * 2 + usize::from(flow.proto == PROTO_UDP)],
             );
         Some(Some(ModelMatch { rule, untracked }))
     }

@@ -1,21 +1,44 @@
 //! Tier 3: the datapath attached to veth interfaces in namespaces, with real traffic.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap},
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+use sgwall::{
+    compile,
+    datapath::{
+        attach::{Hook, XdpAttachMode, attach},
+        loader::{Datapath, LoadOptions},
+    },
+    maps::apply_full,
 };
-use filter_common::{IfaceConfig, IfaceKey, map_names, program_names};
-use sgwall_tests::{Listener, NetNs, Outcome, Probe, Service, VethPair, packet::v4, privileged};
+use sgwall_tests::{
+    Listener, NetNs, Outcome, Probe, Service, VethPair, datapath::parse, packet::v4, privileged,
+};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(700);
 
-/// The tiers are wired: the real object attaches (XDP and both TC hooks) to a veth inside a
-/// namespace, traffic stops while the filter drops it and flows once the filter passes it.
+fn server_config(interface: &str, port: u16) -> String {
+    format!(
+        r#"
+[[security_group]]
+name = "server"
+  [[security_group.ingress]]
+  protocol = "tcp"
+  ports = "{port}"
+  cidr = ["10.201.0.0/24"]
+[[instance]]
+name = "server"
+interface = "{interface}"
+attach = "host"
+addresses = ["10.201.0.2"]
+security_groups = ["server"]
+"#
+    )
+}
+
+/// The tiers are wired: the real object attaches (XDP inbound, TC egress) to a veth inside a
+/// namespace; traffic flows while the policy admits it and stops when the policy drops it.
 #[test]
-fn attached_filter_stops_and_passes_real_traffic() {
+fn attached_filter_enforces_the_compiled_policy_on_real_traffic() {
     if !privileged() {
         return;
     }
@@ -37,55 +60,44 @@ fn attached_filter_stops_and_passes_real_traffic() {
         "before attach"
     );
 
-    // Load and attach inside the server namespace; the Ebpf value owns the links.
-    let mut ebpf = server.run(move || {
-        let object = sgwall::datapath::object::bytes().unwrap();
-        let mut ebpf = Ebpf::load(object).unwrap();
-        let xdp: &mut Xdp = ebpf
-            .program_mut(program_names::XDP_INGRESS)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        xdp.load().unwrap();
-        xdp.attach(&server_if, XdpMode::default()).unwrap();
-        for (name, hook) in [
-            (program_names::TC_INGRESS, TcAttachType::Ingress),
-            (program_names::TC_EGRESS, TcAttachType::Egress),
-        ] {
-            let tc: &mut SchedClassifier = ebpf.program_mut(name).unwrap().try_into().unwrap();
-            tc.load().unwrap();
-            tc.attach(&server_if, hook).unwrap();
-        }
-        ebpf
+    // A policy that only opens another port: the probe must stop.
+    let denying = parse(&server_config(&server_if, 9999));
+    let ifindexes = BTreeMap::from([(server_if.clone(), server_ifindex)]);
+    let interface = server_if.clone();
+    let denying_for_thread = denying.clone();
+    let ifindexes_for_thread = ifindexes.clone();
+    let (mut datapath, applied, links) = server.run(move || {
+        let mut datapath = Datapath::load(&LoadOptions::default()).expect("loads");
+        let compiled = compile::compile(&denying_for_thread, &BTreeMap::new()).expect("compiles");
+        let applied =
+            apply_full(&mut datapath.maps, None, compiled, ifindexes_for_thread).expect("applies");
+        let links: Vec<_> = [Hook::XdpIngress, Hook::TcEgress]
+            .into_iter()
+            .map(|hook| {
+                attach(&mut datapath.ebpf, &interface, hook, XdpAttachMode::Auto).expect("attaches")
+            })
+            .collect();
+        (datapath, applied, links)
     });
     assert_eq!(
         probe.run_in(client.name()).unwrap(),
         Outcome::TimedOut,
-        "unconfigured: dropped"
+        "port not admitted: dropped"
     );
 
-    let mut active: Array<_, u64> =
-        Array::try_from(ebpf.map_mut(map_names::ACTIVE).unwrap()).unwrap();
-    active.set(0, 0, 0).unwrap();
-    let mut ifaces: HashMap<_, IfaceKey, IfaceConfig> =
-        HashMap::try_from(ebpf.map_mut(map_names::IFACES).unwrap()).unwrap();
-    let key = IfaceKey {
-        slot: 0,
-        _pad: [0; 3],
-        ifindex: server_ifindex,
-    };
-    let config: IfaceConfig = unsafe { std::mem::zeroed() };
-    ifaces.insert(key, config, 0).unwrap();
+    let admitting = parse(&server_config(&server_if, 8080));
+    let compiled = compile::compile(&admitting, &BTreeMap::new()).expect("compiles");
+    apply_full(&mut datapath.maps, Some(&applied), compiled, ifindexes).expect("applies");
     assert_eq!(
         probe.run_in(client.name()).unwrap(),
         Outcome::Reached,
-        "configured: passed"
+        "port admitted: passes"
     );
 
-    ifaces.remove(&key).unwrap();
+    drop(links);
     assert_eq!(
         probe.run_in(client.name()).unwrap(),
-        Outcome::TimedOut,
-        "removed: dropped again"
+        Outcome::Reached,
+        "detached: open again"
     );
 }

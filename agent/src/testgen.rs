@@ -1,0 +1,277 @@
+//! Random policies and packets for the property test (tier 1) and the differential test
+//! against the real datapath (tier 2). Seeded and deterministic: a failing seed reproduces.
+//!
+//! Addresses, ports and ICMP types are drawn from small pools so that random rules and random
+//! packets actually meet; otherwise nearly every packet would simply match nothing.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::{
+    eval::{Fragment, IpPacket, Transport},
+    model::{
+        AttachMode, Config, Conntrack, Direction, HostIngressHook, Instance, Lab, Member, Peer,
+        PortRange, Protocol, Quotas, Rule, SecurityGroup, default_egress,
+    },
+};
+
+/// xorshift64*: tiny, fast, and good enough to spread test cases.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+const PORTS: &[u16] = &[22, 53, 80, 443, 1000, 3306, 8080, 65535];
+const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 1];
+/// Interface names the generator uses: the tier 2 harness creates these devices once.
+pub const INTERFACES: &[&str] = &["sgw-r0", "sgw-r1", "sgw-r2"];
+
+fn v4(a: u8, b: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, a, b))
+}
+
+fn v6(a: u16, b: u16) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, a, b))
+}
+
+/// An address from the shared pool: instance-like, neighbourly, or far away.
+pub fn random_address(rng: &mut Rng, ipv6: bool) -> IpAddr {
+    match (ipv6, rng.below(3)) {
+        (false, 0 | 1) => v4(rng.below(4) as u8, rng.below(6) as u8),
+        (false, _) => IpAddr::V4(Ipv4Addr::new(192, 0, 2, rng.below(4) as u8)),
+        (true, 0 | 1) => v6(rng.below(4) as u16, rng.below(6) as u16),
+        (true, _) => IpAddr::V6(Ipv6Addr::new(
+            0x2001,
+            0xdb8,
+            0,
+            0,
+            0,
+            0,
+            0,
+            rng.below(4) as u16,
+        )),
+    }
+}
+
+fn random_cidr(rng: &mut Rng) -> IpNet {
+    let ipv6 = rng.chance(35);
+    let address = random_address(rng, ipv6);
+    let max = if ipv6 { 128 } else { 32 };
+    let prefix = match rng.below(5) {
+        0 => 0,
+        1 => max,
+        _ => rng.below(max as usize + 1) as u8,
+    };
+    IpNet::new(address, prefix)
+        .map(|net| net.trunc())
+        .unwrap_or_else(|_| IpNet::from(address))
+}
+
+fn random_ports(rng: &mut Rng, protocol: Protocol) -> PortRange {
+    match protocol {
+        Protocol::Tcp | Protocol::Udp => {
+            let a = *rng.pick(PORTS);
+            if rng.chance(60) {
+                PortRange::Ports { from: a, to: a }
+            } else {
+                let b = *rng.pick(PORTS);
+                PortRange::Ports {
+                    from: a.min(b),
+                    to: a.max(b),
+                }
+            }
+        }
+        Protocol::Icmp | Protocol::Icmpv6 => {
+            let icmp_type = rng.chance(70).then(|| *rng.pick(ICMP_TYPES));
+            let code = icmp_type.and_then(|_| rng.chance(30).then(|| rng.below(4) as u8));
+            PortRange::Icmp { icmp_type, code }
+        }
+        Protocol::All | Protocol::Number(_) => PortRange::Any,
+    }
+}
+
+fn random_rules(rng: &mut Rng, groups: &[String]) -> Vec<Rule> {
+    let count = rng.below(5);
+    (0..count)
+        .map(|index| {
+            let protocol = *rng.pick(&[
+                Protocol::Tcp,
+                Protocol::Tcp,
+                Protocol::Udp,
+                Protocol::Icmp,
+                Protocol::Icmpv6,
+                Protocol::All,
+                Protocol::Number(47),
+            ]);
+            let peers = (0..1 + rng.below(2))
+                .map(|_| {
+                    if rng.chance(30) {
+                        Peer::Group(rng.pick(groups).clone())
+                    } else {
+                        Peer::Cidr(random_cidr(rng))
+                    }
+                })
+                .collect();
+            Rule {
+                protocol,
+                ports: random_ports(rng, protocol),
+                peers,
+                description: format!("random rule {index}"),
+            }
+        })
+        .collect()
+}
+
+fn random_groups_of(rng: &mut Rng, groups: &[String]) -> Vec<String> {
+    let mut chosen: Vec<String> = Vec::new();
+    for _ in 0..1 + rng.below(3) {
+        let group = rng.pick(groups).clone();
+        if !chosen.contains(&group) {
+            chosen.push(group);
+        }
+    }
+    chosen
+}
+
+/// A random policy over up to three instances (interfaces [`INTERFACES`]).
+pub fn random_config(rng: &mut Rng) -> Config {
+    let group_names: Vec<String> = (0..1 + rng.below(4)).map(|i| format!("g{i}")).collect();
+    let security_groups = group_names
+        .iter()
+        .map(|name| {
+            let egress_is_default = rng.chance(40);
+            SecurityGroup {
+                name: name.clone(),
+                description: String::new(),
+                ingress: random_rules(rng, &group_names),
+                egress: if egress_is_default {
+                    default_egress()
+                } else {
+                    random_rules(rng, &group_names)
+                },
+                egress_is_default,
+            }
+        })
+        .collect();
+
+    let mut used: Vec<IpAddr> = Vec::new();
+    let mut fresh_address = |rng: &mut Rng, ipv6: bool| loop {
+        let address = if ipv6 {
+            v6(rng.below(4) as u16, rng.below(6) as u16)
+        } else {
+            v4(rng.below(4) as u8, rng.below(6) as u8)
+        };
+        if !used.contains(&address) {
+            used.push(address);
+            return address;
+        }
+    };
+    let instances = (0..1 + rng.below(INTERFACES.len()))
+        .map(|index| {
+            let mut addresses = vec![fresh_address(rng, false)];
+            if rng.chance(60) {
+                addresses.push(fresh_address(rng, true));
+            }
+            Instance {
+                name: format!("i{index}"),
+                interface: INTERFACES[index].to_string(),
+                attach: AttachMode::Port,
+                host_ingress_hook: HostIngressHook::Xdp,
+                addresses,
+                security_groups: random_groups_of(rng, &group_names),
+                source_dest_check: rng.chance(80),
+                related_icmp: rng.chance(30),
+                exempt: Vec::new(),
+                conntrack: Conntrack::default(),
+            }
+        })
+        .collect();
+    let members = (0..rng.below(4))
+        .map(|index| {
+            let ipv6 = rng.chance(30);
+            Member {
+                name: format!("m{index}"),
+                addresses: vec![fresh_address(rng, ipv6)],
+                security_groups: random_groups_of(rng, &group_names),
+            }
+        })
+        .collect();
+    Config {
+        security_groups,
+        instances,
+        members,
+        quotas: Quotas::default(),
+        lab: Lab::default(),
+    }
+}
+
+/// A random first packet for one of the config's instances: (instance, direction, packet).
+/// The local address is usually one of the instance's own, so the source/destination check
+/// lets most packets through to the rules.
+pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPacket) {
+    let instance = rng.pick(&config.instances);
+    let direction = *rng.pick(&Direction::BOTH);
+    let local = if rng.chance(90) {
+        *rng.pick(&instance.addresses)
+    } else {
+        let ipv6 = rng.chance(30);
+        random_address(rng, ipv6)
+    };
+    let remote = random_address(rng, local.is_ipv6());
+    let transport = match rng.below(6) {
+        0 | 1 => Transport::Tcp {
+            src_port: 1024 + rng.below(60000) as u16,
+            dst_port: *rng.pick(PORTS),
+            flags: 0x02,
+        },
+        2 => Transport::Udp {
+            src_port: 1024 + rng.below(60000) as u16,
+            dst_port: *rng.pick(PORTS),
+        },
+        3 | 4 => Transport::Icmp {
+            icmp_type: *rng.pick(ICMP_TYPES),
+            code: rng.below(4) as u8,
+            echo_id: rng.below(65536) as u16,
+            quoted: None,
+        },
+        _ => Transport::Other(*rng.pick(&[47u8, 50, 132])),
+    };
+    let (src, dst) = match direction {
+        Direction::Ingress => (remote, local),
+        Direction::Egress => (local, remote),
+    };
+    (
+        instance.name.clone(),
+        direction,
+        IpPacket {
+            src,
+            dst,
+            transport,
+            fragment: Fragment::Whole,
+        },
+    )
+}
