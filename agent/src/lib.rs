@@ -8,6 +8,7 @@ pub mod config;
 pub mod datapath;
 pub mod eval;
 pub mod import;
+pub mod lab;
 pub mod maps;
 pub mod model;
 pub mod netns;
