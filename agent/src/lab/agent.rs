@@ -46,13 +46,14 @@ pub enum AgentError {
     Signal { pid: u32, source: nix::Error },
     #[error("the agent (pid {pid}) is still running {seconds:.0} s after SIGTERM and SIGKILL")]
     WontStop { pid: u32, seconds: f64 },
-    #[error("running {command}: {source}")]
-    Down {
-        command: String,
-        source: std::io::Error,
+    #[error("the agent rejected the new config:\n{0}")]
+    Rejected(String),
+    #[error("the agent did not reload within {seconds:.0} s; its log ({log}) ends with:\n{tail}")]
+    NoReload {
+        seconds: f64,
+        log: PathBuf,
+        tail: String,
     },
-    #[error("{command} failed: {output}")]
-    DownFailed { command: String, output: String },
 }
 
 /// What to start.
@@ -258,6 +259,37 @@ impl Agent {
         self.signal(Signal::SIGHUP)
     }
 
+    /// Waits until the agent logs a reload after log offset `since`: the policy of the config
+    /// it read is in force when it says so. Returns that log line.
+    pub fn wait_reloaded(&mut self, since: u64, timeout: Duration) -> Result<String, AgentError> {
+        const POLL: Duration = Duration::from_millis(20);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.log_since(since)?;
+            let mut lines = text.lines();
+            while let Some(line) = lines.next() {
+                if line.contains("config rejected") || line.contains("reload failed") {
+                    // The reasons follow on the next lines, up to the next log line.
+                    let reasons: Vec<&str> = std::iter::once(line)
+                        .chain(lines.take_while(|l| l.starts_with(' ') || !l.contains(" INFO ")))
+                        .collect();
+                    return Err(AgentError::Rejected(reasons.join("\n")));
+                }
+                if line.contains(": reloaded") {
+                    return Ok(line.to_string());
+                }
+            }
+            if !self.running() || Instant::now() >= deadline {
+                return Err(AgentError::NoReload {
+                    seconds: timeout.as_secs_f64(),
+                    log: self.log.clone(),
+                    tail: self.log_tail(15),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     fn signal(&self, signal: Signal) -> Result<(), AgentError> {
         let pid = i32::try_from(self.pid).unwrap_or(i32::MAX);
         kill(Pid::from_raw(pid), signal).map_err(|source| AgentError::Signal {
@@ -319,38 +351,6 @@ pub fn is_lab_agent(pid: u32, pin_dir: &Path) -> bool {
     let pin = pin_dir.as_os_str().as_encoded_bytes();
     args.get(1).is_some_and(|a| *a == b"run")
         && args.windows(2).any(|w| w[0] == b"--pin-dir" && w[1] == pin)
-}
-
-/// `sgwall down --pin-dir D --netns N`: detaches everything the agent attached and removes its
-/// pins.
-pub fn down(binary: &Path, pin_dir: &Path, netns: &str) -> Result<(), AgentError> {
-    let mut command = Command::new(binary);
-    command
-        .arg("down")
-        .arg("--pin-dir")
-        .arg(pin_dir)
-        .arg("--netns")
-        .arg(netns)
-        .stdin(Stdio::null());
-    let shown = format!("{command:?}");
-    let output = command.output().map_err(|source| AgentError::Down {
-        command: shown.clone(),
-        source,
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(AgentError::DownFailed {
-            command: shown,
-            output: format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            )
-            .trim()
-            .to_string(),
-        })
-    }
 }
 
 #[cfg(test)]

@@ -26,9 +26,10 @@ const NEW_INTERFACE: &str = "sgw-app2";
 const NEW_ADDRESSES: [&str; 2] = ["10.0.2.20", "fd00:2::20"];
 const NEW_GROUP: &str = "app-sg";
 
-const DIAGRAM: &str = "\
-    internet ──80/443──▶ web-1 ──8080──▶ app-1 ──3306──▶ db-1
-    admin    ──22──────▶ web-1";
+const DIAGRAM: &str = concat!(
+    "    internet ──80/443──▶ web-1 ──8080──▶ app-1 ──3306──▶ db-1\n",
+    "    admin    ──22──────▶ web-1",
+);
 
 #[derive(Clone, Copy, Debug)]
 pub struct DemoOptions {
@@ -120,9 +121,10 @@ pub fn run(
     let (mut lab, report) = Lab::up(settings, &config_path, UpOptions::default())?;
     let result = run_with_lab(&mut lab, &report, options, out);
     if options.keep && result.is_ok() {
+        step(out, 4, "lab kept")?;
         writeln!(
             out,
-            "\nThe lab stays up: `ip netns list`, `sgwall lab probe`, the agent log in {}; \
+            "  The lab stays up: `ip netns list`, `sgwall lab probe`, the agent log in {}; \
              `sgwall lab down` removes it.",
             settings.state_dir.display()
         )
@@ -131,10 +133,10 @@ pub fn run(
         let down_started = Instant::now();
         let down = lab.take_down();
         if result.is_ok() {
+            step(out, 4, "lab down")?;
             writeln!(
                 out,
-                "\n{} agent stopped, pins and {} namespaces removed in {:.1} s",
-                paint(bold(), "lab down:"),
+                "  agent stopped, pins and {} namespaces removed in {:.1} s",
                 down.namespaces.len(),
                 down_started.elapsed().as_secs_f64()
             )
@@ -217,7 +219,6 @@ fn run_with_lab(
     cells += change_cells;
     disagreements += change_disagreements;
 
-    step(out, 4, "clean up")?;
     Ok(DemoOutcome {
         cells,
         disagreements,
@@ -289,6 +290,7 @@ fn live_change(
     };
     lab.add_hosts(vec![host])?;
     let mut config = lab.config()?;
+    let database_group = config.group("db-sg").cloned();
     writeln!(
         out,
         "  {NEW_NAME} ({}) is up on {NEW_INTERFACE}, not yet in any group. db-sg admits \
@@ -327,6 +329,7 @@ fn live_change(
         .map_err(w)?;
     }
     config = lab.config()?;
+    let database_group_untouched = config.group("db-sg").cloned() == database_group;
 
     let after_probes = [
         (NEW_NAME, "db-1", Service::Tcp(3306)),
@@ -340,7 +343,8 @@ fn live_change(
     let cells = before.len() + after.len();
     let disagreements = before.iter().chain(&after).filter(|c| !c.agrees()).count();
     // Before, app-2 must be kept out of the database; after, let in: the demo's point.
-    let story_holds = before.iter().all(|c| c.got_through() == Some(false))
+    let story_holds = database_group_untouched
+        && before.iter().all(|c| c.got_through() == Some(false))
         && after
             .iter()
             .filter(|c| c.source == NEW_NAME && c.destination == "db-1")
@@ -393,10 +397,12 @@ fn print_focused(out: &mut dyn Write, label: &str, cells: &[Cell]) -> Result<(),
             keys.push(key);
         }
     }
-    for (source, destination, service) in keys {
+    for (index, (source, destination, service)) in keys.into_iter().enumerate() {
+        // The label once, at the first line of its block.
+        let shown = if index == 0 { label } else { "" };
         let mut line = format!(
-            "  {}   {:<24}",
-            paint(bold(), &format!("{label:<6}")),
+            "  {}   {:<26}",
+            paint(bold(), &format!("{shown:<6}")),
             format!("{source} → {destination} {service}")
         );
         let mut why = String::new();
@@ -426,7 +432,9 @@ fn print_focused(out: &mut dyn Write, label: &str, cells: &[Cell]) -> Result<(),
                 family.label(),
                 paint(style, &format!("{marks} {observed:<9}"))
             ));
-            why = cell.expected.why.clone();
+            if why.is_empty() {
+                why = cell.expected.why.clone();
+            }
         }
         writeln!(out, "{line}  {}", paint(dim(), &why)).map_err(w)?;
     }

@@ -424,7 +424,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_millis(1000),
-            parallelism: 48,
+            parallelism: 64,
         }
     }
 }

@@ -360,17 +360,20 @@ impl Lab {
             .wait_enforcing(interfaces, since, timeout)?)
     }
 
-    /// Replaces the config the agent enforces and asks it to reload. The file is replaced by
-    /// a rename, so the agent never reads half of it.
-    pub fn write_config(&self, text: &str) -> Result<(), LabError> {
-        let path = &self.state.config;
+    /// Replaces the config the agent enforces, has it reload (SIGHUP, besides its own file
+    /// watch) and waits until it says it did: the new policy is in force on return. Returns
+    /// the agent's log line about the reload. The file is replaced by a rename, so the agent
+    /// never reads half of it.
+    pub fn write_config(&mut self, text: &str) -> Result<String, LabError> {
+        let since = self.log_position();
+        let path = self.state.config.clone();
         let temporary = path.with_extension("toml.new");
         std::fs::write(&temporary, text).map_err(io_error("writing", &temporary))?;
-        std::fs::rename(&temporary, path).map_err(io_error("replacing", path))?;
-        if let Some(agent) = &self.agent {
-            agent.reload()?;
-        }
-        Ok(())
+        std::fs::rename(&temporary, &path).map_err(io_error("replacing", &path))?;
+        let timeout = self.settings.agent_timeout;
+        let agent = self.agent_mut()?;
+        agent.reload()?;
+        Ok(agent.wait_reloaded(since, timeout)?)
     }
 
     /// Adds hosts to the running lab: namespaces, veths, addresses and routes. The caller
@@ -529,24 +532,16 @@ fn finish_down(
     report: &mut DownReport,
 ) {
     let pin_dir = state.map_or(settings.pin_dir.clone(), |s| s.pin_dir.clone());
-    let router = state.map_or_else(
-        || topology::router_name(&settings.prefix),
-        |s| s.topology.router.clone(),
-    );
-    let binary = state
-        .and_then(|s| s.agent.as_ref())
-        .map_or(settings.agent_binary.clone(), |a| a.binary.clone());
     let existing = topology::existing_namespaces().unwrap_or_default();
 
-    if pin_dir.exists() {
-        // `sgwall down` needs the router namespace to find the interfaces it detaches from.
-        if existing.contains(&router)
-            && let Err(error) = agent::down(&binary, &pin_dir, &router)
-        {
-            report.problems.push(error.to_string());
+    let agent_paths = crate::runtime::paths::Paths::new(&pin_dir);
+    if pin_dir.exists() || agent_paths.state_dir.exists() {
+        // What `sgwall down` does: detach every pinned link, remove the pins and the agent's
+        // state.
+        if let Err(error) = crate::runtime::down(&pin_dir) {
+            report.problems.push(format!("sgwall down: {error}"));
         }
-        // Whatever `sgwall down` left (or could not reach) is ours to remove: the directory
-        // belongs to the lab alone.
+        // Whatever that left is ours to remove: the directory belongs to the lab alone.
         if pin_dir.exists()
             && let Err(error) = std::fs::remove_dir_all(&pin_dir)
         {
