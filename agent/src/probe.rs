@@ -387,7 +387,8 @@ fn bind_wildcard(service: Service) -> Result<Socket, ProbeError> {
 }
 
 fn serve(socket: Socket, service: Service, stop: &AtomicBool) {
-    let mut buffer = [MaybeUninit::<u8>::uninit(); 2048];
+    // Room for the largest UDP datagram: the lab echoes fragmented ones (H1) whole.
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
     while !stop.load(Ordering::Relaxed) {
         match service {
             Service::Tcp(_) => match socket.accept() {

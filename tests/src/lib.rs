@@ -6,6 +6,7 @@
 //! those before it starts.
 
 pub mod datapath;
+pub mod lab;
 pub mod packet;
 
 use std::{
@@ -100,6 +101,11 @@ fn unique_token() -> String {
     )
 }
 
+/// A fresh name with the harness prefix, swept when its process is gone.
+pub fn unique_name() -> String {
+    format!("{NAME_PREFIX}{}", unique_token())
+}
+
 fn base36(mut value: u32) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
@@ -149,7 +155,10 @@ pub fn sweep_stale() {
                 }
             }
         }
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
+        for root in ["/sys/fs/bpf", lab::STATE_ROOT] {
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if stale(&name) {

@@ -68,6 +68,8 @@ const TIERS: &[Tier] = &[
             "integration",
             "--test",
             "runtime",
+            "--test",
+            "lab",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],

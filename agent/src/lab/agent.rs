@@ -99,6 +99,9 @@ pub fn spawn(spec: &AgentSpec) -> Result<Agent, AgentError> {
         .arg(&spec.netns)
         .arg("--pin-dir")
         .arg(&spec.pin_dir)
+        // The lab reads the agent's info lines (reloads): a RUST_LOG of the caller's must not
+        // hide them.
+        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
