@@ -266,6 +266,8 @@ impl Drop for TestLab {
         {
             eprintln!("cleanup: removing {}: {e}", self.state_dir.display());
         }
+        // Only when no other lab uses it.
+        let _ = std::fs::remove_dir(STATE_ROOT);
     }
 }
 

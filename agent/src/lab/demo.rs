@@ -205,6 +205,20 @@ fn run_with_lab(
         2,
         "lab probe: every source → every instance, on every port the rules name",
     )?;
+    writeln!(
+        out,
+        "  {}",
+        paint(
+            dim(),
+            &format!(
+                "TCP connects, UDP echoes and pings, {} at a time; a blocked probe waits {} ms",
+                options.probe.parallelism,
+                options.probe.timeout.as_millis()
+            )
+        )
+    )
+    .map_err(w)?;
+    out.flush().map_err(w)?;
     let matrix = lab.probe(options.probe)?;
     print_matrix(out, &matrix)?;
     let mut cells = matrix.cells.len();
