@@ -1017,6 +1017,15 @@ name = "svc"
             ("checked", spoofed(1), false),
             ("nat", spoofed(2), true),
         ] {
+            let expected = sgwall::lab::matrix::expect(
+                &config,
+                "client",
+                client,
+                host,
+                destination,
+                Service::Tcp(7000),
+            );
+            assert_eq!(expected.passes, passes, "evaluator: {}", expected.why);
             let observed = lab.probe_to("client", client, destination, Service::Tcp(7000));
             assert_eq!(
                 observed.got_through(),

@@ -61,6 +61,8 @@ impl Drop for CliLab {
         if !output.status.success() {
             eprintln!("cleanup: {}", text(&output));
         }
+        // Only when no other lab uses it.
+        let _ = std::fs::remove_dir(STATE_ROOT);
     }
 }
 

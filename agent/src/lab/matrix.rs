@@ -310,23 +310,24 @@ pub fn expect(
     let (forward, answer) = probe_packets(source_address, destination_address, service);
     let source_filtered = config.instance(source).is_some();
     let destination_filtered = config.instance(destination).is_some();
-    let mut legs: Vec<(&str, Direction, &IpPacket)> = Vec::new();
+    // (instance, direction, packet, whether it is the answer)
+    let mut legs: Vec<(&str, Direction, &IpPacket, bool)> = Vec::new();
     if source_filtered {
-        legs.push((source, Direction::Egress, &forward));
+        legs.push((source, Direction::Egress, &forward, false));
     }
     if destination_filtered {
-        legs.push((destination, Direction::Ingress, &forward));
-        legs.push((destination, Direction::Egress, &answer));
+        legs.push((destination, Direction::Ingress, &forward, false));
+        legs.push((destination, Direction::Egress, &answer, true));
     }
     if source_filtered {
-        legs.push((source, Direction::Ingress, &answer));
+        legs.push((source, Direction::Ingress, &answer, true));
     }
     let mut session = Session::new(config.clone());
     let mut admitted_by = None;
-    for (instance, direction, packet) in legs {
+    for (instance, direction, packet, is_answer) in legs {
         let decision = session.process(instance, direction, &Frame::Ip(packet.clone()), 0.0);
         if !decision.admitted() {
-            let what = if std::ptr::eq(packet, &answer) {
+            let what = if is_answer {
                 "the answer is dropped"
             } else {
                 "dropped"
@@ -340,7 +341,10 @@ pub fn expect(
             };
         }
         if instance == destination && direction == Direction::Ingress {
-            admitted_by = describe_rule(config, instance, direction, &decision);
+            admitted_by = describe_rule(config, instance, direction, &decision).or_else(|| {
+                (decision.reason == Reason::Exempt)
+                    .then(|| "its exempt list (I3), whatever the rules".to_string())
+            });
         }
     }
     Expectation {
