@@ -13,6 +13,7 @@ pub mod lab;
 pub mod maps;
 pub mod model;
 pub mod netns;
+pub mod plan;
 pub mod probe;
 pub mod runtime;
 pub mod testgen;

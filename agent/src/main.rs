@@ -41,6 +41,9 @@ enum Command {
     /// Convert another system's security groups into an sgwall config (printed to stdout).
     #[command(subcommand)]
     Import(ImportSource),
+    /// What a config compiles to: effective rules per interface, datapath map entries and fill
+    /// against capacity. Needs no privileges and touches nothing.
+    Plan(PlanArgs),
     /// Enforce a config: load the datapath, attach to every configured interface, and keep
     /// following the config (file changes, SIGHUP) and the interfaces. Enforcement stays in
     /// place when the agent exits; `sgwall down` removes it.
@@ -113,6 +116,16 @@ enum LabCommand {
 }
 
 #[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// The sgwall TOML config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
 struct PinArgs {
     /// The agent's bpffs pin directory.
     #[arg(long, value_name = "DIR", default_value = runtime::paths::DEFAULT_PIN_DIR)]
@@ -159,8 +172,8 @@ struct RunArgs {
     /// How XDP attaches on `attach = "host"` interfaces.
     #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
     xdp_mode: XdpAttachMode,
-    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9469.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics; without an address, on loopback (127.0.0.1:9469).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9469")]
     metrics_addr: Option<SocketAddr>,
     /// Flow records aggregate traffic over windows of this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -211,6 +224,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => Ok(check(&args)),
         Command::Import(ImportSource::Aws(args)) => import_aws(args),
+        Command::Plan(args) => plan(&args),
         Command::Run(args) => run(args),
         Command::Down(args) => down(&args),
         Command::Status(args) => status(&args),
@@ -232,6 +246,34 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match sgwall::config::load(&args.config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let plan = sgwall::plan::plan(&loaded.config, &Capacities::default())?;
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        print!("{}", plan.render());
+    }
+    let overflows = plan.overflows();
+    for overflow in &overflows {
+        eprintln!("error: {overflow}");
+    }
+    Ok(if overflows.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -36,7 +36,10 @@ use crate::{
     conntrack::{Flow, Policy},
     maps::{ACTIVE, DECIDE_TC, DECIDE_XDP, FRAGMENTS, IFACES, LOCAL_ADDRS, SCRATCH},
     packet::Packet,
-    parse::{ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, FRAG_FIRST, FRAG_LATER, Ip, L4, TCP_RST},
+    parse::{
+        ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, FRAG_FIRST, FRAG_LATER, Ip, L4, TCP_ACK, TCP_RST,
+        TCP_SYN,
+    },
     telemetry::EventFlow,
     verdict::{Admit, Deny, Judgement},
 };
@@ -579,7 +582,10 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) ->
     };
     *rule = rule_id(iface, dir, matched.rule);
     telemetry::count_rule_hit(policy.slot, *rule);
-    if proto == PROTO_TCP && facts.tcp_flags & TCP_RST != 0 {
+    // TCP is tracked from its SYN. Anything else a rule admits (a SYN-ACK, an ACK mid-stream,
+    // a RST) passes on that rule alone: tracking it would make the reverse direction of an
+    // untracked flow (C8) look like a new tracked flow and keep it alive past its rule.
+    if proto == PROTO_TCP && facts.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN {
         return Ok(Admit::RuleNoEntry);
     }
     if matched.untracked {
