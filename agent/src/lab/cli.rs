@@ -126,6 +126,23 @@ pub fn probe(
         )
         .map_err(w)?;
         demo::print_matrix(out, &matrix)?;
+        // Instances added to the config after `lab up` have no namespace to probe.
+        let config = lab.config()?;
+        let missing: Vec<&str> = config
+            .instances
+            .iter()
+            .filter(|i| lab.topology().host(&i.name).is_none())
+            .map(|i| i.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            writeln!(
+                out,
+                "{} not in the lab (added to the config after `lab up`): {}; run `sgwall lab up` again to include them",
+                paint(dim(), "not probed:"),
+                missing.join(", ")
+            )
+            .map_err(w)?;
+        }
     }
     Ok(matrix.disagreements().is_empty())
 }

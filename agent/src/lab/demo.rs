@@ -104,7 +104,18 @@ pub fn run(
     .map_err(w)?;
 
     // A stale lab first, then the config the agent will watch.
-    let _ = Lab::down(settings);
+    let replaced = Lab::down(settings);
+    if replaced.removed_anything() {
+        writeln!(
+            out,
+            "{}",
+            paint(
+                dim(),
+                "(a lab that was up under the same names was removed first)"
+            )
+        )
+        .map_err(w)?;
+    }
     std::fs::create_dir_all(&settings.state_dir).map_err(|source| LabError::Io {
         what: "creating",
         path: settings.state_dir.clone(),

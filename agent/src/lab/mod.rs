@@ -73,8 +73,11 @@ pub enum LabError {
     NoAgent,
     #[error("the lab has no host {0}")]
     NoHost(String),
-    #[error("the lab is up but not every step succeeded:\n{}", .0.join("\n"))]
-    Incomplete(Vec<String>),
+    #[error(
+        "the lab prefix {0:?} must be letters, digits, '.', '_' or '-' (and not empty): cleanup \
+         removes every namespace that starts with it"
+    )]
+    Prefix(String),
 }
 
 fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LabError {
@@ -188,6 +191,14 @@ impl Lab {
         config_path: &Path,
         options: UpOptions,
     ) -> Result<(Lab, UpReport), LabError> {
+        let prefix_ok = !settings.prefix.is_empty()
+            && settings
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !prefix_ok {
+            return Err(LabError::Prefix(settings.prefix.clone()));
+        }
         let config = config::load(config_path)?.config;
         let topology = topology::plan(&config, &settings.prefix)?;
         let config_path = std::fs::canonicalize(config_path)
