@@ -378,6 +378,16 @@ impl TcpSession {
         destination: IpAddr,
         port: u16,
     ) -> Option<TcpSession> {
+        Self::connect_from_port(namespace, SocketAddr::new(source, 0), destination, port)
+    }
+
+    /// Like [`TcpSession::connect`], from a chosen source port too.
+    pub fn connect_from_port(
+        namespace: &str,
+        source: SocketAddr,
+        destination: IpAddr,
+        port: u16,
+    ) -> Option<TcpSession> {
         let stream = socket_in(namespace, move || {
             let socket = Socket::new(
                 Domain::for_address(SocketAddr::new(destination, port)),
@@ -385,7 +395,8 @@ impl TcpSession {
                 Some(Protocol::TCP),
             )
             .ok()?;
-            socket.bind(&SocketAddr::new(source, 0).into()).ok()?;
+            socket.set_reuse_address(true).ok()?;
+            socket.bind(&source.into()).ok()?;
             socket
                 .connect_timeout(&SocketAddr::new(destination, port).into(), PROBE_TIMEOUT)
                 .ok()?;

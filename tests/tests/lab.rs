@@ -108,7 +108,7 @@ description = "no inbound rule; egress never set, so the AWS default"
 "#;
 
 #[test]
-fn r1_default_deny_inbound_r2_default_egress_c1_replies_c2_state_per_interface() {
+fn r1_default_deny_inbound_r2_default_egress_c1_c3_replies_c2_state_per_interface() {
     if !privileged() {
         return;
     }
@@ -123,7 +123,8 @@ fn r1_default_deny_inbound_r2_default_egress_c1_replies_c2_state_per_interface()
     // R1: nothing inbound without a rule, in either family, any protocol.
     assert_pair(&matrix, "client", "a", false);
     assert_pair(&matrix, "client", "b", false);
-    // R2 and C1: the default egress lets a out, and the answers come back with no inbound rule.
+    // R2, C1 and C3: the default egress lets a out, and the answers (echo replies too) come
+    // back with no inbound rule.
     assert_pair(&matrix, "a", "client", true);
     // C2: a's egress admits and tracks the flow, but b's interface judges it alone.
     assert_pair(&matrix, "a", "b", false);
@@ -161,7 +162,7 @@ egress = []
 }
 
 #[test]
-fn g1_group_reference_g4_self_reference_r6_two_groups_union() {
+fn g1_group_reference_g2_every_member_address_g4_self_reference_r6_two_groups_union() {
     if !privileged() {
         return;
     }
@@ -195,7 +196,8 @@ description = "the default-group pattern: members talk freely"
   protocol = "all"
   groups = ["mesh"]
 {}{}{}{CLIENTS}"#,
-        instance("w", 1, &["web", "mesh"], ""),
+        instance("w", 1, &["web", "mesh"], "")
+            .replace(r#"["10.1.0.10", "#, r#"["10.1.0.10", "10.1.0.11", "#),
         instance("p", 2, &["app", "ssh"], ""),
         instance("m", 3, &["mesh"], ""),
     );
@@ -221,10 +223,27 @@ description = "the default-group pattern: members talk freely"
     assert_pair(&matrix, "p", "m", false);
     assert_service(&matrix, "client", "w", Service::Tcp(80), true);
     assert_service(&matrix, "client", "w", Service::Tcp(8080), false);
+    // G2: w's secondary address is a member too (the matrix used its first address of each
+    // family, IPv6 included).
+    let secondary = ip("10.1.0.11");
+    let expected = sgwall::lab::matrix::expect(
+        &lab.config(),
+        "w",
+        secondary,
+        "p",
+        lab.address("p", false),
+        Service::Tcp(8080),
+    );
+    assert!(expected.passes, "{}", expected.why);
+    let _listener = lab.listen("p", Service::Tcp(8080));
+    assert_eq!(
+        lab.probe_from("w", secondary, "p", Service::Tcp(8080)),
+        Outcome::Reached
+    );
 }
 
 #[test]
-fn r3_port_range_ends_r6_overlapping_rules() {
+fn r3_port_range_ends_r4_destination_port_only_r6_overlapping_rules() {
     if !privileged() {
         return;
     }
@@ -263,6 +282,20 @@ name = "ranges"
         (8021, false),
     ] {
         assert_service(&matrix, "client", "r", Service::Tcp(port), passes);
+    }
+    // R4: only the destination port counts; a source port the rules admit does not help.
+    let _closed = lab.listen("r", Service::Tcp(7999));
+    for v6 in [false, true] {
+        let from_admitted_port = TcpSession::connect_from_port(
+            &lab.namespace("client"),
+            SocketAddr::new(lab.address("client", v6), 8005),
+            lab.address("r", v6),
+            7999,
+        );
+        assert!(
+            from_admitted_port.is_none(),
+            "source port 8005 → 7999 (v6 {v6})"
+        );
     }
     // The protocol is part of the rule: the same port over UDP is not admitted.
     assert_service(&matrix, "client", "r", Service::Udp(8005), false);
