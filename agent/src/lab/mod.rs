@@ -582,7 +582,10 @@ fn finish_down(
     if settings.state_dir.exists() {
         for name in [STATE_FILE, AGENT_LOG, demo::CONFIG_FILE] {
             let path = settings.state_dir.join(name);
-            if keep.is_some_and(|keep| keep == path) {
+            let kept = keep.is_some_and(|keep| {
+                keep == path || std::fs::canonicalize(&path).is_ok_and(|p| p == keep)
+            });
+            if kept {
                 continue;
             }
             if let Err(error) = std::fs::remove_file(&path)

@@ -289,8 +289,8 @@ pub fn build(topology: &Topology) -> Result<(), TopologyError> {
     add_hosts(topology, &topology.hosts)
 }
 
-/// Adds hosts to a lab whose router exists: their namespaces must exist too unless
-/// `create_namespaces`.
+/// Links `hosts` to the lab's router: veths, addresses and routes. Their namespaces must exist
+/// ([`build`] or [`create_namespaces`] makes them).
 pub fn add_hosts(topology: &Topology, hosts: &[Host]) -> Result<(), TopologyError> {
     ip_batch(Some(&topology.router), &router_commands(hosts), false)?;
     for host in hosts {
