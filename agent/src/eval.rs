@@ -40,6 +40,7 @@ pub enum Reason {
     NonIp,
     FragmentWithoutFirst,
     OverlappingFragment,
+    Ipv6UnknownExtension,
     ConntrackFull,
     ConntrackCut,
 }
@@ -66,6 +67,7 @@ impl Reason {
             Reason::NonIp => REASON_NON_IP,
             Reason::FragmentWithoutFirst => REASON_FRAGMENT_WITHOUT_FIRST,
             Reason::OverlappingFragment => REASON_OVERLAPPING_FRAGMENT,
+            Reason::Ipv6UnknownExtension => REASON_IPV6_UNKNOWN_EXT,
             Reason::ConntrackFull => REASON_CT_FULL,
             Reason::ConntrackCut => REASON_CT_CUT,
         }
@@ -405,6 +407,11 @@ pub fn evaluate(
     };
     let proto = packet.proto();
     let later_fragment = matches!(packet.fragment, Fragment::Later { .. });
+
+    // H2: in IPv6 these numbers are extension headers nothing can walk past, not protocols.
+    if packet.src.is_ipv6() && matches!(proto, 135 | 139 | 140 | 253 | 254) {
+        return Decision::because(Reason::Ipv6UnknownExtension);
+    }
 
     // I2: neighbour discovery and friends pass, before any other check.
     if let Transport::Icmp { icmp_type, .. } = packet.transport

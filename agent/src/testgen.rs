@@ -259,7 +259,8 @@ pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPa
             echo_id: rng.below(65536) as u16,
             quoted: None,
         },
-        _ => Transport::Other(*rng.pick(&[47u8, 50, 132])),
+        // 253 is an experimental extension header in IPv6 (H2) and a plain protocol in IPv4.
+        _ => Transport::Other(*rng.pick(&[47u8, 50, 132, 253])),
     };
     let (src, dst) = match direction {
         Direction::Ingress => (remote, local),

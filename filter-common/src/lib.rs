@@ -40,6 +40,9 @@ pub const IFACE_F_SOURCE_DEST_CHECK: u8 = 1 << 0;
 pub const IFACE_F_RELATED_ICMP: u8 = 1 << 1;
 /// Cut tracked flows that the current policy no longer admits (the C4 option, off by default).
 pub const IFACE_F_CUT_ON_POLICY_CHANGE: u8 = 1 << 2;
+/// The interface has an exempt list (I3): only then is the exempt trie consulted, an LPM
+/// lookup every packet would otherwise pay for nothing.
+pub const IFACE_F_HAS_EXEMPT: u8 = 1 << 3;
 
 pub const PROTO_ICMP: u8 = 1;
 pub const PROTO_TCP: u8 = 6;

@@ -245,7 +245,7 @@ fn inspect_frame(
         }
     }
     let remote = if dir == DIR_INGRESS { &ip.src } else { &ip.dst };
-    if policy::is_exempt(slot, iface, ip.family, remote) {
+    if iface.flags & IFACE_F_HAS_EXEMPT != 0 && policy::is_exempt(slot, iface, ip.family, remote) {
         return Ok(Some(Admit::Exempt));
     }
     if ip.fragment == FRAG_LATER {

@@ -534,7 +534,10 @@ fn inspection_commands_report_a_real_run() {
         "  [[security_group.ingress]]\n  protocol = \"udp\"\n  ports = \"53\"\n  cidr = [\"10.6.0.0/24\"]\n[[instance]]",
     );
     rewrite(&config.path, &with_more);
-    agent.wait_for("reloaded, generation 2", Duration::from_secs(10));
+    agent.wait_for(
+        "reloaded generation 2: new policy generation",
+        Duration::from_secs(10),
+    );
     std::thread::sleep(Duration::from_millis(600));
     let rules: serde_json::Value =
         serde_json::from_str(&agent.command(&["rules", "--hits", "--json"])).expect("json");

@@ -108,6 +108,9 @@ pub struct CompiledPolicy {
     pub members: BTreeMap<AddrKey, u64>,
     /// Membership set id → the groups in it.
     pub sets: BTreeMap<u64, BTreeSet<String>>,
+    /// Membership set id → how many addresses use it: a delta must not scan 100k members to
+    /// learn whether a set is new or no longer used.
+    pub set_members: BTreeMap<u64, usize>,
 }
 
 /// Where an address's membership set changed.
@@ -243,10 +246,15 @@ pub fn compile(
             members.insert(addr_key(*address), id);
         }
     }
+    let mut set_members: BTreeMap<u64, usize> = BTreeMap::new();
+    for id in members.values() {
+        *set_members.entry(*id).or_default() += 1;
+    }
     Ok(CompiledPolicy {
         interfaces,
         members,
         sets,
+        set_members,
     })
 }
 
@@ -288,6 +296,9 @@ fn compile_interface(
     }
     if instance.conntrack.cut_on_rule_removal {
         flags |= IFACE_F_CUT_ON_POLICY_CHANGE;
+    }
+    if !instance.exempt.is_empty() {
+        flags |= filter_common::IFACE_F_HAS_EXEMPT;
     }
     let mut iface = IfaceConfig {
         ifslot,
@@ -499,20 +510,18 @@ impl CompiledPolicy {
 
     /// Membership sets some address uses right now.
     pub fn sets_in_use(&self) -> BTreeSet<u64> {
-        self.members.values().copied().collect()
+        self.set_members.keys().copied().collect()
     }
 
     /// Applies a membership change to the compiled state and returns the writes that make the
-    /// datapath agree (G3), without recompiling anything else.
+    /// datapath agree (G3), without recompiling anything else. Costs O(log n) per address.
     pub fn apply_membership(&mut self, change: &MembershipChange) -> MembershipDelta {
         let mut delta = MembershipDelta::default();
         let new_set = (!change.groups.is_empty()).then(|| set_id(&change.groups));
-        if let Some(id) = new_set
-            && !self.sets_in_use().contains(&id)
-        {
-            delta.new_sets.push(id);
-        }
         if let Some(id) = new_set {
+            if !self.set_members.contains_key(&id) {
+                delta.new_sets.push(id);
+            }
             self.sets.insert(id, change.groups.clone());
         }
         for address in &change.addresses {
@@ -521,9 +530,19 @@ impl CompiledPolicy {
             if before == new_set {
                 continue;
             }
+            if let Some(old) = before
+                && let Some(count) = self.set_members.get_mut(&old)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    self.set_members.remove(&old);
+                    self.sets.remove(&old);
+                }
+            }
             match new_set {
                 Some(id) => {
                     self.members.insert(key, id);
+                    *self.set_members.entry(id).or_default() += 1;
                 }
                 None => {
                     self.members.remove(&key);
@@ -531,8 +550,13 @@ impl CompiledPolicy {
             }
             delta.members.push((key, new_set));
         }
-        let in_use = self.sets_in_use();
-        self.sets.retain(|id, _| in_use.contains(id));
+        if let Some(id) = new_set
+            && !self.set_members.contains_key(&id)
+        {
+            // Every address already had the set: nothing uses it that did not before.
+            self.sets.remove(&id);
+            delta.new_sets.retain(|s| *s != id);
+        }
         delta
     }
 

@@ -824,3 +824,18 @@ fn g5_r7_r8_are_validation_errors_not_verdicts() {
         .expect_err("G5: an unknown group is rejected");
     assert!(error.to_string().contains("nope"), "{error}");
 }
+
+#[test]
+fn h2_ipv6_unknown_extension_headers_drop_but_the_same_number_in_ipv4_is_a_protocol() {
+    let config = config(WEB_APP_DB);
+    let v6 = packet("2001:db8::1", "fd00:1::10", Transport::Other(253));
+    assert_eq!(
+        judge(&config, "web-1", Direction::Ingress, &v6).reason,
+        Reason::Ipv6UnknownExtension
+    );
+    let v4 = packet("203.0.113.1", "10.0.1.10", Transport::Other(253));
+    assert_eq!(
+        judge(&config, "web-1", Direction::Ingress, &v4).reason,
+        Reason::NoRule
+    );
+}

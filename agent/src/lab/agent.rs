@@ -278,7 +278,8 @@ impl Agent {
                         .collect();
                     return Err(AgentError::Rejected(reasons.join("\n")));
                 }
-                if line.contains(": reloaded") {
+                // The agent's stable stdout line (the log says the same after the reason).
+                if line.starts_with("reloaded generation ") {
                     return Ok(line.to_string());
                 }
             }

@@ -400,6 +400,7 @@ pub fn reason_text(reason: Reason) -> &'static str {
         Reason::NonIp => "not IP (I4)",
         Reason::FragmentWithoutFirst => "a fragment whose first fragment was not admitted (H1)",
         Reason::OverlappingFragment => "an overlapping fragment (H1)",
+        Reason::Ipv6UnknownExtension => "an IPv6 extension header that cannot be walked (H2)",
         Reason::ConntrackFull => "the interface's flow allowance is used up (C6)",
         Reason::ConntrackCut => "its flow's rule was removed (C4, cut_on_rule_removal)",
         Reason::Tracked

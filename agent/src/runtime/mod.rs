@@ -167,23 +167,40 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Reloads, and says what happened on stdout in a stable form (the lab and scripts wait on
+/// it): `reloaded generation N: ...` or `reload rejected: ...`; details go to the log.
 fn reload(agent: &mut Agent, why: &str, out: &mut std::io::Stdout) {
-    match agent.reload(out) {
-        Ok(ReloadOutcome::Unchanged) => tracing::info!("{why}: reloaded, nothing changed"),
-        Ok(ReloadOutcome::MembershipDelta { members_written }) => tracing::info!(
-            "{why}: reloaded, membership delta of {members_written} members, generation {}",
-            agent.applied.generation
-        ),
-        Ok(ReloadOutcome::Flipped { generation }) => {
-            tracing::info!("{why}: reloaded, generation {generation}")
+    use std::io::Write as _;
+    let line = match agent.reload(out) {
+        Ok(outcome) => {
+            let what = match outcome {
+                ReloadOutcome::Unchanged => "unchanged".to_string(),
+                ReloadOutcome::MembershipDelta { members_written } => {
+                    format!("membership delta, {members_written} addresses")
+                }
+                ReloadOutcome::Flipped { .. } => "new policy generation".to_string(),
+            };
+            let line = format!("reloaded generation {}: {what}", agent.applied.generation);
+            tracing::info!("{why}: {line}");
+            line
         }
         Err(RuntimeError::Config(error)) => {
-            tracing::error!("{why}: config rejected, the running policy stays in force:\n{error}")
+            tracing::error!("{why}: config rejected, the running policy stays in force:\n{error}");
+            format!(
+                "reload rejected: invalid config, generation {} stays in force",
+                agent.applied.generation
+            )
         }
         Err(error) => {
-            tracing::error!("{why}: reload failed, the running policy stays in force: {error}")
+            tracing::error!("{why}: reload failed, the running policy stays in force: {error}");
+            format!(
+                "reload rejected: {error}; generation {} stays in force",
+                agent.applied.generation
+            )
         }
-    }
+    };
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// Watches the config's directory, not the file: editors replace files by renaming.
@@ -275,6 +292,10 @@ pub fn down(pin_root: &Path) -> Result<DownReport, DownError> {
                 });
             }
         }
+    }
+    // The shared state root too, once no other agent keeps state there.
+    if let Some(root) = paths.state_dir.parent() {
+        let _ = std::fs::remove_dir(root);
     }
     Ok(report)
 }
