@@ -478,7 +478,9 @@ pub fn evaluate(
     let Some(rule) = first_matching_rule(config, instance, direction, packet) else {
         return Decision::because(Reason::NoRule);
     };
-    if proto == PROTO_TCP && packet.tcp_flags() & TCP_RST != 0 {
+    // DECISION: TCP is tracked from its SYN; any other TCP packet a rule admits passes on that
+    // rule alone (otherwise the reply leg of an untracked flow, C8, would become tracked).
+    if proto == PROTO_TCP && packet.tcp_flags() & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN {
         return Decision::by_rule(Reason::RuleNoEntry, rule.id);
     }
     if is_untracked(config, instance, direction, packet) {

@@ -246,7 +246,8 @@ pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPa
         0 | 1 => Transport::Tcp {
             src_port: 1024 + rng.below(60000) as u16,
             dst_port: *rng.pick(PORTS),
-            flags: 0x02,
+            // SYN, SYN-ACK, ACK, FIN-ACK, RST: only the first starts a tracked flow.
+            flags: *rng.pick(&[0x02, 0x02, 0x12, 0x10, 0x11, 0x04]),
         },
         2 => Transport::Udp {
             src_port: 1024 + rng.below(60000) as u16,

@@ -29,13 +29,17 @@ use aya_ebpf::{
     maps::ProgramArray,
     programs::{TcContext, XdpContext},
 };
+use aya_log_ebpf::warn;
 use filter_common::*;
 
 use crate::{
     conntrack::{Flow, Policy},
     maps::{ACTIVE, DECIDE_TC, DECIDE_XDP, FRAGMENTS, IFACES, LOCAL_ADDRS, SCRATCH},
     packet::Packet,
-    parse::{ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, FRAG_FIRST, FRAG_LATER, Ip, L4, TCP_RST},
+    parse::{
+        ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, FRAG_FIRST, FRAG_LATER, Ip, L4, TCP_ACK, TCP_RST,
+        TCP_SYN,
+    },
     telemetry::EventFlow,
     verdict::{Admit, Deny, Judgement},
 };
@@ -232,7 +236,7 @@ fn inspect_frame(
             None
         };
         if let Some(deny) = spoofed {
-            let flow = event_flow(&ip, &l4, ifindex, dir);
+            let flow = event_flow(&ip, &l4, ifindex, dir, frame_len);
             // SAFETY: a helper without preconditions.
             telemetry::flow_denied(&flow, deny.reason(), generation, unsafe {
                 bpf_ktime_get_ns()
@@ -279,7 +283,7 @@ fn inspect_frame(
 }
 
 #[inline(always)]
-fn event_flow(ip: &Ip, l4: &L4, ifindex: u32, dir: u8) -> EventFlow {
+fn event_flow(ip: &Ip, l4: &L4, ifindex: u32, dir: u8, bytes: u32) -> EventFlow {
     EventFlow {
         ifindex,
         dir,
@@ -289,6 +293,7 @@ fn event_flow(ip: &Ip, l4: &L4, ifindex: u32, dir: u8) -> EventFlow {
         dst: ip.dst,
         src_port: l4.src_port,
         dst_port: l4.dst_port,
+        bytes,
     }
 }
 
@@ -405,8 +410,8 @@ fn quoted_key(packet: &Packet, ip: &Ip, l4: &L4, ifindex: u32, dir: u8) -> Optio
 // ----------------------------------------------------------------------------------------------
 
 #[xdp]
-pub fn sgw_xdp_decide(_ctx: XdpContext) -> u32 {
-    if decide() {
+pub fn sgw_xdp_decide(ctx: XdpContext) -> u32 {
+    if decide(&ctx) {
         xdp_action::XDP_PASS
     } else {
         xdp_action::XDP_DROP
@@ -414,12 +419,12 @@ pub fn sgw_xdp_decide(_ctx: XdpContext) -> u32 {
 }
 
 #[classifier]
-pub fn sgw_tc_decide(_ctx: TcContext) -> i32 {
-    tc_verdict(decide())
+pub fn sgw_tc_decide(ctx: TcContext) -> i32 {
+    tc_verdict(decide(&ctx))
 }
 
 #[inline(always)]
-fn decide() -> bool {
+fn decide<C: EbpfContext>(ctx: &C) -> bool {
     let Some(facts) = SCRATCH.get_ptr(0) else {
         return false;
     };
@@ -448,39 +453,61 @@ fn decide() -> bool {
     };
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let judgement = judge_flow(facts, &policy, now);
-    match judgement {
-        Ok(_) if facts.first_fragment != 0 => {
-            let key = fragment_key(
-                facts.ifindex,
-                facts.family,
-                facts.proto,
-                facts.fragment_id,
-                &facts.src,
-                &facts.dst,
-            );
-            let _ = FRAGMENTS.insert(key, FragEntry { first_seen_ns: now }, u64::from(BPF_ANY));
+    // Always initialised: a value left undefined on some path makes LLVM shift whatever the
+    // register held, possibly a pointer, which the verifier rejects.
+    let mut rule = RULE_ID_NONE;
+    let outcome = judge_flow(facts, &policy, now, &mut rule);
+    let flow = EventFlow {
+        ifindex: facts.ifindex,
+        dir: facts.dir,
+        family: facts.family,
+        proto: facts.proto,
+        src: facts.src,
+        dst: facts.dst,
+        src_port: facts.src_port,
+        dst_port: facts.dst_port,
+        bytes: facts.frame_len,
+    };
+    let judgement = match outcome {
+        Ok(admit) => {
+            if rule != RULE_ID_NONE {
+                telemetry::flow_admitted(&flow, admit.reason(), rule, facts.generation, now);
+            }
+            if facts.first_fragment != 0 {
+                let key = fragment_key(
+                    facts.ifindex,
+                    facts.family,
+                    facts.proto,
+                    facts.fragment_id,
+                    &facts.src,
+                    &facts.dst,
+                );
+                let _ = FRAGMENTS.insert(key, FragEntry { first_seen_ns: now }, u64::from(BPF_ANY));
+            }
+            Ok(admit)
         }
-        Err(deny) if deny.is_policy_decision() => {
-            let flow = EventFlow {
-                ifindex: facts.ifindex,
-                dir: facts.dir,
-                family: facts.family,
-                proto: facts.proto,
-                src: facts.src,
-                dst: facts.dst,
-                src_port: facts.src_port,
-                dst_port: facts.dst_port,
-            };
-            telemetry::flow_denied(&flow, deny.reason(), facts.generation, now);
+        Err(deny) => {
+            if deny.is_policy_decision()
+                && telemetry::flow_denied(&flow, deny.reason(), facts.generation, now)
+                && deny == Deny::ConntrackFull
+            {
+                // Rare and worth a line in the agent's log (C6); rate-limited with the events.
+                warn!(
+                    ctx,
+                    "conntrack allowance or table full on ifindex {}: new flow dropped",
+                    facts.ifindex
+                );
+            }
+            Err(deny)
         }
-        _ => {}
-    }
+    };
     finish(iface.ifslot, facts.dir, judgement, facts.frame_len)
 }
 
+/// The verdict. `rule` receives the global id of the rule that admitted the packet, if a rule
+/// did (conntrack and ICMP relations leave it alone).
 #[inline(always)]
-fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64) -> Judgement {
+fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) -> Judgement {
     let iface = policy.iface;
     let dir = facts.dir;
     let proto = facts.proto;
@@ -507,7 +534,8 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64) -> Judgement {
             selector,
         ) {
             Some(matched) => {
-                telemetry::count_rule_hit(policy.slot, rule_id(iface, dir, matched.rule));
+                *rule = rule_id(iface, dir, matched.rule);
+                telemetry::count_rule_hit(policy.slot, *rule);
                 Ok(Admit::RuleUntrackedIcmp)
             }
             None => Err(Deny::NoRule),
@@ -552,26 +580,18 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64) -> Judgement {
     ) else {
         return Err(Deny::NoRule);
     };
-    let rule = rule_id(iface, dir, matched.rule);
-    telemetry::count_rule_hit(policy.slot, rule);
-    if proto == PROTO_TCP && facts.tcp_flags & TCP_RST != 0 {
+    *rule = rule_id(iface, dir, matched.rule);
+    telemetry::count_rule_hit(policy.slot, *rule);
+    // TCP is tracked from its SYN. Anything else a rule admits (a SYN-ACK, an ACK mid-stream,
+    // a RST) passes on that rule alone: tracking it would make the reverse direction of an
+    // untracked flow (C8) look like a new tracked flow and keep it alive past its rule.
+    if proto == PROTO_TCP && facts.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN {
         return Ok(Admit::RuleNoEntry);
     }
     if matched.untracked {
         return Ok(Admit::Untracked);
     }
-    conntrack::start(&flow, policy, rule, now)?;
-    let event = EventFlow {
-        ifindex: facts.ifindex,
-        dir,
-        family: facts.family,
-        proto,
-        src: facts.src,
-        dst: facts.dst,
-        src_port: facts.src_port,
-        dst_port: facts.dst_port,
-    };
-    telemetry::flow_admitted(&event, rule, policy.generation, now);
+    conntrack::start(&flow, policy, *rule, now)?;
     Ok(Admit::NewFlow)
 }
 

@@ -34,6 +34,8 @@ pub struct EventFlow {
     pub dst: [u8; 16],
     pub src_port: u16,
     pub dst_port: u16,
+    /// Length of the frame, for flow records' byte counts.
+    pub bytes: u32,
 }
 
 #[inline(always)]
@@ -71,28 +73,20 @@ fn emit(
             src_port: flow.src_port,
             dst_port: flow.dst_port,
             suppressed,
-            packets: [0; 2],
-            bytes: [0; 2],
+            packets: [1, 0],
+            bytes: [u64::from(flow.bytes), 0],
         });
         entry.submit(0);
     }
 }
 
+/// Rate limit for per-packet events (denials, and admissions without a conntrack entry): at
+/// most `denied_events_per_sec` per CPU, so a flood cannot starve the agent. Returns how many
+/// were suppressed since the last one let through, or `None` to suppress this one.
 #[inline(always)]
-pub fn flow_admitted(flow: &EventFlow, rule_id: u32, generation: u64, now: u64) {
-    if settings().flow_events != 0 {
-        emit(flow, EVENT_FLOW_NEW, 0, rule_id, generation, 0, now);
-    }
-}
-
-/// Denied-flow events, at most `denied_events_per_sec` per CPU: a flood of denied packets must
-/// not starve the agent. The event after a quiet spell says how many were suppressed.
-#[inline(always)]
-pub fn flow_denied(flow: &EventFlow, reason: u32, generation: u64, now: u64) {
+fn rate_limited(now: u64) -> Option<u32> {
     let limit = settings().denied_events_per_sec;
-    let Some(window) = DENY_RATE.get_ptr_mut(0) else {
-        return;
-    };
+    let window = DENY_RATE.get_ptr_mut(0)?;
     // SAFETY: per-CPU slot, as above.
     let window = unsafe { &mut *window };
     if now.wrapping_sub(window.window_start_ns) >= 1_000_000_000 {
@@ -101,20 +95,58 @@ pub fn flow_denied(flow: &EventFlow, reason: u32, generation: u64, now: u64) {
     }
     if window.emitted >= limit {
         window.suppressed = window.suppressed.saturating_add(1);
-        return;
+        return None;
     }
     window.emitted += 1;
     let suppressed = window.suppressed;
     window.suppressed = 0;
+    Some(suppressed)
+}
+
+/// A packet admitted by a rule. Flows that get a conntrack entry report once, unthrottled;
+/// admissions without one happen per packet and share the per-packet rate limit.
+#[inline(always)]
+pub fn flow_admitted(flow: &EventFlow, reason: u32, rule_id: u32, generation: u64, now: u64) {
+    if settings().flow_events == 0 {
+        return;
+    }
+    let suppressed = if reason == REASON_NEW_FLOW {
+        0
+    } else {
+        match rate_limited(now) {
+            Some(suppressed) => suppressed,
+            None => return,
+        }
+    };
     emit(
         flow,
-        EVENT_FLOW_DENIED,
+        EVENT_FLOW_NEW,
         reason as u8,
-        RULE_ID_NONE,
+        rule_id,
         generation,
         suppressed,
         now,
     );
+}
+
+/// Returns whether the event went out (it did not if the rate limit suppressed it).
+#[inline(always)]
+pub fn flow_denied(flow: &EventFlow, reason: u32, generation: u64, now: u64) -> bool {
+    match rate_limited(now) {
+        Some(suppressed) => {
+            emit(
+                flow,
+                EVENT_FLOW_DENIED,
+                reason as u8,
+                RULE_ID_NONE,
+                generation,
+                suppressed,
+                now,
+            );
+            true
+        }
+        None => false,
+    }
 }
 
 /// A flow the datapath removed (expired on sight, or a TCP tuple reused).

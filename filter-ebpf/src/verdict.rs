@@ -26,7 +26,8 @@ pub enum Admit {
     RelatedIcmp,
     /// A rule admits an ICMP message that is not an echo: judged per packet, not tracked.
     RuleUntrackedIcmp,
-    /// A rule admits a TCP RST that starts nothing: passed, no entry made.
+    /// A rule admits a TCP packet that is not a connection's first SYN (a SYN-ACK, an ACK,
+    /// a RST): passed on the rule alone, no entry made.
     RuleNoEntry,
 }
 

@@ -12,8 +12,8 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use filter_common::{
-    Counter, CtEntry, CtKey, REASON_COUNT, RULE_HITS_LEN, counter_index, map_names, program_names,
-    reason_name, reason_passes, rule_hit_index, slot_of_generation,
+    Counter, CtEntry, CtKey, FragEntry, FragKey, REASON_COUNT, RULE_HITS_LEN, counter_index,
+    map_names, program_names, reason_name, reason_passes, rule_hit_index, slot_of_generation,
 };
 use sgwall::{
     compile::{self, CompiledPolicy},
@@ -92,11 +92,18 @@ impl TestDatapath {
                 namespace_ifindex(&instance.interface),
             );
         }
+        // One verification at a time: verifying these programs in parallel threads makes the
+        // kernel give up with EAGAIN, and two cores gain nothing from it anyway.
+        static VERIFYING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let verifying = VERIFYING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut datapath = Datapath::load(&LoadOptions {
             capacities,
             ..Default::default()
         })
         .unwrap_or_else(|e| panic!("loading the datapath: {e}"));
+        drop(verifying);
         let compiled = compile::compile(&config, &BTreeMap::new()).expect("compiles");
         let applied =
             apply_full(&mut datapath.maps, None, compiled, ifindexes.clone()).expect("applies");
@@ -324,6 +331,25 @@ impl TestDatapath {
         for (key, mut entry) in entries {
             age(&mut entry);
             embryonic.insert(key, entry, 0).expect("rewrite");
+        }
+    }
+
+    /// Forgets every tracked flow and fragment, as after a long idle spell.
+    pub fn flush_conntrack(&mut self) {
+        let ebpf = &mut self.datapath.ebpf;
+        for name in [map_names::CT_ESTABLISHED, map_names::CT_EMBRYONIC] {
+            let mut table: HashMap<&mut MapData, CtKey, CtEntry> =
+                HashMap::try_from(ebpf.map_mut(name).expect("ct map")).expect("hash");
+            let keys: Vec<CtKey> = table.keys().map(|k| k.expect("key")).collect();
+            for key in keys {
+                let _ = table.remove(&key);
+            }
+        }
+        let mut fragments: HashMap<&mut MapData, FragKey, FragEntry> =
+            HashMap::try_from(ebpf.map_mut(map_names::FRAGMENTS).expect("frag map")).expect("hash");
+        let keys: Vec<FragKey> = fragments.keys().map(|k| k.expect("key")).collect();
+        for key in keys {
+            let _ = fragments.remove(&key);
         }
     }
 

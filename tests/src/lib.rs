@@ -260,6 +260,49 @@ impl VethPair {
     }
 }
 
+impl VethPair {
+    /// A pair with chosen names: `left` in `left_ns` (addresses `left_addrs`), `right` in
+    /// `right_ns`. Names must fit 15 bytes and be unique in their namespaces.
+    pub fn named(
+        left_ns: &NetNs,
+        left: &str,
+        left_addrs: &[&str],
+        right_ns: &NetNs,
+        right: &str,
+        right_addrs: &[&str],
+    ) -> Self {
+        // Created under unique temporary names in the root namespace, then moved and renamed,
+        // so two tests using the same names in different namespaces never collide.
+        let token = unique_token();
+        let (tmp_left, tmp_right) = (
+            format!("{NAME_PREFIX}{token}l"),
+            format!("{NAME_PREFIX}{token}r"),
+        );
+        ip(&[
+            "link", "add", &tmp_left, "type", "veth", "peer", "name", &tmp_right,
+        ]);
+        ip(&["link", "set", &tmp_left, "netns", left_ns.name()]);
+        ip(&["link", "set", &tmp_right, "netns", right_ns.name()]);
+        left_ns.exec(&["ip", "link", "set", &tmp_left, "name", left]);
+        right_ns.exec(&["ip", "link", "set", &tmp_right, "name", right]);
+        for (ns, dev, addrs) in [(left_ns, left, left_addrs), (right_ns, right, right_addrs)] {
+            for addr in addrs {
+                if addr.contains(':') {
+                    ns.exec(&["ip", "addr", "add", addr, "dev", dev, "nodad"]);
+                } else {
+                    ns.exec(&["ip", "addr", "add", addr, "dev", dev]);
+                }
+            }
+            ns.exec(&["ip", "link", "set", dev, "up"]);
+        }
+        Self {
+            left: left.to_string(),
+            right: right.to_string(),
+            left_ns: left_ns.name().to_string(),
+        }
+    }
+}
+
 impl Drop for VethPair {
     fn drop(&mut self) {
         // Gone already if its namespace was deleted first; that is fine.
@@ -308,6 +351,159 @@ impl Drop for PinDir {
         {
             eprintln!("cleanup: removing {}: {e}", self.path.display());
         }
+    }
+}
+
+/// A running `sgwall run`, killed (SIGKILL: the harshest exit) and cleaned up with `sgwall
+/// down` when dropped, so no test leaves programs attached or maps pinned.
+pub struct AgentProcess {
+    child: Option<std::process::Child>,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    pub pin_dir: PathBuf,
+    pub config: PathBuf,
+    pub netns: String,
+    pub extra_args: Vec<String>,
+}
+
+impl AgentProcess {
+    /// Starts `sgwall run --config CONFIG --netns NETNS --pin-dir PIN_DIR ...`.
+    pub fn start(config: &Path, netns: &str, pin_dir: &Path, extra_args: &[&str]) -> Self {
+        let mut agent = Self {
+            child: None,
+            lines: std::sync::mpsc::channel().1,
+            seen: Vec::new(),
+            pin_dir: pin_dir.to_path_buf(),
+            config: config.to_path_buf(),
+            netns: netns.to_string(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+        };
+        agent.spawn();
+        agent
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(sgwall_bin())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--netns")
+            .arg(&self.netns)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .args(&self.extra_args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting sgwall run: {e}"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        self.child = Some(child);
+        self.lines = rx;
+    }
+
+    /// Waits until a line containing `text` appears (stdout or stderr), within `timeout`.
+    pub fn wait_for(&mut self, text: &str, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        if self.seen.iter().any(|l| l.contains(text)) {
+            return;
+        }
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "agent never printed {text:?} within {timeout:?}; output:\n{}",
+            self.output()
+        );
+    }
+
+    /// Everything the agent printed so far.
+    pub fn output(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// SIGKILL, as a crash would: enforcement must stay (pinned).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the agent again over the same pins, as after a crash or an upgrade.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.seen.clear();
+        self.spawn();
+    }
+
+    /// Runs `sgwall <args> --pin-dir PIN_DIR` and returns its stdout.
+    pub fn command(&self, args: &[&str]) -> String {
+        let output = Command::new(sgwall_bin())
+            .args(args)
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .output()
+            .unwrap_or_else(|e| panic!("running sgwall {args:?}: {e}"));
+        assert!(
+            output.status.success(),
+            "sgwall {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = Command::new(sgwall_bin())
+            .arg("down")
+            .arg("--pin-dir")
+            .arg(&self.pin_dir)
+            .output();
     }
 }
 

@@ -422,3 +422,43 @@ pub fn v4(text: &str) -> IpAddr {
     text.parse()
         .unwrap_or_else(|e| panic!("bad address {text}: {e}"))
 }
+
+/// The frame for a packet as the reference evaluator describes it (for differential tests).
+pub fn from_eval(packet: &sgwall::eval::IpPacket) -> Vec<u8> {
+    use sgwall::eval::{Fragment as EvalFragment, Transport};
+    let l4 = match packet.transport {
+        Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+        } => L4::tcp(src_port, dst_port, flags),
+        Transport::Udp { src_port, dst_port } => L4::udp(src_port, dst_port),
+        Transport::Icmp {
+            icmp_type,
+            code,
+            echo_id,
+            ..
+        } => {
+            let mut rest = [0u8; 4];
+            rest[..2].copy_from_slice(&echo_id.to_be_bytes());
+            rest[2..].copy_from_slice(&1u16.to_be_bytes());
+            L4::Icmp {
+                ty: icmp_type,
+                code,
+                rest,
+                body: b"probe".to_vec(),
+            }
+        }
+        Transport::Other(proto) => L4::Raw {
+            proto,
+            payload: vec![0u8; 16],
+        },
+    };
+    let mut built = IpPacket::new(packet.src, packet.dst, l4);
+    match packet.fragment {
+        EvalFragment::Whole => {}
+        EvalFragment::First { id } => built = built.fragment(id, 0, true),
+        EvalFragment::Later { id, offset } => built = built.fragment(id, offset, false),
+    }
+    built.build()
+}

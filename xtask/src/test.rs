@@ -61,7 +61,14 @@ const TIERS: &[Tier] = &[
     Tier {
         number: 3,
         name: "integration",
-        cargo_args: &["--package", "sgwall-tests", "--test", "integration"],
+        cargo_args: &[
+            "--package",
+            "sgwall-tests",
+            "--test",
+            "integration",
+            "--test",
+            "runtime",
+        ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],
         privileged: true,

@@ -69,6 +69,27 @@ pub struct Datapath {
     pub decide_programs: Vec<ProgramArray<MapData>>,
 }
 
+/// The verifier gives up with EAGAIN when interrupted (it checks for pending signals between
+/// instructions), which happens when several large programs are verified at once. Retrying
+/// after a pause is safe.
+fn retry_interrupted(
+    mut load: impl FnMut() -> Result<(), ProgramError>,
+) -> Result<(), ProgramError> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        match load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EAGAIN) && attempt < ATTEMPTS =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100 * attempt as u64));
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn map_error(name: &'static str) -> impl Fn(AyaMapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
@@ -116,8 +137,7 @@ impl Datapath {
                 .ok_or(DatapathError::Missing(name))?
                 .try_into()
                 .map_err(|source| DatapathError::Program { name, source })?;
-            program
-                .load()
+            retry_interrupted(|| program.load())
                 .map_err(|source| DatapathError::Program { name, source })?;
         }
         for name in [
@@ -130,8 +150,7 @@ impl Datapath {
                 .ok_or(DatapathError::Missing(name))?
                 .try_into()
                 .map_err(|source| DatapathError::Program { name, source })?;
-            program
-                .load()
+            retry_interrupted(|| program.load())
                 .map_err(|source| DatapathError::Program { name, source })?;
         }
 

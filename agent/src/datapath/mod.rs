@@ -5,3 +5,4 @@ pub mod attach;
 pub mod kernel_maps;
 pub mod loader;
 pub mod object;
+pub mod sys;

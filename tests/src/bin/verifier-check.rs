@@ -10,7 +10,7 @@ fn main() {
     match datapath {
         Ok(datapath) => {
             for (name, program) in datapath.ebpf.programs() {
-                let info = program.info().expect("program info");
+                let Ok(info) = program.info() else { continue };
                 println!(
                     "{name}: verified {:?} insns, xlated {:?} bytes, jited {} bytes",
                     info.verified_instruction_count(),

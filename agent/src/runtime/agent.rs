@@ -1,0 +1,583 @@
+//! The agent's state machine: start, reload, follow interfaces, retire old generations, expire
+//! conntrack entries. Synchronous; `runtime::run` drives it from signals, timers and the config
+//! watcher.
+//!
+//! Failure rules (H4): a config that fails validation changes nothing; a datapath that fails to
+//! load changes nothing (pinned programs keep enforcing the old policy); every update goes
+//! through `maps::apply_full` or `maps::apply_membership`, whose intermediate states never admit
+//! what both old and new policy deny.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Write,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use filter_common::{
+    CtEntry, CtKey, IFSLOT_UNCONFIGURED, MAX_RULE_IDS_PER_SLOT, Timeouts, ct_entry_is_live,
+    map_names, rule_hit_index, slot_of_generation, timeout_secs,
+};
+
+use super::{
+    links::{self, LinkOutcome, LinkPinError},
+    paths::Paths,
+    state::{self, InterfaceState, Reloads, RuleState, State, StateError},
+};
+use crate::{
+    compile::{self, CompileError, CompiledPolicy, MembershipChange, ip_of},
+    config::{self, ConfigError},
+    datapath::{
+        attach::{Hook, XdpAttachMode},
+        loader::{Datapath, DatapathError, LoadOptions},
+        sys,
+    },
+    maps::{self, Applied, ApplyError, Capacities, MapError, PolicyMaps},
+    model::{AttachMode, Config},
+};
+
+/// How long after a generation flip the retired slot is left alone: far longer than any packet
+/// takes to run through the programs, which read the generation once per packet.
+pub const GRACE_PERIOD: Duration = Duration::from_millis(200);
+/// How often expired established flows are swept out of the table.
+pub const CONNTRACK_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Map(#[from] MapError),
+    #[error(transparent)]
+    Link(#[from] LinkPinError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("map {map}: {source}")]
+    Aya {
+        map: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("writing to the console: {0}")]
+    Console(std::io::Error),
+    #[error("counting possible CPUs for per-CPU maps: {0}")]
+    Cpus(std::io::Error),
+}
+
+fn aya_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> RuntimeError {
+    move |source| RuntimeError::Aya { map, source }
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    pub config_path: PathBuf,
+    pub pin_root: PathBuf,
+    pub xdp_mode: XdpAttachMode,
+    pub netns: Option<String>,
+    pub capacities: Capacities,
+}
+
+/// A slot whose generation was replaced, waiting for its grace period to pass.
+struct Retiring {
+    due: Instant,
+    /// The rule table of the retired generation, to fold its hit counters by rule identity.
+    rules: Vec<RuleState>,
+    slot: u8,
+}
+
+pub struct Agent {
+    pub options: AgentOptions,
+    pub paths: Paths,
+    pub config: Config,
+    pub datapath: Datapath,
+    pub applied: Applied,
+    pub state: State,
+    retiring: Option<Retiring>,
+    last_sweep: Instant,
+}
+
+/// What a reload did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Unchanged,
+    /// Only memberships changed: applied as deltas, no generation flip (G3).
+    MembershipDelta {
+        members_written: usize,
+    },
+    /// Rules or interfaces changed: a new generation.
+    Flipped {
+        generation: u64,
+    },
+}
+
+impl Agent {
+    /// Loads (or reuses) the datapath, applies the config and attaches every present interface.
+    pub fn start(options: AgentOptions, out: &mut dyn Write) -> Result<Agent, RuntimeError> {
+        let loaded = config::load(&options.config_path)?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let paths = Paths::new(&options.pin_root);
+        let mut datapath = Datapath::load(&LoadOptions {
+            pin_root: Some(options.pin_root.clone()),
+            capacities: options.capacities,
+            verifier_log: None,
+        })?;
+
+        // What a previous agent left: its interface slots (counters and allowances are indexed
+        // by them) and, if its state matches the maps, its rule table and hit totals.
+        let generation = datapath.maps.generation()?;
+        let previous_slots = recover_ifslots(&mut datapath.maps, generation)?;
+        let previous_state = state::read(&paths.state_file())
+            .ok()
+            .filter(|s| s.generation == generation && generation != 0);
+
+        let compiled = compile::compile(&loaded.config, &previous_slots)?;
+        let ifindexes = present_ifindexes(&loaded.config);
+        let applied = maps::apply_full(&mut datapath.maps, None, compiled, ifindexes)?;
+        let retiring = previous_state.as_ref().map(|s| Retiring {
+            due: Instant::now() + GRACE_PERIOD,
+            rules: s.rules.clone(),
+            slot: slot_of_generation(generation),
+        });
+
+        let mut agent = Agent {
+            state: State {
+                pid: std::process::id(),
+                config: options.config_path.clone(),
+                generation: applied.generation,
+                started_at: seconds_since_epoch(),
+                interfaces: Vec::new(),
+                rules: Vec::new(),
+                hit_totals: previous_state.map(|s| s.hit_totals).unwrap_or_default(),
+                reloads: Reloads::default(),
+                netns: options.netns.clone(),
+            },
+            options,
+            paths,
+            config: loaded.config,
+            datapath,
+            applied,
+            retiring,
+            last_sweep: Instant::now(),
+        };
+        agent.detach_unconfigured()?;
+        agent.attach_all(out)?;
+        agent.refresh_state()?;
+        Ok(agent)
+    }
+
+    /// Re-reads the config. An invalid config changes nothing and is reported as an error.
+    pub fn reload(&mut self, out: &mut dyn Write) -> Result<ReloadOutcome, RuntimeError> {
+        let loaded = match config::load(&self.options.config_path) {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                self.state.reloads.rejected += 1;
+                self.state.reloads.last_error = Some(error.to_string());
+                self.write_state()?;
+                return Err(error.into());
+            }
+        };
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        let slots: BTreeMap<String, u16> = self
+            .applied
+            .policy
+            .interfaces
+            .iter()
+            .map(|i| (i.interface.clone(), i.ifslot))
+            .collect();
+        let compiled = compile::compile(&loaded.config, &slots)?;
+        let ifindexes = present_ifindexes(&loaded.config);
+
+        let outcome = if compiled == self.applied.policy && ifindexes == self.applied.ifindexes {
+            ReloadOutcome::Unchanged
+        } else if compiled.interfaces == self.applied.policy.interfaces
+            && ifindexes == self.applied.ifindexes
+        {
+            let changes = membership_changes(&self.applied.policy, &compiled);
+            let mut members_written = 0;
+            for change in &changes {
+                let delta =
+                    maps::apply_membership(&mut self.datapath.maps, &mut self.applied, change)?;
+                members_written += delta.members.len();
+            }
+            ReloadOutcome::MembershipDelta { members_written }
+        } else {
+            let retired_rules = self.state.rules.clone();
+            let retired_slot = slot_of_generation(self.applied.generation);
+            self.finish_retiring()?;
+            let applied = maps::apply_full(
+                &mut self.datapath.maps,
+                Some(&self.applied),
+                compiled,
+                ifindexes,
+            )?;
+            self.applied = applied;
+            self.retiring = Some(Retiring {
+                due: Instant::now() + GRACE_PERIOD,
+                rules: retired_rules,
+                slot: retired_slot,
+            });
+            ReloadOutcome::Flipped {
+                generation: self.applied.generation,
+            }
+        };
+        self.config = loaded.config;
+        self.state.reloads.applied += 1;
+        self.state.reloads.last_error = None;
+        self.detach_unconfigured()?;
+        self.attach_all(out)?;
+        self.refresh_state()?;
+        Ok(outcome)
+    }
+
+    /// Attaches interfaces that appeared, re-attaches recreated ones, and stops enforcing the
+    /// ones that vanished. Returns true when anything changed.
+    pub fn poll_interfaces(&mut self, out: &mut dyn Write) -> Result<bool, RuntimeError> {
+        let present = present_ifindexes(&self.config);
+        if present == self.applied.ifindexes {
+            return Ok(false);
+        }
+        let names: BTreeSet<String> = present
+            .keys()
+            .chain(self.applied.ifindexes.keys())
+            .cloned()
+            .collect();
+        for name in names {
+            let now = present.get(&name).copied();
+            if now != self.applied.ifindexes.get(&name).copied() {
+                maps::set_interface_index(&mut self.datapath.maps, &mut self.applied, &name, now)?;
+            }
+        }
+        self.attach_all(out)?;
+        self.refresh_state()?;
+        Ok(true)
+    }
+
+    /// Timer work: retire a replaced generation after its grace period, sweep conntrack.
+    pub fn housekeeping(&mut self) -> Result<(), RuntimeError> {
+        if self
+            .retiring
+            .as_ref()
+            .is_some_and(|retiring| Instant::now() >= retiring.due)
+        {
+            self.finish_retiring()?;
+            self.write_state()?;
+        }
+        if self.last_sweep.elapsed() >= CONNTRACK_SWEEP_INTERVAL {
+            self.sweep_conntrack()?;
+            self.last_sweep = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Folds the retired generation's rule hits into the totals, zeroes them, and clears its
+    /// slot, so the next update starts from clean maps.
+    fn finish_retiring(&mut self) -> Result<(), RuntimeError> {
+        let Some(retiring) = self.retiring.take() else {
+            return Ok(());
+        };
+        let map = self
+            .datapath
+            .ebpf
+            .map_mut(map_names::RULE_HITS)
+            .ok_or(RuntimeError::MissingMap(map_names::RULE_HITS))?;
+        let mut hits: PerCpuArray<&mut MapData, u64> =
+            PerCpuArray::try_from(map).map_err(aya_error(map_names::RULE_HITS))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, source)| RuntimeError::Cpus(source))?;
+        for rule in &retiring.rules {
+            if rule.id as usize >= MAX_RULE_IDS_PER_SLOT {
+                continue;
+            }
+            let index = rule_hit_index(retiring.slot, rule.id);
+            let count: u64 = hits
+                .get(&index, 0)
+                .map_err(aya_error(map_names::RULE_HITS))?
+                .iter()
+                .sum();
+            if count > 0 {
+                *self.state.hit_totals.entry(rule.identity()).or_default() += count;
+                let zeros = PerCpuValues::try_from(vec![0u64; cpus]).map_err(RuntimeError::Cpus)?;
+                hits.set(index, zeros, 0)
+                    .map_err(aya_error(map_names::RULE_HITS))?;
+            }
+        }
+        maps::collect_garbage(&mut self.datapath.maps)?;
+        Ok(())
+    }
+
+    /// Deletes established flows idle past their timeout and credits the interface's
+    /// allowance (C5, C6). The datapath also deletes expired entries it meets; this catches the
+    /// ones no packet meets again.
+    pub fn sweep_conntrack(&mut self) -> Result<usize, RuntimeError> {
+        let timeouts: BTreeMap<u32, (u16, Timeouts)> = self
+            .applied
+            .policy
+            .interfaces
+            .iter()
+            .filter_map(|i| {
+                let ifindex = self.applied.ifindexes.get(&i.interface)?;
+                Some((*ifindex, (i.ifslot, i.config.timeouts)))
+            })
+            .collect();
+        let now = monotonic_ns();
+        let map = self
+            .datapath
+            .ebpf
+            .map_mut(map_names::CT_ESTABLISHED)
+            .ok_or(RuntimeError::MissingMap(map_names::CT_ESTABLISHED))?;
+        let mut table: HashMap<&mut MapData, CtKey, CtEntry> =
+            HashMap::try_from(map).map_err(aya_error(map_names::CT_ESTABLISHED))?;
+        let expired: Vec<(CtKey, u16)> = table
+            .iter()
+            .filter_map(Result::ok)
+            .filter_map(|(key, entry)| {
+                let live = match timeouts.get(&key.ifindex) {
+                    Some((_, timeouts)) => ct_entry_is_live(
+                        now,
+                        entry.last_seen_ns,
+                        timeout_secs(timeouts, key.proto, entry.state, entry.flags),
+                    ),
+                    // Its interface is gone: nothing can use the flow any more.
+                    None => false,
+                };
+                (!live).then_some((key, entry.ifslot))
+            })
+            .collect();
+        let mut removed_per_slot: BTreeMap<u16, u64> = BTreeMap::new();
+        for (key, ifslot) in &expired {
+            // Only count what this call removed: the datapath may have raced us to it.
+            if table.remove(key).is_ok() {
+                *removed_per_slot.entry(*ifslot).or_default() += 1;
+            }
+        }
+        let map = self
+            .datapath
+            .ebpf
+            .map_mut(map_names::CT_REMOVED_BY_AGENT)
+            .ok_or(RuntimeError::MissingMap(map_names::CT_REMOVED_BY_AGENT))?;
+        let mut removed: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(aya_error(map_names::CT_REMOVED_BY_AGENT))?;
+        for (ifslot, count) in removed_per_slot {
+            if ifslot >= IFSLOT_UNCONFIGURED {
+                continue;
+            }
+            let before = removed
+                .get(&u32::from(ifslot), 0)
+                .map_err(aya_error(map_names::CT_REMOVED_BY_AGENT))?;
+            removed
+                .set(u32::from(ifslot), before + count, 0)
+                .map_err(aya_error(map_names::CT_REMOVED_BY_AGENT))?;
+        }
+        Ok(expired.len())
+    }
+
+    /// Pinned links of interfaces the config no longer names: detach them, so those
+    /// interfaces are no longer filtered (the user removed them).
+    fn detach_unconfigured(&mut self) -> Result<(), RuntimeError> {
+        let configured: BTreeSet<(String, Hook)> = self
+            .config
+            .instances
+            .iter()
+            .flat_map(|i| Hook::for_instance(i).map(|h| (i.interface.clone(), h)))
+            .collect();
+        for (interface, hook) in links::pinned(&self.paths) {
+            if !configured.contains(&(interface.clone(), hook)) {
+                links::detach(&self.paths, &interface, hook)?;
+                tracing::info!("detached {} from {interface}", hook.name());
+            }
+        }
+        Ok(())
+    }
+
+    fn attach_all(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+        let mut interfaces = Vec::new();
+        let instances = self.config.instances.clone();
+        for instance in &instances {
+            let hooks = Hook::for_instance(instance);
+            let ifslot = self
+                .applied
+                .policy
+                .interface(&instance.interface)
+                .map_or(0, |i| i.ifslot);
+            let ifindex = self.applied.ifindexes.get(&instance.interface).copied();
+            let attach = match instance.attach {
+                AttachMode::Port => "port",
+                AttachMode::Host => "host",
+            };
+            let hook_names: Vec<String> = hooks.iter().map(|h| h.name().to_string()).collect();
+            let previous = self
+                .state
+                .interfaces
+                .iter()
+                .find(|i| i.interface == instance.interface)
+                .cloned();
+            let (status, detail) = match ifindex {
+                None => ("waiting", Some("no such interface".to_string())),
+                Some(index) => {
+                    let already = previous
+                        .as_ref()
+                        .is_some_and(|p| p.status == "enforcing" && p.ifindex == Some(index));
+                    if already {
+                        ("enforcing", None)
+                    } else {
+                        match self.attach_interface(&instance.interface, index, &hooks) {
+                            Ok(()) => ("enforcing", None),
+                            Err(error) => ("failed", Some(error.to_string())),
+                        }
+                    }
+                }
+            };
+            let changed = previous
+                .as_ref()
+                .is_none_or(|p| p.status != status || p.ifindex != ifindex);
+            if changed {
+                let line = match status {
+                    "enforcing" => format!(
+                        "enforcing {} ({}): {attach} via {}",
+                        instance.interface,
+                        instance.name,
+                        hook_names.join(",")
+                    ),
+                    "waiting" => format!(
+                        "waiting for {} ({}): no such interface",
+                        instance.interface, instance.name
+                    ),
+                    _ => format!(
+                        "failed {} ({}): {}",
+                        instance.interface,
+                        instance.name,
+                        detail.clone().unwrap_or_default()
+                    ),
+                };
+                writeln!(out, "{line}").map_err(RuntimeError::Console)?;
+                out.flush().map_err(RuntimeError::Console)?;
+                tracing::info!("{line}");
+            }
+            interfaces.push(InterfaceState {
+                interface: instance.interface.clone(),
+                instance: instance.name.clone(),
+                attach: attach.to_string(),
+                hooks: hook_names,
+                ifslot,
+                ifindex,
+                status: status.to_string(),
+                detail,
+            });
+        }
+        self.state.interfaces = interfaces;
+        Ok(())
+    }
+
+    fn attach_interface(
+        &mut self,
+        interface: &str,
+        ifindex: u32,
+        hooks: &[Hook],
+    ) -> Result<(), RuntimeError> {
+        for hook in hooks {
+            let outcome = links::ensure_attached(
+                &mut self.datapath.ebpf,
+                &self.paths,
+                interface,
+                ifindex,
+                *hook,
+                self.options.xdp_mode,
+            )?;
+            if outcome == LinkOutcome::Reused {
+                tracing::debug!("{interface}: reused pinned {} link", hook.name());
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_state(&mut self) -> Result<(), RuntimeError> {
+        self.state.generation = self.applied.generation;
+        self.state.rules = state::rule_table(&self.config, &self.applied.policy);
+        self.write_state()
+    }
+
+    pub fn write_state(&self) -> Result<(), RuntimeError> {
+        state::write(&self.paths.state_file(), &self.state)?;
+        Ok(())
+    }
+}
+
+/// Interface slots recorded in the active slot of a pinned `IFACES` map, by interface name.
+fn recover_ifslots(
+    maps: &mut dyn PolicyMaps,
+    generation: u64,
+) -> Result<BTreeMap<String, u16>, RuntimeError> {
+    let active = slot_of_generation(generation);
+    let mut slots = BTreeMap::new();
+    for key in maps.ifaces().keys()? {
+        if key.slot != active {
+            continue;
+        }
+        if let Some(config) = maps.ifaces().get(&key)? {
+            let end = config.name.iter().position(|b| *b == 0).unwrap_or(16);
+            let name = String::from_utf8_lossy(&config.name[..end]).into_owned();
+            slots.insert(name, config.ifslot);
+        }
+    }
+    Ok(slots)
+}
+
+/// Interfaces of the config that exist right now, with their index.
+pub fn present_ifindexes(config: &Config) -> BTreeMap<String, u32> {
+    config
+        .instances
+        .iter()
+        .filter_map(|i| sys::ifindex(&i.interface).map(|index| (i.interface.clone(), index)))
+        .collect()
+}
+
+/// Addresses whose membership set differs between two compiled policies, grouped by their
+/// new set, ready for `apply_membership`.
+fn membership_changes(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<MembershipChange> {
+    let mut by_set: BTreeMap<Option<u64>, Vec<IpAddr>> = BTreeMap::new();
+    let addresses: BTreeSet<_> = old.members.keys().chain(new.members.keys()).collect();
+    for address in addresses {
+        let before = old.members.get(address).copied();
+        let after = new.members.get(address).copied();
+        if before != after {
+            by_set
+                .entry(after)
+                .or_default()
+                .push(ip_of(address.family, &address.addr));
+        }
+    }
+    by_set
+        .into_iter()
+        .map(|(set, addresses)| MembershipChange {
+            addresses,
+            groups: set
+                .and_then(|id| new.sets.get(&id).cloned())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+pub fn monotonic_ns() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
+        Ok(now) => now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64,
+        Err(_) => 0,
+    }
+}
+
+fn seconds_since_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

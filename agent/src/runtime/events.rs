@@ -1,0 +1,296 @@
+//! Flow events from the datapath, turned into flow records in the AWS VPC Flow Logs version 2
+//! field order, aggregated per capture window:
+//!
+//! `version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start
+//! end action log-status`
+//!
+//! ACCEPT records come from conntrack: each tracked flow gives one record per direction with the
+//! packets and bytes it carried during the window (its counters' growth), and flows admitted
+//! without an entry (C8, ICMP other than echo) give one record per admitted first packet.
+//! REJECT records come from denied-flow events, which the datapath rate-limits per CPU; a
+//! window in which some were suppressed marks its REJECT records `SKIPDATA`, as AWS does.
+
+use std::{
+    collections::{BTreeMap, HashMap as StdHashMap},
+    io::Write as _,
+    net::IpAddr,
+    path::PathBuf,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, RingBuf},
+};
+use filter_common::{
+    CtEntry, CtKey, DIR_INGRESS, EVENT_FLOW_DENIED, EVENT_FLOW_NEW, FlowEvent, REASON_NEW_FLOW,
+    map_names,
+};
+use tokio::io::unix::AsyncFd;
+
+use super::agent::Agent;
+use crate::compile::ip_of;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("opening the flow event ring buffer: {0}")]
+    Ring(aya::maps::MapError),
+    #[error("watching the flow event ring buffer: {0}")]
+    Poll(std::io::Error),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordKey {
+    pub interface: String,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub accept: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// One flow log record (one line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub key: RecordKey,
+    pub tally: Tally,
+    pub start: u64,
+    pub end: u64,
+    pub skipped_data: bool,
+}
+
+impl std::fmt::Display for FlowRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "2 - {} {} {} {} {} {} {} {} {} {} {} {}",
+            self.key.interface,
+            self.key.src,
+            self.key.dst,
+            self.key.src_port,
+            self.key.dst_port,
+            self.key.protocol,
+            self.tally.packets,
+            self.tally.bytes,
+            self.start,
+            self.end,
+            if self.key.accept { "ACCEPT" } else { "REJECT" },
+            if self.skipped_data { "SKIPDATA" } else { "OK" }
+        )
+    }
+}
+
+pub struct EventConsumer {
+    ring: AsyncFd<RingBuf<MapData>>,
+    window: Duration,
+    window_start: SystemTime,
+    tallies: BTreeMap<RecordKey, Tally>,
+    suppressed: u64,
+    /// Conntrack counters at the end of the previous window, per flow.
+    baseline: StdHashMap<CtKey, ([u64; 2], [u64; 2])>,
+    outputs: Vec<PathBuf>,
+}
+
+impl EventConsumer {
+    pub fn start(
+        ebpf: &mut Ebpf,
+        window: Duration,
+        extra_log: Option<PathBuf>,
+        state_log: PathBuf,
+    ) -> Result<Self, EventsError> {
+        let map = ebpf
+            .take_map(map_names::EVENTS)
+            .ok_or(EventsError::MissingMap(map_names::EVENTS))?;
+        let ring = RingBuf::try_from(map).map_err(EventsError::Ring)?;
+        // SAFETY: the ring buffer owns its fd and lives as long as the registration, which is
+        // dropped with it; nothing else closes or re-registers that fd.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|error| EventsError::Poll(std::io::Error::other(error.to_string())))?;
+        let mut outputs = vec![state_log];
+        outputs.extend(extra_log);
+        Ok(Self {
+            ring,
+            window,
+            window_start: SystemTime::now(),
+            tallies: BTreeMap::new(),
+            suppressed: 0,
+            baseline: StdHashMap::new(),
+            outputs,
+        })
+    }
+
+    /// Resolves when events are waiting.
+    pub async fn readable(&mut self) -> Result<(), std::io::Error> {
+        let mut guard = self.ring.readable_mut().await?;
+        // Cleared before draining: an event that lands after the drain raises it again.
+        guard.clear_ready();
+        Ok(())
+    }
+
+    pub fn drain(&mut self, agent: &Agent) {
+        let interfaces = interface_names(agent);
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            if item.len() < std::mem::size_of::<FlowEvent>() {
+                continue;
+            }
+            // SAFETY: the datapath writes whole FlowEvent records; the length was checked and
+            // the read is unaligned-safe.
+            let event = unsafe { (item.as_ptr() as *const FlowEvent).read_unaligned() };
+            record_event(&mut self.tallies, &mut self.suppressed, &interfaces, &event);
+        }
+    }
+
+    /// Writes the window's records once it is over.
+    pub fn flush_window(&mut self, agent: &Agent) {
+        if self.window_start.elapsed().unwrap_or_default() >= self.window {
+            self.flush_all(agent);
+        }
+    }
+
+    /// Writes the records of the window so far and starts a new one.
+    pub fn flush_all(&mut self, agent: &Agent) {
+        self.drain(agent);
+        let start = epoch_seconds(self.window_start);
+        let end = epoch_seconds(SystemTime::now());
+        self.collect_conntrack(agent);
+        let skipped = self.suppressed > 0;
+        let records: Vec<FlowRecord> = std::mem::take(&mut self.tallies)
+            .into_iter()
+            .filter(|(_, tally)| tally.packets > 0)
+            .map(|(key, tally)| FlowRecord {
+                skipped_data: skipped && !key.accept,
+                key,
+                tally,
+                start,
+                end,
+            })
+            .collect();
+        self.suppressed = 0;
+        self.window_start = SystemTime::now();
+        if records.is_empty() {
+            return;
+        }
+        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+        for output in &self.outputs {
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(output)
+                .and_then(|mut file| file.write_all(text.as_bytes()));
+            if let Err(error) = written {
+                tracing::warn!("writing flow records to {}: {error}", output.display());
+            }
+        }
+    }
+
+    /// Adds the traffic tracked flows carried since the last window.
+    fn collect_conntrack(&mut self, agent: &Agent) {
+        let interfaces = interface_names(agent);
+        let mut seen: StdHashMap<CtKey, ([u64; 2], [u64; 2])> = StdHashMap::new();
+        for name in [map_names::CT_ESTABLISHED, map_names::CT_EMBRYONIC] {
+            let Some(map) = agent.datapath.ebpf.map(name) else {
+                continue;
+            };
+            let Ok(table) = HashMap::<&MapData, CtKey, CtEntry>::try_from(map) else {
+                continue;
+            };
+            for (key, entry) in table.iter().filter_map(Result::ok) {
+                let before = self.baseline.get(&key).copied().unwrap_or_default();
+                let Some(interface) = interfaces.get(&key.ifindex) else {
+                    continue;
+                };
+                for side in 0..2 {
+                    let packets = entry.packets[side].saturating_sub(before.0[side]);
+                    let bytes = entry.bytes[side].saturating_sub(before.1[side]);
+                    if packets == 0 {
+                        continue;
+                    }
+                    let tally = self
+                        .tallies
+                        .entry(ct_record_key(interface, &key, &entry, side))
+                        .or_default();
+                    tally.packets += packets;
+                    tally.bytes += bytes;
+                }
+                seen.insert(key, (entry.packets, entry.bytes));
+            }
+        }
+        self.baseline = seen;
+    }
+}
+
+fn interface_names(agent: &Agent) -> StdHashMap<u32, String> {
+    agent
+        .applied
+        .ifindexes
+        .iter()
+        .map(|(name, index)| (*index, name.clone()))
+        .collect()
+}
+
+/// The record key of one direction (`side` 0: as the flow started, 1: replies) of a flow.
+fn ct_record_key(interface: &str, key: &CtKey, entry: &CtEntry, side: usize) -> RecordKey {
+    let local = ip_of(key.family, &key.local_addr);
+    let remote = ip_of(key.family, &key.remote_addr);
+    let inbound = (entry.origin == DIR_INGRESS) == (side == 0);
+    let (src, dst, src_port, dst_port) = if inbound {
+        (remote, local, key.remote_port, key.local_port)
+    } else {
+        (local, remote, key.local_port, key.remote_port)
+    };
+    RecordKey {
+        interface: interface.to_string(),
+        src,
+        dst,
+        src_port,
+        dst_port,
+        protocol: key.proto,
+        accept: true,
+    }
+}
+
+/// Folds one event into the window's tallies.
+pub fn record_event(
+    tallies: &mut BTreeMap<RecordKey, Tally>,
+    suppressed: &mut u64,
+    interfaces: &StdHashMap<u32, String>,
+    event: &FlowEvent,
+) {
+    let accept = match event.kind {
+        // Tracked flows are counted from conntrack; only flows without an entry count here.
+        EVENT_FLOW_NEW if u32::from(event.reason) != REASON_NEW_FLOW => true,
+        EVENT_FLOW_DENIED => false,
+        _ => return,
+    };
+    *suppressed += u64::from(event.suppressed);
+    let interface = interfaces
+        .get(&event.ifindex)
+        .cloned()
+        .unwrap_or_else(|| format!("ifindex{}", event.ifindex));
+    let key = RecordKey {
+        interface,
+        src: ip_of(event.family, &event.src),
+        dst: ip_of(event.family, &event.dst),
+        src_port: event.src_port,
+        dst_port: event.dst_port,
+        protocol: event.proto,
+        accept,
+    };
+    let tally = tallies.entry(key).or_default();
+    tally.packets += 1;
+    tally.bytes += event.bytes[0];
+}
+
+fn epoch_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,74 @@
+//! Where an agent keeps things: pins on bpffs, state in /run.
+//!
+//! ```text
+//! <pin-dir>/v<LAYOUT>/maps/<MAP>             pinned maps (policy, conntrack, counters)
+//! <pin-dir>/v<LAYOUT>/links/<iface>/<hook>   pinned links: programs stay attached without us
+//! /run/sgwall/<hash of pin-dir>/             state.json, agent.pid, flows.log
+//! ```
+//!
+//! Everything is derived from the pin directory, so several agents (tests, labs) never share
+//! anything unless they share a pin directory.
+
+use std::path::{Path, PathBuf};
+
+use crate::datapath::{attach::Hook, loader};
+
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sgwall";
+const STATE_ROOT: &str = "/run/sgwall";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub pin_root: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(pin_root: &Path) -> Self {
+        Self {
+            pin_root: pin_root.to_path_buf(),
+            state_dir: Path::new(STATE_ROOT).join(format!("{:016x}", fnv1a(pin_root))),
+        }
+    }
+
+    pub fn layout_dir(&self) -> PathBuf {
+        loader::layout_dir(&self.pin_root)
+    }
+
+    pub fn maps_dir(&self) -> PathBuf {
+        loader::maps_dir(&self.pin_root)
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.layout_dir().join("links")
+    }
+
+    pub fn link(&self, interface: &str, hook: Hook) -> PathBuf {
+        self.links_dir().join(interface).join(hook.name())
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state_dir.join("state.json")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.state_dir.join("agent.pid")
+    }
+
+    pub fn flow_log(&self) -> PathBuf {
+        self.state_dir.join("flows.log")
+    }
+}
+
+fn fnv1a(path: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in path.as_os_str().as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}

@@ -1,0 +1,161 @@
+//! `state.json`: what the inspection commands need that the maps cannot tell, written by the
+//! agent after every change (atomically: write then rename).
+//!
+//! The maps know rule *ids*; people want rules. The state maps each global rule id of the
+//! generation in force to the rule it is, and keeps hit totals of retired generations by rule
+//! identity, so `sgwall rules --hits` survives reloads and restarts.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    compile::CompiledPolicy,
+    model::{Config, Direction, Peer},
+};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub pid: u32,
+    pub config: PathBuf,
+    pub generation: u64,
+    /// Seconds since the epoch.
+    pub started_at: u64,
+    pub interfaces: Vec<InterfaceState>,
+    pub rules: Vec<RuleState>,
+    /// Hits of retired generations, by [`RuleState::identity`].
+    pub hit_totals: BTreeMap<String, u64>,
+    pub reloads: Reloads,
+    pub netns: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reloads {
+    pub applied: u64,
+    pub rejected: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceState {
+    pub interface: String,
+    pub instance: String,
+    pub attach: String,
+    pub hooks: Vec<String>,
+    pub ifslot: u16,
+    pub ifindex: Option<u32>,
+    /// "enforcing", "waiting" or "failed".
+    pub status: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleState {
+    /// Global rule id in the generation in force (indexes the hit counters).
+    pub id: u32,
+    pub instance: String,
+    pub interface: String,
+    pub direction: Direction,
+    /// Position in the interface's rules for this direction (what the evaluator reports).
+    pub position: u16,
+    pub group: String,
+    pub rule_index: usize,
+    pub protocol: String,
+    pub ports: String,
+    pub peer: String,
+    /// Addresses the peer resolves to, for group peers.
+    pub resolved_members: Option<usize>,
+    pub description: String,
+}
+
+impl RuleState {
+    /// Stable across reloads as long as the rule means the same thing on the same interface.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}|{}",
+            self.interface,
+            self.direction,
+            self.group,
+            self.rule_index,
+            self.protocol,
+            self.ports,
+            self.peer
+        )
+    }
+}
+
+/// The rule table of a compiled policy.
+pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
+    let mut rules = Vec::new();
+    for interface in &policy.interfaces {
+        for direction in Direction::BOTH {
+            let base = interface.config.rule_base[usize::from(direction.index())];
+            for rule in interface.rules(direction) {
+                let resolved_members = match &rule.peer {
+                    Peer::Group(group) => Some(config.group_members(group).len()),
+                    Peer::Cidr(_) => None,
+                };
+                rules.push(RuleState {
+                    id: base + u32::from(rule.id),
+                    instance: interface.instance.clone(),
+                    interface: interface.interface.clone(),
+                    direction,
+                    position: rule.id,
+                    group: rule.group.clone(),
+                    rule_index: rule.rule_index,
+                    protocol: rule.protocol.to_string(),
+                    ports: rule.ports.to_string(),
+                    peer: rule.peer.to_string(),
+                    resolved_members,
+                    description: rule.description.clone(),
+                });
+            }
+        }
+    }
+    rules
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+pub fn read(path: &Path) -> Result<State, StateError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| StateError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+pub fn write(path: &Path, state: &State) -> Result<(), StateError> {
+    let io_error = |source| StateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    let text = serde_json::to_string_pretty(state).map_err(|source| StateError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(&temporary, text).map_err(io_error)?;
+    std::fs::rename(&temporary, path).map_err(io_error)
+}
