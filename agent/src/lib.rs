@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod maps;
 pub mod model;
 pub mod netns;
+pub mod plan;
 pub mod probe;
 pub mod runtime;
 pub mod testgen;

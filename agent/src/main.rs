@@ -40,6 +40,9 @@ enum Command {
     /// Convert another system's security groups into an sgwall config (printed to stdout).
     #[command(subcommand)]
     Import(ImportSource),
+    /// What a config compiles to: effective rules per interface, datapath map entries and fill
+    /// against capacity. Needs no privileges and touches nothing.
+    Plan(PlanArgs),
     /// Enforce a config: load the datapath, attach to every configured interface, and keep
     /// following the config (file changes, SIGHUP) and the interfaces. Enforcement stays in
     /// place when the agent exits; `sgwall down` removes it.
@@ -54,6 +57,16 @@ enum Command {
     Rules(RulesArgs),
     /// Flow records (AWS VPC Flow Logs version 2 field order), ACCEPT and REJECT.
     Flows(FlowsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PlanArgs {
+    /// The sgwall TOML config.
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,6 +168,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check(args) => Ok(check(&args)),
         Command::Import(ImportSource::Aws(args)) => import_aws(args),
+        Command::Plan(args) => plan(&args),
         Command::Run(args) => run(args),
         Command::Down(args) => down(&args),
         Command::Status(args) => status(&args),
@@ -175,6 +189,34 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let loaded = match sgwall::config::load(&args.config) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
+    }
+    let plan = sgwall::plan::plan(&loaded.config, &Capacities::default())?;
+    if args.json {
+        print_json(&plan)?;
+    } else {
+        print!("{}", plan.render());
+    }
+    let overflows = plan.overflows();
+    for overflow in &overflows {
+        eprintln!("error: {overflow}");
+    }
+    Ok(if overflows.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

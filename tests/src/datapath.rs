@@ -375,3 +375,58 @@ pub fn parse(text: &str) -> Config {
         Err(error) => panic!("test config is invalid:\n{error}"),
     }
 }
+
+/// Stack bytes each program's own frame uses, from its instructions: the deepest `r10`-relative
+/// access. The verifier's "stack depth" is this, rounded up to 8 (plus 0 for the helper
+/// subprograms such as memset, which use no stack).
+pub fn stack_depths(object: &[u8]) -> BTreeMap<String, u32> {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    let file = object::File::parse(object).expect("the datapath object is ELF");
+    let mut depths = BTreeMap::new();
+    for symbol in file.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        let Some(index) = symbol.section_index() else {
+            continue;
+        };
+        let Ok(section) = file.section_by_index(index) else {
+            continue;
+        };
+        let section_name = section.name().unwrap_or("");
+        if !(section_name == "xdp" || section_name == "classifier") || symbol.size() == 0 {
+            continue;
+        }
+        let data = section.data().expect("section data");
+        let start = symbol.address() as usize;
+        let end = (start + symbol.size() as usize).min(data.len());
+        let mut deepest: i64 = 0;
+        let mut frame_pointer_copies = [false; 11];
+        for insn in data[start..end].chunks_exact(8) {
+            let opcode = insn[0];
+            let dst = usize::from(insn[1] & 0x0f);
+            let src = usize::from(insn[1] >> 4);
+            let offset = i64::from(i16::from_le_bytes([insn[2], insn[3]]));
+            let imm = i64::from(i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]));
+            let class = opcode & 0x07;
+            match class {
+                // LDX: src is the base; ST/STX: dst is the base.
+                0x01 if src == 10 => deepest = deepest.min(offset),
+                0x02 | 0x03 if dst == 10 => deepest = deepest.min(offset),
+                _ => {}
+            }
+            // `rX = r10` then `rX += imm`: a stack address handed to a helper or copied to.
+            if opcode == 0xbf && dst < 11 {
+                frame_pointer_copies[dst] = src == 10;
+            } else if opcode == 0x07 && dst < 11 && frame_pointer_copies[dst] {
+                deepest = deepest.min(imm);
+                frame_pointer_copies[dst] = false;
+            } else if dst < 11 && (class == 0x04 || class == 0x07 || class == 0x01) {
+                frame_pointer_copies[dst] = false;
+            }
+        }
+        depths.insert(
+            name.to_string(),
+            (deepest.unsigned_abs() as u32).div_ceil(8) * 8,
+        );
+    }
+    depths
+}

@@ -1314,3 +1314,35 @@ fn differential_random_policies_match_the_reference_evaluator() {
     }
     assert_eq!(packets, 4000);
 }
+
+/// The verifier accepts every program on this kernel, within its limits. Prints the figures
+/// `docs/design.md` records.
+#[test]
+fn verifier_accepts_every_program_within_limits() {
+    if !privileged() {
+        return;
+    }
+    let dp = base();
+    let stacks =
+        sgwall_tests::datapath::stack_depths(sgwall::datapath::object::bytes().expect("object"));
+    println!("| program | verified instructions | stack bytes |");
+    println!("| --- | --- | --- |");
+    for name in [
+        program_names::XDP_INGRESS,
+        program_names::TC_INGRESS,
+        program_names::TC_EGRESS,
+        program_names::XDP_DECIDE,
+        program_names::TC_DECIDE,
+    ] {
+        let program = dp.datapath.ebpf.program(name).expect("program");
+        let info = program.info().expect("loaded");
+        let verified = info
+            .verified_instruction_count()
+            .expect("kernel reports it");
+        let stack = stacks[name];
+        println!("| {name} | {verified} | {stack} |");
+        assert!(verified < 1_000_000, "{name}: {verified} instructions");
+        assert!(stack <= 512, "{name}: {stack} bytes of stack");
+        assert!(stack > 0, "{name}: the stack scan found nothing");
+    }
+}

@@ -528,6 +528,21 @@ fn inspection_commands_report_a_real_run() {
     );
     assert!(agent.command(&["rules", "--hits"]).contains("unused"));
 
+    // A reload that flips the generation (a new rule) keeps the hits of the rules that stay.
+    let with_more = web_config("8080").replace(
+        "[[instance]]",
+        "  [[security_group.ingress]]\n  protocol = \"udp\"\n  ports = \"53\"\n  cidr = [\"10.6.0.0/24\"]\n[[instance]]",
+    );
+    rewrite(&config.path, &with_more);
+    agent.wait_for("reloaded, generation 2", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(600));
+    let rules: serde_json::Value = serde_json::from_str(&agent.command(&["rules", "--hits", "--json"])).expect("json");
+    let kept = rules
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["direction"] == "ingress" && r["ports"] == "8080"))
+        .expect("the 8080 rule");
+    assert_eq!(kept["hits"], 1, "hits survive the generation flip: {kept}");
+
     // Flow records appear once a (1 s) window closes.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut records = String::new();

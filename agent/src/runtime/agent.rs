@@ -172,6 +172,14 @@ impl Agent {
         };
         agent.detach_unconfigured()?;
         agent.attach_all(out)?;
+        // Every link now runs this version's programs on this layout's maps: an older layout's
+        // maps are unused (their conntrack state is not carried over: see docs/operations.md).
+        for stale in agent.paths.stale_layouts() {
+            match std::fs::remove_dir_all(&stale) {
+                Ok(()) => tracing::info!("removed maps of an older layout: {}", stale.display()),
+                Err(error) => tracing::warn!("removing {}: {error}", stale.display()),
+            }
+        }
         agent.refresh_state()?;
         Ok(agent)
     }

@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! <pin-dir>/v<LAYOUT>/maps/<MAP>             pinned maps (policy, conntrack, counters)
-//! <pin-dir>/v<LAYOUT>/links/<iface>/<hook>   pinned links: programs stay attached without us
+//! <pin-dir>/links/<iface>/<hook>             pinned links: programs stay attached without us
 //! /run/sgwall/<hash of pin-dir>/             state.json, agent.pid, flows.log
 //! ```
 //!
 //! Everything is derived from the pin directory, so several agents (tests, labs) never share
-//! anything unless they share a pin directory.
+//! anything unless they share a pin directory. Links sit outside the layout directory: they do
+//! not depend on the maps' layout, and an agent with a new layout must find and take over the
+//! links an older one pinned (XDP allows one program per interface).
 
 use std::path::{Path, PathBuf};
 
@@ -43,7 +45,26 @@ impl Paths {
     }
 
     pub fn links_dir(&self) -> PathBuf {
-        self.layout_dir().join("links")
+        self.pin_root.join("links")
+    }
+
+    /// Map directories of other layouts under this pin directory (left by older versions).
+    pub fn stale_layouts(&self) -> Vec<PathBuf> {
+        let current = self.layout_dir();
+        let Ok(entries) = std::fs::read_dir(&self.pin_root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path != &current
+                    && path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with('v') && n[1..].parse::<u32>().is_ok())
+            })
+            .collect()
     }
 
     pub fn link(&self, interface: &str, hook: Hook) -> PathBuf {

@@ -1,0 +1,345 @@
+//! `sgwall plan`: what a config compiles to, without touching the kernel. Per interface, the
+//! effective rules after group resolution; per map, the entries it will hold against capacity.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    compile::{self, CompileError, untracked_index},
+    inspect::table,
+    maps::{ApplyError, Capacities, MemoryMaps, apply_full},
+    model::{AttachMode, Config},
+    runtime::state::{RuleState, rule_table},
+};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub interfaces: Vec<InterfacePlan>,
+    pub maps: Vec<MapPlan>,
+    /// Addresses with group memberships (instances and members).
+    pub member_addresses: usize,
+    /// Distinct membership sets (addresses with the same groups share one).
+    pub membership_sets: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InterfacePlan {
+    pub instance: String,
+    pub interface: String,
+    pub attach: String,
+    pub hooks: Vec<String>,
+    pub rules: Vec<PlannedRule>,
+    pub cidr_entries: usize,
+    pub port_entries: usize,
+    pub group_bitmaps: usize,
+    pub local_addresses: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlannedRule {
+    #[serde(flatten)]
+    pub rule: RuleState,
+    /// Protocols whose flows this rule admits without a conntrack entry (C8).
+    pub untracked: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MapPlan {
+    pub map: String,
+    /// Entries one policy generation needs.
+    pub entries: usize,
+    /// Entries while an update holds the old and the new generation side by side.
+    pub peak_entries: usize,
+    pub capacity: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+}
+
+pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError> {
+    let compiled = compile::compile(config, &BTreeMap::new())?;
+    // Every interface as if present, so the map counts are those of a fully running host.
+    let ifindexes = compiled
+        .interfaces
+        .iter()
+        .enumerate()
+        .map(|(index, i)| (i.interface.clone(), index as u32 + 1))
+        .collect();
+    let mut maps = MemoryMaps::default();
+    let applied = apply_full(&mut maps, None, compiled.clone(), ifindexes)?;
+    let rules = rule_table(config, &applied.policy);
+
+    let interfaces = compiled
+        .interfaces
+        .iter()
+        .map(|interface| {
+            let instance = config.instance(&interface.instance);
+            let hooks = instance
+                .map(|i| {
+                    crate::datapath::attach::Hook::for_instance(i)
+                        .iter()
+                        .map(|h| h.name().to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let attach = match instance.map(|i| i.attach) {
+                Some(AttachMode::Host) => "host",
+                _ => "port",
+            };
+            let planned = rules
+                .iter()
+                .filter(|r| r.interface == interface.interface)
+                .map(|rule| {
+                    let dir = rule.direction.index();
+                    let untracked = [("tcp", 0usize), ("udp", 1)]
+                        .into_iter()
+                        .filter(|(_, proto)| {
+                            interface.config.untracked[untracked_index(dir, *proto)]
+                                .get(usize::from(rule.position))
+                        })
+                        .map(|(name, _)| name.to_string())
+                        .collect();
+                    PlannedRule {
+                        rule: rule.clone(),
+                        untracked,
+                    }
+                })
+                .collect();
+            let group_bitmaps = maps
+                .group_bits
+                .entries
+                .keys()
+                .filter(|k| k.ifslot == interface.ifslot)
+                .count();
+            InterfacePlan {
+                instance: interface.instance.clone(),
+                interface: interface.interface.clone(),
+                attach: attach.to_string(),
+                hooks,
+                rules: planned,
+                cidr_entries: interface.cidrs.len(),
+                port_entries: interface.ports.len(),
+                group_bitmaps,
+                local_addresses: interface.local_addrs.len(),
+            }
+        })
+        .collect();
+
+    let map = |name: &str, entries: usize, slotted: bool, capacity: usize| MapPlan {
+        map: name.to_string(),
+        entries,
+        peak_entries: if slotted { entries * 2 } else { entries },
+        capacity,
+    };
+    use filter_common::map_names as n;
+    let maps_plan = vec![
+        map(
+            n::IFACES,
+            maps.ifaces.entries.len(),
+            true,
+            capacities.ifaces,
+        ),
+        map(n::CIDRS, maps.cidrs.entries.len(), true, capacities.cidrs),
+        map(n::PORTS, maps.ports.entries.len(), true, capacities.ports),
+        map(
+            n::GROUP_BITS,
+            maps.group_bits.entries.len(),
+            true,
+            capacities.group_bits,
+        ),
+        map(
+            n::MEMBERS,
+            maps.members.entries.len(),
+            false,
+            capacities.members,
+        ),
+        map(
+            n::LOCAL_ADDRS,
+            maps.local_addrs.entries.len(),
+            false,
+            capacities.local_addrs,
+        ),
+    ];
+    Ok(Plan {
+        interfaces,
+        maps: maps_plan,
+        member_addresses: compiled.members.len(),
+        membership_sets: compiled.sets.len(),
+    })
+}
+
+impl Plan {
+    /// Capacity problems: maps a generation (or an update) would overflow.
+    pub fn overflows(&self) -> Vec<String> {
+        self.maps
+            .iter()
+            .filter(|m| m.peak_entries > m.capacity)
+            .map(|m| {
+                format!(
+                    "{}: {} entries during an update, capacity {}",
+                    m.map, m.peak_entries, m.capacity
+                )
+            })
+            .collect()
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for interface in &self.interfaces {
+            out.push_str(&format!(
+                "{} ({}: {} via {})\n",
+                interface.instance,
+                interface.interface,
+                interface.attach,
+                interface.hooks.join(",")
+            ));
+            let rows: Vec<Vec<String>> = interface
+                .rules
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.rule.direction.to_string(),
+                        r.rule.position.to_string(),
+                        format!("{}#{}", r.rule.group, r.rule.rule_index),
+                        r.rule.protocol.clone(),
+                        r.rule.ports.clone(),
+                        r.rule.peer.clone(),
+                        r.rule
+                            .resolved_members
+                            .map_or("-".to_string(), |n| n.to_string()),
+                        if r.untracked.is_empty() {
+                            "tracked".to_string()
+                        } else {
+                            format!("untracked {} (C8)", r.untracked.join("/"))
+                        },
+                    ]
+                })
+                .collect();
+            for line in table(
+                &[
+                    "DIRECTION",
+                    "ID",
+                    "RULE",
+                    "PROTOCOL",
+                    "PORTS",
+                    "PEER",
+                    "MEMBERS",
+                    "CONNTRACK",
+                ],
+                &rows,
+            )
+            .lines()
+            {
+                out.push_str("  ");
+                out.push_str(line);
+                out.push('\n');
+            }
+            out.push_str(&format!(
+                "  datapath: {} CIDR prefixes, {} port prefixes, {} group bitmaps, {} own addresses\n\n",
+                interface.cidr_entries, interface.port_entries, interface.group_bitmaps, interface.local_addresses
+            ));
+        }
+        out.push_str(&format!(
+            "{} addresses in {} membership sets\n\n",
+            self.member_addresses, self.membership_sets
+        ));
+        let rows: Vec<Vec<String>> = self
+            .maps
+            .iter()
+            .map(|m| {
+                vec![
+                    m.map.clone(),
+                    m.entries.to_string(),
+                    m.peak_entries.to_string(),
+                    m.capacity.to_string(),
+                    format!(
+                        "{:.1}%",
+                        100.0 * m.peak_entries as f64 / m.capacity.max(1) as f64
+                    ),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &["MAP", "ENTRIES", "DURING UPDATE", "CAPACITY", "PEAK FILL"],
+            &rows,
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_the_three_tier_example() {
+        let loaded = crate::config::load_str(
+            include_str!("../../examples/three-tier.toml"),
+            std::path::Path::new("three-tier.toml"),
+        )
+        .expect("valid example");
+        let plan = plan(&loaded.config, &Capacities::default()).expect("plans");
+        let db = plan
+            .interfaces
+            .iter()
+            .find(|i| i.instance == "db-1")
+            .expect("db-1");
+        let mysql = db
+            .rules
+            .iter()
+            .find(|r| r.rule.ports == "3306")
+            .expect("the MySQL rule");
+        assert_eq!(mysql.rule.peer, "sg:app-sg");
+        // app-1 (two addresses) and app-9 (two addresses).
+        assert_eq!(mysql.rule.resolved_members, Some(4));
+        let web = plan
+            .interfaces
+            .iter()
+            .find(|i| i.instance == "web-1")
+            .expect("web-1");
+        let http = web
+            .rules
+            .iter()
+            .find(|r| r.rule.ports == "80")
+            .expect("HTTP rule");
+        assert_eq!(
+            http.untracked,
+            vec!["tcp"],
+            "80 from anywhere with open egress: C8"
+        );
+        let members = plan
+            .maps
+            .iter()
+            .find(|m| m.map == "SGW_MEMBERS")
+            .expect("members map");
+        assert_eq!(members.entries, plan.member_addresses);
+        assert!(plan.overflows().is_empty());
+        let text = plan.render();
+        assert!(
+            text.contains("untracked tcp (C8)") && text.contains("SGW_CIDRS"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn reports_maps_an_update_would_overflow() {
+        let loaded = crate::config::load_str(
+            include_str!("../../examples/three-tier.toml"),
+            std::path::Path::new("three-tier.toml"),
+        )
+        .expect("valid example");
+        let tiny = Capacities {
+            cidrs: 3,
+            ..Capacities::default()
+        };
+        let overflows = plan(&loaded.config, &tiny).expect("plans").overflows();
+        assert_eq!(overflows.len(), 1);
+        assert!(overflows[0].starts_with("SGW_CIDRS:"), "{overflows:?}");
+    }
+}
