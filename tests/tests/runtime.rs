@@ -536,10 +536,14 @@ fn inspection_commands_report_a_real_run() {
     rewrite(&config.path, &with_more);
     agent.wait_for("reloaded, generation 2", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(600));
-    let rules: serde_json::Value = serde_json::from_str(&agent.command(&["rules", "--hits", "--json"])).expect("json");
+    let rules: serde_json::Value =
+        serde_json::from_str(&agent.command(&["rules", "--hits", "--json"])).expect("json");
     let kept = rules
         .as_array()
-        .and_then(|r| r.iter().find(|r| r["direction"] == "ingress" && r["ports"] == "8080"))
+        .and_then(|r| {
+            r.iter()
+                .find(|r| r["direction"] == "ingress" && r["ports"] == "8080")
+        })
         .expect("the 8080 rule");
     assert_eq!(kept["hits"], 1, "hits survive the generation flip: {kept}");
 

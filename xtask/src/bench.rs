@@ -29,6 +29,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if !setup::is_root() {
         bail!("the benchmarks load eBPF programs and create namespaces: run them as root");
     }
+    // The agent binary too: the file-save figure runs `sgwall run` as a user would.
     run_checked(cargo().args([
         "build",
         "--release",
@@ -36,6 +37,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "sgwall-tests",
         "--bin",
         "sgwall-bench",
+        "--package",
+        "sgwall",
+        "--bin",
+        "sgwall",
     ]))?;
     let (mode, out_dir, report, flag) = if args.smoke {
         let dir = target_dir().join("bench").join("smoke");

@@ -25,11 +25,11 @@ use sgwall::{
     maps::{Capacities, Lpm, MapError, PolicyMaps, Table, apply_full, apply_membership},
     netns,
 };
-use sgwall_tests::packet::L4;
+use sgwall_tests::{AgentProcess, PinDir, packet::L4};
 
 use crate::{
     Mode,
-    e2e::{SERVER, Topology},
+    e2e::{self, CLIENT, SERVER, Topology},
     memory::{self, MapMemory},
     policy::{self, Group, Instance, Member, Peer, Policy, Proto, Rule},
     stats::{Summary, percentile},
@@ -41,6 +41,7 @@ const PROBE_PORT: u16 = 9000;
 pub struct Params {
     pub repeats: usize,
     pub additions: usize,
+    pub file_saves: usize,
     pub groups: usize,
     pub members: usize,
     pub instances: usize,
@@ -48,14 +49,15 @@ pub struct Params {
 
 impl Params {
     pub fn for_mode(mode: Mode) -> Self {
-        let (repeats, additions) = match mode {
-            Mode::Full => (5, 1_000),
-            Mode::Quick => (3, 300),
-            Mode::Smoke => (1, 20),
+        let (repeats, additions, file_saves) = match mode {
+            Mode::Full => (5, 1_000, 10),
+            Mode::Quick => (3, 300, 5),
+            Mode::Smoke => (1, 20, 2),
         };
         Self {
             repeats,
             additions,
+            file_saves,
             groups: 1_000,
             members: 100_000,
             instances: 200,
@@ -200,6 +202,20 @@ pub struct ControlResult {
     pub map_entries: BTreeMap<String, usize>,
     pub memory: Vec<MapMemory>,
     pub add_member: AddMember,
+    pub file_save: FileSave,
+}
+
+/// `sgwall run` watching its config: from the rename that saves a new version of the file to
+/// the first packet the new version admits.
+#[derive(Debug, Serialize)]
+pub struct FileSave {
+    pub saves: usize,
+    pub rules: usize,
+    pub members: usize,
+    /// A rule's port changes (full compile, apply and generation flip), milliseconds.
+    pub rule_change_ms: Summary,
+    /// A member address is added to a referenced group (membership delta), milliseconds.
+    pub member_added_ms: Summary,
 }
 
 #[derive(Debug, Serialize)]
@@ -323,6 +339,9 @@ pub fn run(params: &Params) -> Result<ControlResult> {
     ]);
 
     let add_member = add_members(&topology, &mut datapath, &mut applied, params.additions)?;
+    drop(datapath);
+    drop(topology);
+    let file_save = file_save(params.file_saves)?;
     Ok(ControlResult {
         groups: params.groups,
         members: params.members,
@@ -340,6 +359,7 @@ pub fn run(params: &Params) -> Result<ControlResult> {
         map_entries,
         memory,
         add_member,
+        file_save,
     })
 }
 
@@ -433,5 +453,107 @@ fn add_members(
         probes_median: percentile(&probes, 50.0),
         enforced_us,
         write_us,
+    })
+}
+
+/// A directory for the watched config, removed on drop.
+struct ConfigDir(std::path::PathBuf);
+
+impl Drop for ConfigDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Saves `text` the way editors do: write a temporary file, rename it over the config.
+fn save(path: &Path, text: &str) -> Result<Instant> {
+    let temporary = path.with_extension("toml.new");
+    std::fs::write(&temporary, text)?;
+    let saved = Instant::now();
+    std::fs::rename(&temporary, path)?;
+    Ok(saved)
+}
+
+/// Sends `frame` until the server socket receives one; the time from `since`.
+fn until_admitted(
+    blaster: &Blaster,
+    socket: &UdpSocket,
+    frame: &[u8],
+    since: Instant,
+) -> Result<Duration> {
+    let mut buffer = [0u8; 256];
+    loop {
+        blaster.send_one(frame)?;
+        let sent = Instant::now();
+        while sent.elapsed() < Duration::from_micros(500) {
+            if socket.recv(&mut buffer).is_ok() {
+                return Ok(since.elapsed());
+            }
+        }
+        if since.elapsed() > Duration::from_secs(10) {
+            bail!("the saved config was not enforced within 10 s");
+        }
+    }
+}
+
+fn file_save(saves: usize) -> Result<FileSave> {
+    let topology = Topology::new()?;
+    let pins = PinDir::new();
+    let dir = ConfigDir(std::env::temp_dir().join(format!("sgwt-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let path = dir.0.join("sgwall.toml");
+    let open = e2e::e2e_policy(&topology.link.right, "xdp");
+    // The same policy with the UDP rule on another port: the client's datagrams are denied.
+    let mut closed = open.clone();
+    for rule in &mut closed.groups[0].ingress {
+        if rule.proto == Proto::Udp && rule.peer == Peer::Group("clients".into()) {
+            rule.ports = (e2e::UDP_PORT + 1, e2e::UDP_PORT + 1);
+        }
+    }
+    std::fs::write(&path, closed.to_toml())?;
+    let mut agent = AgentProcess::start(&path, topology.server.name(), pins.path(), &[]);
+    agent.wait_for("enforcing", Duration::from_secs(60));
+    let socket = netns::run_in(topology.server.name(), || {
+        UdpSocket::bind(SocketAddr::from((SERVER, e2e::UDP_PORT)))
+    })??;
+    socket.set_nonblocking(true)?;
+    let blaster = Blaster::new(topology.client.name(), &topology.link.left)?;
+    let mut rule_change = Vec::new();
+    let mut member_added = Vec::new();
+    for n in 0..saves {
+        // A fresh source port each time: an earlier admitted flow stays tracked (C4).
+        let frame = topology.frame(CLIENT, SERVER, L4::udp(41_000 + n as u16, e2e::UDP_PORT));
+        let saved = save(&path, &open.to_toml())?;
+        rule_change.push(until_admitted(&blaster, &socket, &frame, saved)?.as_secs_f64() * 1e3);
+
+        let newcomer = Ipv4Addr::new(10, 90, 200, n as u8 + 1);
+        let frame = topology.frame(newcomer, SERVER, L4::udp(40_000, e2e::UDP_PORT));
+        let mut grown = open.clone();
+        grown.members.push(Member {
+            address: newcomer,
+            groups: vec!["clients".into()],
+        });
+        let saved = save(&path, &grown.to_toml())?;
+        member_added.push(until_admitted(&blaster, &socket, &frame, saved)?.as_secs_f64() * 1e3);
+
+        // Back to the closed policy (and without the newcomer), then let the reload land.
+        save(&path, &closed.to_toml())?;
+        std::thread::sleep(Duration::from_millis(800));
+        let mut buffer = [0u8; 256];
+        while socket.recv(&mut buffer).is_ok() {}
+        eprintln!(
+            "  control: file save {}/{saves}: rule change {:.0} ms, member added {:.0} ms",
+            n + 1,
+            rule_change.last().copied().unwrap_or_default(),
+            member_added.last().copied().unwrap_or_default()
+        );
+    }
+    drop(agent);
+    Ok(FileSave {
+        saves,
+        rules: open.rules_of(&open.instances[0]).len(),
+        members: open.members.len(),
+        rule_change_ms: Summary::of(&rule_change),
+        member_added_ms: Summary::of(&member_added),
     })
 }

@@ -43,7 +43,7 @@ use crate::{
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const IPERF_PORT: u16 = 5201;
-const UDP_PORT: u16 = 9000;
+pub const UDP_PORT: u16 = 9000;
 const CONN_PORT: u16 = 8080;
 const DENIED_PORT: u16 = 9999;
 const FILLER_RULES: usize = 50;

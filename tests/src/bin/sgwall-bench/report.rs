@@ -443,9 +443,31 @@ pub fn control_fragment(result: &ControlResult, header: &str) -> (String, Vec<Ta
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     let _ = writeln!(out, "Entries written: {}.\n", entries.join(", "));
-    out.push_str(
-        "Time from config file save to enforcement (`sgwall run` watching the file): not \
-         measured yet; `sgwall run` has not landed on main.\n\n",
+    let f = &result.file_save;
+    let _ = writeln!(
+        out,
+        "Time from config file save to enforcement: `sgwall run` (release build) enforces a \
+         policy of {} rules and {} members on the server end of a veth pair and watches its \
+         config; the benchmark saves a new version (write, then rename over, as editors do) and \
+         sends a UDP frame the new version admits every 0.5 ms until the server's socket gets \
+         one. {} saves of each kind; milliseconds, median (min–max). The agent waits 150 ms \
+         (`CONFIG_SETTLE` in `agent/src/runtime/mod.rs`) for an editor's burst of writes to end \
+         before it reloads.\n",
+        f.rules, f.members, f.saves
+    );
+    let _ = writeln!(
+        out,
+        "| change saved | ms to the first admitted packet |\n|---|---|"
+    );
+    let _ = writeln!(
+        out,
+        "| a rule's port (full recompile, generation flip) | {} |",
+        f.rule_change_ms.show(0)
+    );
+    let _ = writeln!(
+        out,
+        "| one member added to a referenced group (membership delta) | {} |\n",
+        f.member_added_ms.show(0)
     );
     let targets = vec![TargetRow {
         target: "add one member at 100k loaded: p99 to enforcement ≤ 1 ms".into(),
