@@ -58,6 +58,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     let mut command = Command::new(target_dir().join("release").join("sgwall-bench"));
     command
+        .env("SGWALL_BIN", target_dir().join("release").join("sgwall"))
         .args([
             "--mode",
             mode,
