@@ -127,6 +127,10 @@ pub struct CandidateResult {
     pub cases: BTreeMap<Case, CaseResult>,
     pub setup_seconds: f64,
     pub memory: Vec<MapMemory>,
+    /// Entries the compiler wrote per policy slot: CIDR prefixes and port prefixes (the two
+    /// LPM tries a new flow is classified in).
+    pub cidr_entries: usize,
+    pub port_entries: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -253,6 +257,8 @@ struct Candidate {
     new_flow_keys: Vec<CtKey>,
     setup_seconds: f64,
     memory: Vec<MapMemory>,
+    cidr_entries: usize,
+    port_entries: usize,
 }
 
 fn monotonic_ns() -> u64 {
@@ -469,6 +475,18 @@ fn load_candidate(
         compiled,
         BTreeMap::from([(interface.to_string(), ifindex)]),
     )?;
+    let cidr_entries = applied
+        .policy
+        .interfaces
+        .iter()
+        .map(|i| i.cidrs.len())
+        .sum();
+    let port_entries = applied
+        .policy
+        .interfaces
+        .iter()
+        .map(|i| i.ports.len())
+        .sum();
     populate_flows(&mut datapath, &applied, ifindex, sizes.flows)?;
     let events = RingBuf::try_from(
         datapath
@@ -488,6 +506,8 @@ fn load_candidate(
         new_flow_keys,
         setup_seconds: started.elapsed().as_secs_f64(),
         memory,
+        cidr_entries,
+        port_entries,
     })
 }
 
@@ -668,6 +688,8 @@ pub fn run_set(
             cases: acc.iter().map(|(case, a)| (*case, a.result())).collect(),
             setup_seconds: candidate.setup_seconds,
             memory: candidate.memory.clone(),
+            cidr_entries: candidate.cidr_entries,
+            port_entries: candidate.port_entries,
         })
         .collect::<Vec<_>>();
     for result in &results {

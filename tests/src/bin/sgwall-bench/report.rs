@@ -161,6 +161,16 @@ pub fn micro_fragment(set: &SetResult, header: &str) -> (String, Vec<TargetRow>)
         .map(|c| memory::mib(memory::total(&c.memory)))
         .collect();
     let _ = writeln!(out, "| map memory (memlock) | {} | |", memory.join(" | "));
+    let entries: Vec<String> = set
+        .candidates
+        .iter()
+        .map(|c| format!("{} / {}", c.cidr_entries, c.port_entries))
+        .collect();
+    let _ = writeln!(
+        out,
+        "| policy entries: CIDR prefixes / port prefixes | {} | |",
+        entries.join(" | ")
+    );
     let setup: Vec<String> = set
         .candidates
         .iter()
@@ -417,6 +427,12 @@ pub fn control_fragment(result: &ControlResult, header: &str) -> (String, Vec<Ta
         out,
         "| first packet admitted (µs) | {:.0} | {:.0} | {:.0} |\n",
         a.enforced_us_p50, a.enforced_us_p99, a.enforced_us_max
+    );
+    let _ = writeln!(
+        out,
+        "Profile: the in-memory delta alone (`CompiledPolicy::apply_membership` on a copy of the \
+         policy, no map write) takes {:.0} µs (median of 50).\n",
+        a.delta_compute_us_p50
     );
     let _ = writeln!(
         out,
