@@ -23,6 +23,10 @@ pub struct BenchArgs {
     /// separated; the report keeps the other sections' last figures.
     #[arg(long)]
     only: Option<String>,
+    /// Measure nothing: rebuild the report from the last run's figures (after editing the
+    /// analysis in tests/src/bin/sgwall-bench/notes.md).
+    #[arg(long)]
+    report_only: bool,
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
@@ -71,6 +75,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .arg(&report);
     if let Some(only) = &args.only {
         command.args(["--only", only]);
+    }
+    if args.report_only {
+        command.arg("--report-only");
     }
     run_checked(&mut command)
 }

@@ -87,6 +87,10 @@ struct Cli {
     /// The report to write.
     #[arg(long)]
     report: PathBuf,
+    /// Measure nothing: rebuild the report from the fragments already in `--out-dir` (after
+    /// editing the analysis in notes.md).
+    #[arg(long)]
+    report_only: bool,
     /// The command line shown in the report as the way to reproduce a section.
     #[arg(long, default_value = "cargo xtask bench")]
     command: String,
@@ -108,7 +112,9 @@ fn run() -> Result<()> {
     }
     std::fs::create_dir_all(&cli.out_dir)
         .with_context(|| format!("creating {}", cli.out_dir.display()))?;
-    let sections: Vec<Section> = if cli.only.is_empty() {
+    let sections: Vec<Section> = if cli.report_only {
+        Vec::new()
+    } else if cli.only.is_empty() {
         Section::ALL.to_vec()
     } else {
         cli.only.clone()
