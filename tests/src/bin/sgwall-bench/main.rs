@@ -110,6 +110,7 @@ fn run() -> Result<()> {
     if !sgwall_tests::privileged() {
         bail!("the benchmarks need root, BTF and bpffs");
     }
+    sweep_stale_config_dirs();
     std::fs::create_dir_all(&cli.out_dir)
         .with_context(|| format!("creating {}", cli.out_dir.display()))?;
     let sections: Vec<Section> = if cli.report_only {
@@ -176,6 +177,24 @@ fn run() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Config directories of earlier runs that died before their guard ran (`sgwt-bench-<pid>`);
+/// the harness sweeps namespaces, links and pins the same way.
+fn sweep_stale_config_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name
+            .strip_prefix("sgwt-bench-")
+            .and_then(|p| p.parse::<u32>().ok())
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn run_micro(section: Section, mode: Mode) -> Result<micro::SetResult> {
