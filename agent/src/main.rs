@@ -116,8 +116,8 @@ struct RunArgs {
     /// How XDP attaches on `attach = "host"` interfaces.
     #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
     xdp_mode: XdpAttachMode,
-    /// Serve Prometheus metrics here, e.g. 127.0.0.1:9469.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve Prometheus metrics; without an address, on loopback (127.0.0.1:9469).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9469")]
     metrics_addr: Option<SocketAddr>,
     /// Flow records aggregate traffic over windows of this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]

@@ -10,7 +10,7 @@ use crate::{
     inspect::table,
     maps::{ApplyError, Capacities, MemoryMaps, apply_full},
     model::{AttachMode, Config},
-    runtime::state::{RuleState, rule_table},
+    runtime::state::{RULE_COLUMNS, RuleState, rule_table},
 };
 
 #[derive(Clone, Debug, Serialize)]
@@ -203,39 +203,18 @@ impl Plan {
                 .rules
                 .iter()
                 .map(|r| {
-                    vec![
-                        r.rule.direction.to_string(),
-                        r.rule.position.to_string(),
-                        format!("{}#{}", r.rule.group, r.rule.rule_index),
-                        r.rule.protocol.clone(),
-                        r.rule.ports.clone(),
-                        r.rule.peer.clone(),
-                        r.rule
-                            .resolved_members
-                            .map_or("-".to_string(), |n| n.to_string()),
-                        if r.untracked.is_empty() {
-                            "tracked".to_string()
-                        } else {
-                            format!("untracked {} (C8)", r.untracked.join("/"))
-                        },
-                    ]
+                    let mut row = r.rule.columns();
+                    row.push(if r.untracked.is_empty() {
+                        "tracked".to_string()
+                    } else {
+                        format!("untracked {} (C8)", r.untracked.join("/"))
+                    });
+                    row
                 })
                 .collect();
-            for line in table(
-                &[
-                    "DIRECTION",
-                    "ID",
-                    "RULE",
-                    "PROTOCOL",
-                    "PORTS",
-                    "PEER",
-                    "MEMBERS",
-                    "CONNTRACK",
-                ],
-                &rows,
-            )
-            .lines()
-            {
+            let mut header = RULE_COLUMNS.to_vec();
+            header.push("CONNTRACK");
+            for line in table(&header, &rows).lines() {
                 out.push_str("  ");
                 out.push_str(line);
                 out.push('\n');

@@ -1,7 +1,12 @@
 //! Map definitions. Layouts and names come from `filter-common`; `docs/design.md` describes
 //! each map. Sizes here are defaults: the agent sets the real `max_entries` at load time.
+//!
+//! Maps only the agent writes are not preallocated: their memory follows what the policy uses.
+//! Maps the datapath inserts into (conntrack, fragments) are, so that no packet waits on an
+//! allocation and a full table is a clean, counted refusal (C6).
 
 use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
     macros::map,
     maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf},
 };
@@ -14,7 +19,8 @@ pub static ACTIVE: Array<u64> = Array::with_max_entries(1, 0);
 pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 #[map(name = "SGW_IFACES")]
-pub static IFACES: HashMap<IfaceKey, IfaceConfig> = HashMap::with_max_entries(IFACE_CAPACITY, 0);
+pub static IFACES: HashMap<IfaceKey, IfaceConfig> =
+    HashMap::with_max_entries(IFACE_CAPACITY, BPF_F_NO_PREALLOC);
 
 #[map(name = "SGW_CIDRS")]
 pub static CIDRS: LpmTrie<CidrKey, RuleBitmap> =
@@ -26,15 +32,15 @@ pub static PORTS: LpmTrie<PortKey, RuleBitmap> =
 
 #[map(name = "SGW_GROUP_BITS")]
 pub static GROUP_BITS: HashMap<GroupBitsKey, RuleBitmap> =
-    HashMap::with_max_entries(GROUP_BITS_CAPACITY_DEFAULT, 0);
+    HashMap::with_max_entries(GROUP_BITS_CAPACITY_DEFAULT, BPF_F_NO_PREALLOC);
 
 #[map(name = "SGW_MEMBERS")]
 pub static MEMBERS: HashMap<AddrKey, MemberValue> =
-    HashMap::with_max_entries(MEMBERS_CAPACITY_DEFAULT, 0);
+    HashMap::with_max_entries(MEMBERS_CAPACITY_DEFAULT, BPF_F_NO_PREALLOC);
 
 #[map(name = "SGW_LOCAL_ADDRS")]
 pub static LOCAL_ADDRS: HashMap<LocalAddrKey, u32> =
-    HashMap::with_max_entries(LOCAL_ADDR_CAPACITY_DEFAULT, 0);
+    HashMap::with_max_entries(LOCAL_ADDR_CAPACITY_DEFAULT, BPF_F_NO_PREALLOC);
 
 /// Embryonic flows: LRU, so a flood of new flows only pushes out other new flows.
 #[map(name = "SGW_CT_NEW")]

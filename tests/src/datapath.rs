@@ -118,13 +118,7 @@ impl TestDatapath {
 
     /// Replaces the policy the way a reload does (generation flip).
     pub fn reconfigure(&mut self, config: Config) {
-        let previous_slots: BTreeMap<String, u16> = self
-            .applied
-            .policy
-            .interfaces
-            .iter()
-            .map(|i| (i.interface.clone(), i.ifslot))
-            .collect();
+        let previous_slots: BTreeMap<String, u16> = self.applied.policy.ifslots();
         let compiled = compile::compile(&config, &previous_slots).expect("compiles");
         self.applied = apply_full(
             &mut self.datapath.maps,

@@ -489,6 +489,14 @@ impl CompiledPolicy {
         self.interfaces.iter().find(|i| i.instance == instance)
     }
 
+    /// Interface name → slot, to compile the next policy with the same slots.
+    pub fn ifslots(&self) -> BTreeMap<String, u16> {
+        self.interfaces
+            .iter()
+            .map(|i| (i.interface.clone(), i.ifslot))
+            .collect()
+    }
+
     /// Membership sets some address uses right now.
     pub fn sets_in_use(&self) -> BTreeSet<u64> {
         self.members.values().copied().collect()

@@ -98,6 +98,26 @@ fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, DatapathError> {
     ebpf.take_map(name).ok_or(DatapathError::Missing(name))
 }
 
+fn kernel_hash<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<KernelHash<K, V>, DatapathError> {
+    Ok(KernelHash {
+        map: HashMap::try_from(take_map(ebpf, name)?).map_err(map_error(name))?,
+        name,
+    })
+}
+
+fn kernel_lpm<K: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<KernelLpm<K>, DatapathError> {
+    Ok(KernelLpm {
+        map: LpmTrie::try_from(take_map(ebpf, name)?).map_err(map_error(name))?,
+        name,
+    })
+}
+
 impl Datapath {
     pub fn load(options: &LoadOptions) -> Result<Self, DatapathError> {
         let object = object::bytes()?;
@@ -184,36 +204,12 @@ impl Datapath {
         let maps = KernelMaps {
             active: Array::try_from(take_map(&mut ebpf, map_names::ACTIVE)?)
                 .map_err(map_error(map_names::ACTIVE))?,
-            ifaces: KernelHash {
-                map: HashMap::try_from(take_map(&mut ebpf, map_names::IFACES)?)
-                    .map_err(map_error(map_names::IFACES))?,
-                name: map_names::IFACES,
-            },
-            cidrs: KernelLpm {
-                map: LpmTrie::try_from(take_map(&mut ebpf, map_names::CIDRS)?)
-                    .map_err(map_error(map_names::CIDRS))?,
-                name: map_names::CIDRS,
-            },
-            ports: KernelLpm {
-                map: LpmTrie::try_from(take_map(&mut ebpf, map_names::PORTS)?)
-                    .map_err(map_error(map_names::PORTS))?,
-                name: map_names::PORTS,
-            },
-            group_bits: KernelHash {
-                map: HashMap::try_from(take_map(&mut ebpf, map_names::GROUP_BITS)?)
-                    .map_err(map_error(map_names::GROUP_BITS))?,
-                name: map_names::GROUP_BITS,
-            },
-            members: KernelHash {
-                map: HashMap::try_from(take_map(&mut ebpf, map_names::MEMBERS)?)
-                    .map_err(map_error(map_names::MEMBERS))?,
-                name: map_names::MEMBERS,
-            },
-            local_addrs: KernelHash {
-                map: HashMap::try_from(take_map(&mut ebpf, map_names::LOCAL_ADDRS)?)
-                    .map_err(map_error(map_names::LOCAL_ADDRS))?,
-                name: map_names::LOCAL_ADDRS,
-            },
+            ifaces: kernel_hash(&mut ebpf, map_names::IFACES)?,
+            cidrs: kernel_lpm(&mut ebpf, map_names::CIDRS)?,
+            ports: kernel_lpm(&mut ebpf, map_names::PORTS)?,
+            group_bits: kernel_hash(&mut ebpf, map_names::GROUP_BITS)?,
+            members: kernel_hash(&mut ebpf, map_names::MEMBERS)?,
+            local_addrs: kernel_hash(&mut ebpf, map_names::LOCAL_ADDRS)?,
         };
         Ok(Self {
             ebpf,

@@ -580,18 +580,8 @@ pub fn render_rules(rules: &[RuleHits], with_hits: bool) -> String {
     let rows: Vec<Vec<String>> = rules
         .iter()
         .map(|r| {
-            let mut row = vec![
-                r.rule.interface.clone(),
-                r.rule.direction.to_string(),
-                r.rule.position.to_string(),
-                format!("{}#{}", r.rule.group, r.rule.rule_index),
-                r.rule.protocol.clone(),
-                r.rule.ports.clone(),
-                r.rule.peer.clone(),
-                r.rule
-                    .resolved_members
-                    .map_or("-".to_string(), |n| n.to_string()),
-            ];
+            let mut row = vec![r.rule.interface.clone()];
+            row.extend(r.rule.columns());
             if with_hits {
                 row.push(r.hits.to_string());
                 row.push(if r.unused {
@@ -603,16 +593,8 @@ pub fn render_rules(rules: &[RuleHits], with_hits: bool) -> String {
             row
         })
         .collect();
-    let mut header = vec![
-        "INTERFACE",
-        "DIRECTION",
-        "ID",
-        "RULE",
-        "PROTOCOL",
-        "PORTS",
-        "PEER",
-        "MEMBERS",
-    ];
+    let mut header = vec!["INTERFACE"];
+    header.extend(state::RULE_COLUMNS);
     if with_hits {
         header.extend(["HITS", ""]);
     }

@@ -28,15 +28,7 @@ fn ifindexes(config: &Config) -> BTreeMap<String, u32> {
 }
 
 fn apply(maps: &mut MemoryMaps, previous: Option<&Applied>, config: &Config) -> Applied {
-    let slots = previous
-        .map(|p| {
-            p.policy
-                .interfaces
-                .iter()
-                .map(|i| (i.interface.clone(), i.ifslot))
-                .collect()
-        })
-        .unwrap_or_default();
+    let slots = previous.map(|p| p.policy.ifslots()).unwrap_or_default();
     let compiled = compile::compile(config, &slots).expect("compiles");
     apply_full(maps, previous, compiled, ifindexes(config)).expect("applies")
 }
@@ -262,12 +254,7 @@ fn no_write_during_an_update_admits_what_old_and_new_policy_deny() {
             writes: 0,
             _lifetime: std::marker::PhantomData,
         };
-        let slots = old_applied
-            .policy
-            .interfaces
-            .iter()
-            .map(|i| (i.interface.clone(), i.ifslot))
-            .collect();
+        let slots = old_applied.policy.ifslots();
         let compiled = compile::compile(&new_config, &slots).expect("compiles");
         apply_full(
             &mut watched,

@@ -198,13 +198,7 @@ impl Agent {
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
-        let slots: BTreeMap<String, u16> = self
-            .applied
-            .policy
-            .interfaces
-            .iter()
-            .map(|i| (i.interface.clone(), i.ifslot))
-            .collect();
+        let slots: BTreeMap<String, u16> = self.applied.policy.ifslots();
         let compiled = compile::compile(&loaded.config, &slots)?;
         let ifindexes = present_ifindexes(&loaded.config);
 

@@ -71,7 +71,32 @@ pub struct RuleState {
     pub description: String,
 }
 
+/// Headers of [`RuleState::columns`].
+pub const RULE_COLUMNS: [&str; 7] = [
+    "DIRECTION",
+    "ID",
+    "RULE",
+    "PROTOCOL",
+    "PORTS",
+    "PEER",
+    "MEMBERS",
+];
+
 impl RuleState {
+    /// The rule as table cells (see [`RULE_COLUMNS`]).
+    pub fn columns(&self) -> Vec<String> {
+        vec![
+            self.direction.to_string(),
+            self.position.to_string(),
+            format!("{}#{}", self.group, self.rule_index),
+            self.protocol.clone(),
+            self.ports.clone(),
+            self.peer.clone(),
+            self.resolved_members
+                .map_or("-".to_string(), |n| n.to_string()),
+        ]
+    }
+
     /// Stable across reloads as long as the rule means the same thing on the same interface.
     pub fn identity(&self) -> String {
         format!(
