@@ -9,6 +9,7 @@ pub mod datapath;
 pub mod eval;
 pub mod import;
 pub mod inspect;
+pub mod lab;
 pub mod maps;
 pub mod model;
 pub mod netns;

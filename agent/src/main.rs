@@ -12,6 +12,7 @@ use sgwall::{
     datapath::attach::XdpAttachMode,
     import::aws::{self, Attachment, AwsImportRequest},
     inspect,
+    lab::{self, LabSettings},
     maps::Capacities,
     runtime::{self, AgentOptions, RunOptions, paths::Paths},
 };
@@ -57,6 +58,61 @@ enum Command {
     Rules(RulesArgs),
     /// Flow records (AWS VPC Flow Logs version 2 field order), ACCEPT and REJECT.
     Flows(FlowsArgs),
+    /// A lab of network namespaces enforced by sgwall: build it from a config, probe it with
+    /// real traffic against the reference evaluator, or run the built-in demo.
+    Lab(LabArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct LabArgs {
+    #[command(subcommand)]
+    command: LabCommand,
+    /// Where the lab records its state (namespaces, agent pid, config).
+    #[arg(long, global = true, value_name = "DIR", default_value = lab::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// Prefix of every namespace the lab creates; cleanup removes those and nothing else.
+    #[arg(long, global = true, value_name = "PREFIX", default_value = lab::DEFAULT_PREFIX)]
+    prefix: String,
+    /// The agent's pin directory on bpffs.
+    #[arg(long, global = true, value_name = "DIR", default_value = lab::DEFAULT_PIN_DIR)]
+    pin_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Build the topology a config describes (a namespace per instance and lab client, behind
+    /// a router) and start `sgwall run` on it.
+    Up {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Leave the lab up when a step fails, for inspection.
+        #[arg(long)]
+        keep_going: bool,
+    },
+    /// Probe every source against every instance and compare with the reference evaluator;
+    /// exits non-zero when any cell disagrees.
+    Probe {
+        /// Print the matrix as JSON.
+        #[arg(long)]
+        json: bool,
+        /// How long a probe waits for an answer.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Probes in flight at once.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        parallel: usize,
+    },
+    /// Stop the agent, remove its pins, the namespaces and the lab state. Idempotent.
+    Down,
+    /// The built-in three-tier demo: lab up, the matrix, a live membership change, lab down.
+    Demo {
+        /// Leave the lab up at the end.
+        #[arg(long)]
+        keep: bool,
+        /// How long a probe waits for an answer.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -175,6 +231,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::Conntrack(args) => conntrack(&args),
         Command::Rules(args) => rules(&args),
         Command::Flows(args) => flows(&args),
+        Command::Lab(args) => lab_command(args),
     }
 }
 
@@ -389,6 +446,48 @@ fn print_flow_line(line: &str, json: bool) -> anyhow::Result<()> {
         .collect();
     println!("{}", serde_json::to_string(&record)?);
     Ok(())
+}
+
+fn lab_command(args: LabArgs) -> anyhow::Result<ExitCode> {
+    let settings = LabSettings {
+        prefix: args.prefix,
+        state_dir: args.state_dir,
+        pin_dir: args.pin_dir,
+        ..LabSettings::standard(std::env::current_exe()?)
+    };
+    let mut out = anstream::stdout();
+    let result = match args.command {
+        LabCommand::Up { config, keep_going } => {
+            lab::cli::up(&settings, &config, lab::UpOptions { keep_going }, &mut out)
+        }
+        LabCommand::Probe {
+            json,
+            timeout_ms,
+            parallel,
+        } => lab::cli::probe(
+            &settings,
+            json,
+            lab::matrix::RunOptions {
+                timeout: Duration::from_millis(timeout_ms),
+                parallelism: parallel,
+            },
+            &mut out,
+        ),
+        LabCommand::Down => lab::cli::down(&settings, &mut out),
+        LabCommand::Demo { keep, timeout_ms } => {
+            lab::cli::demo(&settings, keep, Duration::from_millis(timeout_ms), &mut out)
+        }
+    };
+    // Lab errors are printed as their message alone: they say what to do, a backtrace would
+    // only bury that.
+    Ok(match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn check(args: &CheckArgs) -> ExitCode {

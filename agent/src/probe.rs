@@ -187,11 +187,12 @@ impl Probe {
         let sequence = 1u16;
         let request_type = if v6 { 128 } else { 8 };
         let reply_type = if v6 { 129 } else { 0 };
-        let mut request = [0u8; 24];
+        const PAYLOAD: &[u8] = b"sgwall-echo-probe";
+        let mut request = [0u8; 8 + PAYLOAD.len()];
         request[0] = request_type;
         request[4..6].copy_from_slice(&identifier.to_be_bytes());
         request[6..8].copy_from_slice(&sequence.to_be_bytes());
-        request[8..].copy_from_slice(b"sgwall-echo-probe");
+        request[8..].copy_from_slice(PAYLOAD);
         if !v6 {
             // The kernel fills in the ICMPv6 checksum itself; ICMPv4 is ours to compute.
             let checksum = internet_checksum(&request);
@@ -386,7 +387,8 @@ fn bind_wildcard(service: Service) -> Result<Socket, ProbeError> {
 }
 
 fn serve(socket: Socket, service: Service, stop: &AtomicBool) {
-    let mut buffer = [MaybeUninit::<u8>::uninit(); 2048];
+    // Room for the largest UDP datagram: the lab echoes fragmented ones (H1) whole.
+    let mut buffer = vec![MaybeUninit::<u8>::uninit(); 65_536];
     while !stop.load(Ordering::Relaxed) {
         match service {
             Service::Tcp(_) => match socket.accept() {

@@ -6,6 +6,7 @@
 //! those before it starts.
 
 pub mod datapath;
+pub mod lab;
 pub mod packet;
 
 use std::{
@@ -100,6 +101,11 @@ fn unique_token() -> String {
     )
 }
 
+/// A fresh name with the harness prefix, swept when its process is gone.
+pub fn unique_name() -> String {
+    format!("{NAME_PREFIX}{}", unique_token())
+}
+
 fn base36(mut value: u32) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut out = Vec::new();
@@ -149,7 +155,38 @@ pub fn sweep_stale() {
                 }
             }
         }
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/bpf") {
+        // Agents started by a `sgwall lab up` of a killed test outlive it (they have their own
+        // session); their pin directory names the test process.
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
+                let args: Vec<String> = cmdline
+                    .split(|b| *b == 0)
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                let stale_pins = args.windows(2).any(|w| {
+                    w[0] == "--pin-dir"
+                        && Path::new(&w[1])
+                            .file_name()
+                            .is_some_and(|name| stale(&name.to_string_lossy()))
+                });
+                let pid = entry.file_name().to_string_lossy().parse::<i32>().ok();
+                if let Some(pid) =
+                    pid.filter(|_| args.get(1).is_some_and(|a| a == "run") && stale_pins)
+                {
+                    // SAFETY: kill(2) on a process whose command line names a dead test's pins.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        for root in ["/sys/fs/bpf", lab::STATE_ROOT] {
+            let Ok(entries) = std::fs::read_dir(root) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if stale(&name) {

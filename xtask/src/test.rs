@@ -68,6 +68,8 @@ const TIERS: &[Tier] = &[
             "integration",
             "--test",
             "runtime",
+            "--test",
+            "lab",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],
@@ -77,7 +79,14 @@ const TIERS: &[Tier] = &[
     Tier {
         number: 4,
         name: "smoke",
-        cargo_args: &["--package", "sgwall-tests", "--test", "smoke"],
+        cargo_args: &[
+            "--package",
+            "sgwall-tests",
+            "--test",
+            "smoke",
+            "--test",
+            "lab_cli",
+        ],
         harness_args: &["--test-threads=1"],
         privileged: true,
         timeout: Duration::from_secs(10 * 60),
