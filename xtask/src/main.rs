@@ -1,6 +1,7 @@
 //! Developer tasks. Every task that needs the toolchain or system packages runs `setup` first,
 //! so a new user never has to.
 
+mod bench;
 mod setup;
 mod test;
 
@@ -28,6 +29,9 @@ enum Task {
     Test(test::TestArgs),
     /// cargo fmt --check, and clippy on the workspace and on the eBPF crate.
     Lint,
+    /// Benchmarks: BPF_PROG_TEST_RUN microbenchmarks, end to end against nftables and
+    /// iptables + ipset, control plane. Writes BENCHMARKS.md and target/bench/*.json.
+    Bench(bench::BenchArgs),
     /// Build the release binary and run the built-in lab demo (`sgwall lab demo`).
     Demo {
         /// Arguments passed on to `sgwall lab demo`.
@@ -54,6 +58,10 @@ fn run_task(task: Task) -> Result<()> {
         Task::Lint => {
             setup::run()?;
             lint()
+        }
+        Task::Bench(args) => {
+            setup::run()?;
+            bench::run(&args)
         }
         Task::Demo { args } => {
             setup::run()?;
@@ -89,7 +97,7 @@ pub fn run_checked(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 

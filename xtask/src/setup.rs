@@ -17,9 +17,18 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 
 /// Debian packages the tests and benchmarks call: iproute2 (`ip`), bpftool (verifier figures),
-/// the peers the benchmarks compare against (nftables, iptables, ipset) and iperf3.
+/// the peers the benchmarks compare against (nftables, iptables, ipset), iperf3, conntrack (the
+/// benchmarks empty netfilter's table between measurements) and ethtool (offload state).
 pub const DEBIAN_PACKAGES: &[&str] = &[
-    "iproute2", "bpftool", "nftables", "iptables", "ipset", "iperf3", "procps",
+    "iproute2",
+    "bpftool",
+    "nftables",
+    "iptables",
+    "ipset",
+    "iperf3",
+    "procps",
+    "conntrack",
+    "ethtool",
 ];
 
 pub fn run() -> Result<()> {
