@@ -61,9 +61,33 @@ fn direction(hook: Hook, attach: u8) -> u8 {
     }
 }
 
-/// Bytes made linear before parsing on TC: Ethernet with two tags, IPv6 with a few extension
-/// headers and a full TCP header. Deeper headers in a non-linear packet fail to parse and drop.
+/// Bytes made linear on TC when the parser needs more than the linear area holds: Ethernet with
+/// two tags, IPv6 with a few extension headers and a full TCP header. Deeper headers in a
+/// non-linear packet fail to parse and drop.
 const TC_PULL_BYTES: u32 = 192;
+
+/// How many bytes the parser will read, judged from the linear area before parsing. Pulling
+/// makes a cloned skb (TCP keeps clones for retransmission) writable, which copies it, so it
+/// happens only when the parser's reads go past the linear area: for the usual packet,
+/// Ethernet, the IP header and 20 bytes of transport are linear already.
+#[inline(always)]
+fn headers_needed(packet: &Packet) -> u32 {
+    const TRANSPORT: u32 = 20;
+    let Some(ethernet) = packet.get::<15>(0) else {
+        return TC_PULL_BYTES;
+    };
+    match ethernet.be16::<12>() {
+        ETH_P_IPV4 => 14 + u32::from(ethernet.u8::<14>() & 0x0f) * 4 + TRANSPORT,
+        ETH_P_IPV6 => match packet.get::<21>(0).map(|h| h.u8::<20>()) {
+            Some(PROTO_TCP | PROTO_UDP) => 14 + 40 + TRANSPORT,
+            // Extension headers, ICMPv6 errors quoting a packet: room for the walk.
+            _ => TC_PULL_BYTES,
+        },
+        ETH_P_ARP => 14 + 28,
+        // VLAN tags and anything else: the parser decides, with the generous pull.
+        _ => TC_PULL_BYTES,
+    }
+}
 
 /// What the inspect stage concluded.
 enum Inspected {
@@ -120,10 +144,11 @@ fn tc_verdict(admitted: bool) -> i32 {
 #[inline(always)]
 fn tc_inspect(ctx: &TcContext, hook: Hook) -> i32 {
     let frame_len = ctx.len();
-    let wanted = frame_len.min(TC_PULL_BYTES);
-    if ((ctx.data_end() - ctx.data()) as u32) < wanted {
+    let linear = (ctx.data_end() - ctx.data()) as u32;
+    let needed = frame_len.min(headers_needed(&Packet::new(ctx.data(), ctx.data_end())));
+    if linear < needed {
         // On failure the parse below finds the headers missing and drops: never a pass.
-        let _ = ctx.pull_data(wanted);
+        let _ = ctx.pull_data(frame_len.min(TC_PULL_BYTES).max(needed));
     }
     let packet = Packet::new(ctx.data(), ctx.data_end());
     // SAFETY: the context pointer is the kernel's __sk_buff for this invocation.

@@ -74,6 +74,10 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
 
 async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     let mut stdout = std::io::stdout();
+    // Watch before starting: a save while the agent starts (after it has read the config) must
+    // not be lost. Changes seen meanwhile wait in the channel and cause a reload at once.
+    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(16);
+    let _watcher = watch_config(&options.agent.config_path, changed_tx)?;
     let mut agent = Agent::start(options.agent.clone(), &mut stdout)?;
     let pid_file = agent.paths.pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| {
@@ -113,8 +117,6 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::EventLoop)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::EventLoop)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::EventLoop)?;
-    let (changed_tx, mut changed_rx) = mpsc::channel::<()>(16);
-    let _watcher = watch_config(&options.agent.config_path, changed_tx)?;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
