@@ -774,6 +774,33 @@ fn c8_untracked_flow_stops_at_once_when_its_rule_goes() {
 }
 
 #[test]
+fn c8_single_port_from_anywhere_is_untracked_and_its_replies_start_no_flow() {
+    if !privileged() {
+        return;
+    }
+    // One port from anywhere, with the default egress: the inbound SYN is untracked, and the
+    // server's SYN-ACK, admitted by the egress rule, must not start a tracked flow of its own
+    // (TCP is tracked from its SYN), or the session would outlive its rule.
+    let anywhere = r#"["0.0.0.0/0", "::/0"]"#;
+    let before = session_config(anywhere, "", true);
+    let after = session_config(anywhere, "", false);
+    assert_eq!(
+        evaluator_after_rule_removal(&before, &after),
+        (false, false)
+    );
+    let mut lab = TestLab::up(&before);
+    let _server = TcpEchoServer::start(&lab.namespace("s"), 7000);
+    let mut sessions = open_sessions(&lab);
+    lab.reconfigure(&after);
+    for (session, v6) in sessions.iter_mut().zip([false, true]) {
+        assert!(
+            !session.exchange(),
+            "an untracked session ends with its rule (v6 {v6})"
+        );
+    }
+}
+
+#[test]
 fn c5_udp_flow_idles_out_after_the_configured_udp_timeout() {
     if !privileged() {
         return;
