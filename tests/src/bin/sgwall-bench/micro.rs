@@ -34,6 +34,7 @@ use sgwall::{
     compile,
     datapath::loader::{Datapath, LoadOptions},
     maps::{Applied, Capacities, apply_full},
+    testgen::Rng,
 };
 use sgwall_tests::packet::{IpPacket, L4, TCP_ACK, TCP_SYN, ethernet};
 
@@ -41,7 +42,7 @@ use crate::{
     Mode,
     memory::{self, MapMemory},
     policy::{self, Instance, Member, Peer, Policy, Proto, Rule},
-    stats::{Rng, Summary},
+    stats::Summary,
 };
 
 pub const BENCH_PASS: &str = "sgw_bench_pass";
