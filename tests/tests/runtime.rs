@@ -427,6 +427,22 @@ fn down_restores_open_traffic() {
         probe(&net.client, web, Service::Tcp(9090)),
         Outcome::TimedOut
     );
+
+    // A second agent on the same pins would fight the first over maps and links.
+    let second = std::process::Command::new(sgwall_tests::sgwall_bin())
+        .args(["run", "--config"])
+        .arg(&config.path)
+        .args(["--netns", net.router.name(), "--pin-dir"])
+        .arg(pins.path())
+        .output()
+        .expect("second agent runs");
+    assert!(!second.status.success());
+    let refusal = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        refusal.contains(&format!("another agent (pid {})", agent.pid())),
+        "{refusal}"
+    );
+
     let out = agent.command(&["down"]);
     assert!(out.contains("detached tc-ingress from sgw-web1"), "{out}");
     assert_eq!(

@@ -55,6 +55,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    #[error(
+        "another agent (pid {pid}) already enforces with the pins under {pin_dir}; stop it first (or use another --pin-dir)"
+    )]
+    AlreadyRunning { pid: String, pin_dir: PathBuf },
 }
 
 /// How often interfaces are looked for and timers checked.
@@ -72,8 +76,31 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
     runtime.block_on(run_loop(options))
 }
 
+/// Holds the agent's exclusive lock on its pin directory for as long as it lives: two agents
+/// writing the same maps and links would undo each other.
+fn lock_pins(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, RunError> {
+    let io_error = |path: PathBuf| move |source| RunError::Io { path, source };
+    std::fs::create_dir_all(&paths.state_dir).map_err(io_error(paths.state_dir.clone()))?;
+    let lock_path = paths.state_dir.join("agent.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(lock_path.clone()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        RunError::AlreadyRunning {
+            pid: std::fs::read_to_string(paths.pid_file())
+                .map(|pid| pid.trim().to_string())
+                .unwrap_or_else(|_| "unknown".to_string()),
+            pin_dir: paths.pin_root.clone(),
+        }
+    })
+}
+
 async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     let mut stdout = std::io::stdout();
+    let _lock = lock_pins(&Paths::new(&options.agent.pin_root))?;
     // Watch before starting: a save while the agent starts (after it has read the config) must
     // not be lost. Changes seen meanwhile wait in the channel and cause a reload at once.
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(16);
