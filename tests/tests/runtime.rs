@@ -610,3 +610,48 @@ fn inspection_commands_report_a_real_run() {
     }
     drop(held);
 }
+
+#[test]
+fn c5_c6_expired_flows_are_swept_and_credited_back_to_the_allowance() {
+    if !privileged() {
+        return;
+    }
+    let net = net(&["sgw-web1"]);
+    let _a = Listener::start(net.instances[0].name(), Service::Tcp(8080)).unwrap();
+    let pins = PinDir::new();
+    let config = config_file(&web_config("8080"));
+    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
+    agent.wait_for("enforcing sgw-web1", ENFORCING);
+    // The listener answers and closes: the flow is established, then closing (10 s, C5).
+    assert_eq!(
+        probe(&net.client, instance_address(0), Service::Tcp(8080)),
+        Outcome::Reached
+    );
+    let established = |agent: &AgentProcess| {
+        let status: serde_json::Value =
+            serde_json::from_str(&agent.command(&["status", "--json"])).expect("json");
+        status["allowances"][0]["established"]
+            .as_u64()
+            .expect("count")
+    };
+    assert_eq!(
+        established(&agent),
+        1,
+        "the flow counts against the allowance (C6)"
+    );
+
+    // No packet meets the entry again: only the agent's sweep can remove it.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while established(&agent) != 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(established(&agent), 0, "swept and credited back");
+    let flows: serde_json::Value =
+        serde_json::from_str(&agent.command(&["conntrack", "--json"])).expect("json");
+    assert!(
+        flows
+            .as_array()
+            .is_some_and(|f| f.iter().all(|f| f["pool"] != "established")),
+        "{flows}"
+    );
+}

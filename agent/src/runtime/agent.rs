@@ -41,8 +41,11 @@ use crate::{
 /// How long after a generation flip the retired slot is left alone: far longer than any packet
 /// takes to run through the programs, which read the generation once per packet.
 pub const GRACE_PERIOD: Duration = Duration::from_millis(200);
-/// How often expired established flows are swept out of the table.
+/// How often expired established flows are swept out of the table, at least. A sweep reads
+/// every entry (two syscalls each), so a large table is swept less often: the interval is at
+/// least this many times the last sweep's duration, keeping the sweep near 5% of one CPU.
 pub const CONNTRACK_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+const SWEEP_DUTY_DIVISOR: u32 = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -103,6 +106,7 @@ pub struct Agent {
     pub state: State,
     retiring: Option<Retiring>,
     last_sweep: Instant,
+    sweep_interval: Duration,
 }
 
 /// What a reload did.
@@ -169,6 +173,7 @@ impl Agent {
             applied,
             retiring,
             last_sweep: Instant::now(),
+            sweep_interval: CONNTRACK_SWEEP_INTERVAL,
         };
         agent.detach_unconfigured()?;
         agent.attach_all(out)?;
@@ -277,8 +282,11 @@ impl Agent {
             self.finish_retiring()?;
             self.write_state()?;
         }
-        if self.last_sweep.elapsed() >= CONNTRACK_SWEEP_INTERVAL {
+        if self.last_sweep.elapsed() >= self.sweep_interval {
+            let started = Instant::now();
             self.sweep_conntrack()?;
+            self.sweep_interval =
+                CONNTRACK_SWEEP_INTERVAL.max(started.elapsed() * SWEEP_DUTY_DIVISOR);
             self.last_sweep = Instant::now();
         }
         Ok(())
