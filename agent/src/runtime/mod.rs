@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod events;
+pub mod link_events;
 pub mod links;
 pub mod paths;
 pub mod state;
@@ -61,7 +62,7 @@ pub enum RunError {
     AlreadyRunning { pid: String, pin_dir: PathBuf },
 }
 
-/// How often interfaces are looked for and timers checked.
+/// How often timers are checked, and interfaces looked at even without a link notification.
 const TICK: Duration = Duration::from_millis(500);
 /// Editors save in several steps (truncate, write, rename): wait for the burst to end.
 const CONFIG_SETTLE: Duration = Duration::from_millis(150);
@@ -144,6 +145,13 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     let mut hangup = signal(SignalKind::hangup()).map_err(RunError::EventLoop)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(RunError::EventLoop)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(RunError::EventLoop)?;
+    let mut link_events = match link_events::LinkEvents::subscribe() {
+        Ok(events) => Some(events),
+        Err(error) => {
+            tracing::warn!("no link notifications ({error}); interfaces are polled every {TICK:?}");
+            None
+        }
+    };
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -158,6 +166,19 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
                 tokio::time::sleep(CONFIG_SETTLE).await;
                 while changed_rx.try_recv().is_ok() {}
                 reload(&mut agent, "config file changed", &mut stdout);
+            }
+            changed = async {
+                match link_events.as_mut() {
+                    Some(events) => events.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Err(error) = changed {
+                    tracing::warn!("link notifications: {error}");
+                }
+                if let Err(error) = agent.poll_interfaces(&mut stdout) {
+                    tracing::error!("following interfaces: {error}");
+                }
             }
             _ = tick.tick() => {
                 if let Err(error) = agent.poll_interfaces(&mut stdout) {
