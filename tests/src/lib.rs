@@ -308,6 +308,28 @@ impl VethPair {
         right: &str,
         right_addrs: &[&str],
     ) -> Self {
+        Self::named_with_right_up(
+            left_ns,
+            left,
+            left_addrs,
+            right_ns,
+            right,
+            right_addrs,
+            true,
+        )
+    }
+
+    /// Like [`VethPair::named`], leaving the right end down when `right_up` is false (a tap
+    /// created before its VM starts).
+    pub fn named_with_right_up(
+        left_ns: &NetNs,
+        left: &str,
+        left_addrs: &[&str],
+        right_ns: &NetNs,
+        right: &str,
+        right_addrs: &[&str],
+        right_up: bool,
+    ) -> Self {
         // Created under unique temporary names in the root namespace, then moved and renamed,
         // so two tests using the same names in different namespaces never collide.
         let token = unique_token();
@@ -322,7 +344,10 @@ impl VethPair {
         ip(&["link", "set", &tmp_right, "netns", right_ns.name()]);
         left_ns.exec(&["ip", "link", "set", &tmp_left, "name", left]);
         right_ns.exec(&["ip", "link", "set", &tmp_right, "name", right]);
-        for (ns, dev, addrs) in [(left_ns, left, left_addrs), (right_ns, right, right_addrs)] {
+        for (ns, dev, addrs, up) in [
+            (left_ns, left, left_addrs, true),
+            (right_ns, right, right_addrs, right_up),
+        ] {
             for addr in addrs {
                 if addr.contains(':') {
                     ns.exec(&["ip", "addr", "add", addr, "dev", dev, "nodad"]);
@@ -330,7 +355,9 @@ impl VethPair {
                     ns.exec(&["ip", "addr", "add", addr, "dev", dev]);
                 }
             }
-            ns.exec(&["ip", "link", "set", dev, "up"]);
+            if up {
+                ns.exec(&["ip", "link", "set", dev, "up"]);
+            }
         }
         Self {
             left: left.to_string(),

@@ -386,20 +386,23 @@ fn an_interface_created_after_start_gets_enforced() {
     let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
     agent.wait_for("waiting for sgw-web1 (web-1): no such interface", ENFORCING);
 
-    // The VM comes up later.
+    // The VM comes up later, its tap created down: the agent attaches at once, and only then
+    // does the link come up, so not one packet crosses it unfiltered.
     let late = NetNs::new();
-    let _link = VethPair::named(
+    let _link = VethPair::named_with_right_up(
         &late,
         "eth0",
         &["10.7.0.10/24"],
         &net.router,
         "sgw-web1",
         &["10.7.0.1/24"],
+        false,
     );
+    agent.wait_for("enforcing sgw-web1 (web-1)", Duration::from_secs(10));
+    net.router.exec(&["ip", "link", "set", "sgw-web1", "up"]);
     late.exec(&["ip", "route", "add", "default", "via", "10.7.0.1"]);
     let _a = Listener::start(late.name(), Service::Tcp(8080)).unwrap();
     let _b = Listener::start(late.name(), Service::Tcp(9090)).unwrap();
-    agent.wait_for("enforcing sgw-web1 (web-1)", Duration::from_secs(10));
     let web = instance_address(0);
     assert_eq!(
         probe(&net.client, web, Service::Tcp(8080)),
