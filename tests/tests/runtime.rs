@@ -658,3 +658,44 @@ fn c5_c6_expired_flows_are_swept_and_credited_back_to_the_allowance() {
         "{flows}"
     );
 }
+
+#[test]
+fn c6_allowance_exceeded_is_counted_and_logged_from_the_datapath() {
+    if !privileged() {
+        return;
+    }
+    let net = net(&["sgw-web1"]);
+    let _a = Listener::start(net.instances[0].name(), Service::Tcp(8080)).unwrap();
+    let pins = PinDir::new();
+    let limited = web_config("8080").replace(
+        "security_groups = [\"web\"]\n",
+        "security_groups = [\"web\"]\nconntrack = { max_flows = 1 }\n",
+    );
+    let config = config_file(&limited);
+    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
+    agent.wait_for("enforcing sgw-web1", ENFORCING);
+    let web = instance_address(0);
+    assert_eq!(
+        probe(&net.client, web, Service::Tcp(8080)),
+        Outcome::Reached,
+        "the first flow fits"
+    );
+    assert_eq!(
+        probe(&net.client, web, Service::Tcp(8080)),
+        Outcome::TimedOut,
+        "C6: the allowance is used up, a new flow is dropped"
+    );
+    // The eBPF program's own log line (aya-log) reaches the agent's log.
+    agent.wait_for(
+        "conntrack allowance or table full on ifindex",
+        Duration::from_secs(5),
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.command(&["status", "--json"])).expect("json");
+    let exceeded = status["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|row| row["reason"] == "conntrack_allowance_exceeded");
+    assert!(exceeded, "{status}");
+}
