@@ -240,24 +240,19 @@ fn write_set_bits(
 
 /// Deletes every slotted entry of `slot`.
 pub fn clear_slot(maps: &mut dyn PolicyMaps, slot: u8) -> Result<(), MapError> {
-    for key in maps.ifaces().keys()? {
-        if key.slot == slot {
-            maps.ifaces().delete(&key)?;
-        }
-    }
-    for key in maps.cidrs().keys()? {
-        if key.data.slot == slot {
-            maps.cidrs().delete(&key)?;
-        }
-    }
-    for key in maps.ports().keys()? {
-        if key.data.slot == slot {
-            maps.ports().delete(&key)?;
-        }
-    }
-    for key in maps.group_bits().keys()? {
-        if key.slot == slot {
-            maps.group_bits().delete(&key)?;
+    delete_where(maps.ifaces(), |key| key.slot == slot)?;
+    delete_where(maps.cidrs(), |key| key.data.slot == slot)?;
+    delete_where(maps.ports(), |key| key.data.slot == slot)?;
+    delete_where(maps.group_bits(), |key| key.slot == slot)
+}
+
+fn delete_where<K, V>(
+    table: &mut dyn Table<K, V>,
+    doomed: impl Fn(&K) -> bool,
+) -> Result<(), MapError> {
+    for key in table.keys()? {
+        if doomed(&key) {
+            table.delete(&key)?;
         }
     }
     Ok(())
@@ -337,11 +332,7 @@ pub fn apply_full(
         .iter()
         .flat_map(|i| i.local_addrs.iter().map(|a| local_addr_key(i.ifslot, a)))
         .collect();
-    for key in maps.local_addrs().keys()? {
-        if !wanted_local.contains(&key) {
-            maps.local_addrs().delete(&key)?;
-        }
-    }
+    delete_where(maps.local_addrs(), |key| !wanted_local.contains(key))?;
 
     // The new rules, into the inactive slot.
     for interface in &next.interfaces {
@@ -391,18 +382,23 @@ pub fn apply_full(
 pub fn collect_garbage(maps: &mut dyn PolicyMaps) -> Result<(), MapError> {
     let active = slot_of_generation(maps.generation()?);
     clear_slot(maps, active ^ 1)?;
+    drop_unused_group_bits(maps)
+}
+
+/// The part of [`collect_garbage`] that touches the slot in force: group bits of sets no member
+/// references any more. An update that is about to clear the inactive slot itself needs only
+/// this.
+pub fn drop_unused_group_bits(maps: &mut dyn PolicyMaps) -> Result<(), MapError> {
+    let active = slot_of_generation(maps.generation()?);
     let mut in_use = BTreeSet::new();
     for address in maps.members().keys()? {
         if let Some(member) = maps.members().get(&address)? {
             in_use.insert(member.set_id);
         }
     }
-    for key in maps.group_bits().keys()? {
-        if key.slot == active && !in_use.contains(&key.set_id) {
-            maps.group_bits().delete(&key)?;
-        }
-    }
-    Ok(())
+    delete_where(maps.group_bits(), |key| {
+        key.slot == active && !in_use.contains(&key.set_id)
+    })
 }
 
 /// A membership change (G3) as a delta in the generation in force: the new set's group bits

@@ -6,7 +6,7 @@
 //! rules (all protocols to 0.0.0.0/0 and to ::/0) with `egress_is_default` set, so no consumer
 //! needs to know about the special case.
 
-use std::{fmt, net::IpAddr};
+use std::{collections::HashMap, fmt, net::IpAddr};
 
 use ipnet::IpNet;
 use serde::Serialize;
@@ -370,6 +370,21 @@ impl Config {
                     .iter()
                     .map(|m| (m.addresses.as_slice(), m.security_groups.as_slice())),
             )
+    }
+
+    /// How many addresses [`Config::group_members`] gives each group, counted in one pass so a
+    /// rule table over many group rules does not rescan every membership per rule.
+    pub fn group_member_counts(&self) -> HashMap<&str, usize> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for (addresses, groups) in self.memberships() {
+            for (position, group) in groups.iter().enumerate() {
+                if groups[..position].contains(group) {
+                    continue;
+                }
+                *counts.entry(group.as_str()).or_default() += addresses.len();
+            }
+        }
+        counts
     }
 
     /// Addresses of every interface that has `group` attached (G1, G2).

@@ -100,6 +100,18 @@ fn three_tier_is_the_demo_topology() {
 
     let clients: Vec<&str> = config.lab.clients.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(clients, ["internet", "admin"]);
+
+    // The one-pass counts agree with resolving each group on its own.
+    let counts = config.group_member_counts();
+    for group in &config.security_groups {
+        assert_eq!(
+            counts.get(group.name.as_str()).copied().unwrap_or(0),
+            config.group_members(&group.name).len(),
+            "{}",
+            group.name
+        );
+    }
+    assert_eq!(counts.get("app-sg"), Some(&4));
 }
 
 /// G4: the default group admits all protocols from itself.

@@ -52,12 +52,19 @@ impl Pinned {
     }
 
     fn map(&self, name: &'static str) -> Result<Map, InspectError> {
+        self.typed(name, self.map_data(name)?)
+    }
+
+    fn map_data(&self, name: &'static str) -> Result<MapData, InspectError> {
         let path = self.paths.map(name);
-        let data = MapData::from_pin(&path).map_err(|source| InspectError::Open {
-            path: path.clone(),
+        MapData::from_pin(&path).map_err(|source| InspectError::Open { path, source })
+    }
+
+    fn typed(&self, name: &'static str, data: MapData) -> Result<Map, InspectError> {
+        Map::from_map_data(data).map_err(|source| InspectError::Open {
+            path: self.paths.map(name),
             source,
-        })?;
-        Map::from_map_data(data).map_err(|source| InspectError::Open { path, source })
+        })
     }
 
     fn read_error(map: &'static str) -> impl Fn(MapError) -> InspectError {
@@ -86,15 +93,15 @@ impl Pinned {
             map_names::CT_ESTABLISHED,
             map_names::FRAGMENTS,
         ] {
-            let path = self.paths.map(name);
-            let data = MapData::from_pin(&path).map_err(|source| InspectError::Open {
-                path: path.clone(),
-                source,
-            })?;
-            let capacity = data.info().map_err(Self::read_error(name))?.max_entries();
-            let map =
-                Map::from_map_data(data).map_err(|source| InspectError::Open { path, source })?;
-            let entries = count_keys(&map);
+            let data = self.map_data(name)?;
+            let info = data.info().map_err(Self::read_error(name))?;
+            let capacity = info.max_entries();
+            let entries = match self.typed(name, data)? {
+                Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) => {
+                    raw_key_count(&data, info.key_size() as usize)
+                }
+                _ => 0,
+            };
             fills.push(MapFill {
                 map: name.to_string(),
                 entries,
@@ -233,16 +240,8 @@ impl Pinned {
     }
 }
 
-fn count_keys(map: &Map) -> u64 {
-    match map {
-        Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) => raw_key_count(data),
-        _ => 0,
-    }
-}
-
 /// Counts keys with BPF_MAP_GET_NEXT_KEY, whatever the key type.
-fn raw_key_count(data: &MapData) -> u64 {
-    let key_size = data.info().map(|i| i.key_size() as usize).unwrap_or(0);
+fn raw_key_count(data: &MapData, key_size: usize) -> u64 {
     if key_size == 0 {
         return 0;
     }

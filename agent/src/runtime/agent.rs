@@ -223,7 +223,10 @@ impl Agent {
         } else {
             let retired_rules = self.state.rules.clone();
             let retired_slot = slot_of_generation(self.applied.generation);
-            self.finish_retiring()?;
+            if self.fold_retired_hits()? {
+                // apply_full clears the retired slot itself before writing into it.
+                maps::drop_unused_group_bits(&mut self.datapath.maps)?;
+            }
             let applied = maps::apply_full(
                 &mut self.datapath.maps,
                 Some(&self.applied),
@@ -268,7 +271,8 @@ impl Agent {
             }
         }
         self.attach_all(out)?;
-        self.refresh_state()?;
+        // Config and policy are unchanged, so the rule table is too: only the interfaces moved.
+        self.write_state()?;
         Ok(true)
     }
 
@@ -279,7 +283,8 @@ impl Agent {
             .as_ref()
             .is_some_and(|retiring| Instant::now() >= retiring.due)
         {
-            self.finish_retiring()?;
+            self.fold_retired_hits()?;
+            maps::collect_garbage(&mut self.datapath.maps)?;
             self.write_state()?;
         }
         if self.last_sweep.elapsed() >= self.sweep_interval {
@@ -292,11 +297,11 @@ impl Agent {
         Ok(())
     }
 
-    /// Folds the retired generation's rule hits into the totals, zeroes them, and clears its
-    /// slot, so the next update starts from clean maps.
-    fn finish_retiring(&mut self) -> Result<(), RuntimeError> {
+    /// Folds the retired generation's rule hits into the totals and zeroes them, so the slot
+    /// can be cleared and reused. Returns whether a generation was retiring.
+    fn fold_retired_hits(&mut self) -> Result<bool, RuntimeError> {
         let Some(retiring) = self.retiring.take() else {
-            return Ok(());
+            return Ok(false);
         };
         let map = self
             .datapath
@@ -323,8 +328,7 @@ impl Agent {
                     .map_err(aya_error(map_names::RULE_HITS))?;
             }
         }
-        maps::collect_garbage(&mut self.datapath.maps)?;
-        Ok(())
+        Ok(true)
     }
 
     /// Deletes established flows idle past their timeout and credits the interface's

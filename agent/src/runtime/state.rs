@@ -115,12 +115,15 @@ impl RuleState {
 /// The rule table of a compiled policy.
 pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
     let mut rules = Vec::new();
+    let member_counts = config.group_member_counts();
     for interface in &policy.interfaces {
         for direction in Direction::BOTH {
             let base = interface.config.rule_base[usize::from(direction.index())];
             for rule in interface.rules(direction) {
                 let resolved_members = match &rule.peer {
-                    Peer::Group(group) => Some(config.group_members(group).len()),
+                    Peer::Group(group) => {
+                        Some(member_counts.get(group.as_str()).copied().unwrap_or(0))
+                    }
                     Peer::Cidr(_) => None,
                 };
                 rules.push(RuleState {
