@@ -248,6 +248,16 @@ pub enum AttachMode {
     Host,
 }
 
+impl AttachMode {
+    /// The config's spelling, as `status` and `plan` show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachMode::Port => "port",
+            AttachMode::Host => "host",
+        }
+    }
+}
+
 /// How inbound traffic is hooked on an `attach = "host"` interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -88,10 +88,7 @@ pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError>
                         .collect()
                 })
                 .unwrap_or_default();
-            let attach = match instance.map(|i| i.attach) {
-                Some(AttachMode::Host) => "host",
-                _ => "port",
-            };
+            let attach = instance.map_or(AttachMode::Port.name(), |i| i.attach.name());
             let planned = rules
                 .iter()
                 .filter(|r| r.interface == interface.interface)

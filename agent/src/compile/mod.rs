@@ -162,16 +162,21 @@ pub fn ip_of(family: u8, bytes: &[u8; 16]) -> IpAddr {
 /// The membership set id of a group set: FNV-1a over the sorted names. Content-derived, so a
 /// restarted agent computes the ids already in the pinned maps and rewrites nothing.
 pub fn set_id(groups: &BTreeSet<String>) -> u64 {
+    fnv1a(
+        groups
+            .iter()
+            .flat_map(|group| group.bytes().chain(std::iter::once(0))),
+    )
+}
+
+/// 64-bit FNV-1a: a stable hash for ids that must come out the same in every agent process,
+/// which `std`'s randomly seeded hashers do not.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    for group in groups {
-        for byte in group.bytes().chain(std::iter::once(0)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    }
-    hash
+    bytes.into_iter().fold(OFFSET, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    })
 }
 
 /// Gives every enforced interface a small stable index. Interfaces keep the slot they had in

@@ -110,6 +110,18 @@ fn set_ids_depend_on_content_not_order() {
     assert_ne!(set_id(&ab), set_id(&BTreeSet::from(["ab".to_string()])));
 }
 
+/// Set ids live in pinned maps across agent versions, so their values are part of the layout.
+#[test]
+fn set_ids_are_fnv1a_of_nul_terminated_names() {
+    assert_eq!(
+        fnv1a(*b"a"),
+        0xaf63_dc4c_8601_ec8c,
+        "the published FNV-1a vector"
+    );
+    let groups = BTreeSet::from(["db-sg".to_string(), "app-sg".to_string()]);
+    assert_eq!(set_id(&groups), 0x5cc2_9290_55b4_436a);
+}
+
 #[test]
 fn c8_untracked_bits_need_any_peer_and_an_open_reverse_direction() {
     let policy = compiled(include_str!("../../../examples/three-tier.toml"));

@@ -9,7 +9,7 @@ use tokio::{
     net::TcpListener,
 };
 
-use super::{Pinned, direction_name};
+use super::Pinned;
 use crate::runtime::{RunError, paths::Paths};
 
 const REQUEST_LIMIT: usize = 8192;
@@ -225,6 +225,5 @@ pub fn render(paths: Paths) -> Result<String, super::InspectError> {
     );
     let _ = writeln!(out, "# TYPE sgwall_policy_generation gauge");
     let _ = writeln!(out, "sgwall_policy_generation {}", pinned.generation()?);
-    let _ = direction_name;
     Ok(out)
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::{
     compile::ip_of,
+    model::Protocol,
     runtime::{
         agent::monotonic_ns,
         paths::Paths,
@@ -546,7 +547,7 @@ pub fn render_flows(flows: &[TrackedFlow]) -> String {
         .map(|f| {
             vec![
                 f.interface.clone(),
-                protocol_name(f.protocol),
+                Protocol::from_number(f.protocol).to_string(),
                 f.local.clone(),
                 f.remote.clone(),
                 f.origin.clone(),
@@ -598,14 +599,4 @@ pub fn render_rules(rules: &[RuleHits], with_hits: bool) -> String {
         header.extend(["HITS", ""]);
     }
     table(&header, &rows)
-}
-
-pub fn protocol_name(proto: u8) -> String {
-    match proto {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        other => other.to_string(),
-    }
 }

@@ -12,7 +12,7 @@ use std::{
     io::Write,
     net::IpAddr,
     path::PathBuf,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
@@ -22,6 +22,7 @@ use filter_common::{
 };
 
 use super::{
+    events::epoch_seconds,
     links::{self, LinkOutcome, LinkPinError},
     paths::Paths,
     state::{self, InterfaceState, Reloads, RuleState, State, StateError},
@@ -35,7 +36,7 @@ use crate::{
         sys,
     },
     maps::{self, Applied, ApplyError, Capacities, MapError, PolicyMaps},
-    model::{AttachMode, Config},
+    model::Config,
 };
 
 /// How long after a generation flip the retired slot is left alone: far longer than any packet
@@ -159,7 +160,7 @@ impl Agent {
                 pid: std::process::id(),
                 config: options.config_path.clone(),
                 generation: applied.generation,
-                started_at: seconds_since_epoch(),
+                started_at: epoch_seconds(SystemTime::now()),
                 interfaces: Vec::new(),
                 rules: Vec::new(),
                 hit_totals: previous_state.map(|s| s.hit_totals).unwrap_or_default(),
@@ -335,14 +336,14 @@ impl Agent {
     /// allowance (C5, C6). The datapath also deletes expired entries it meets; this catches the
     /// ones no packet meets again.
     pub fn sweep_conntrack(&mut self) -> Result<usize, RuntimeError> {
-        let timeouts: BTreeMap<u32, (u16, Timeouts)> = self
+        let timeouts: BTreeMap<u32, Timeouts> = self
             .applied
             .policy
             .interfaces
             .iter()
             .filter_map(|i| {
                 let ifindex = self.applied.ifindexes.get(&i.interface)?;
-                Some((*ifindex, (i.ifslot, i.config.timeouts)))
+                Some((*ifindex, i.config.timeouts))
             })
             .collect();
         let now = monotonic_ns();
@@ -358,7 +359,7 @@ impl Agent {
             .filter_map(Result::ok)
             .filter_map(|(key, entry)| {
                 let live = match timeouts.get(&key.ifindex) {
-                    Some((_, timeouts)) => ct_entry_is_live(
+                    Some(timeouts) => ct_entry_is_live(
                         now,
                         entry.last_seen_ns,
                         timeout_secs(timeouts, key.proto, entry.state, entry.flags),
@@ -426,10 +427,7 @@ impl Agent {
                 .interface(&instance.interface)
                 .map_or(0, |i| i.ifslot);
             let ifindex = self.applied.ifindexes.get(&instance.interface).copied();
-            let attach = match instance.attach {
-                AttachMode::Port => "port",
-                AttachMode::Host => "host",
-            };
+            let attach = instance.attach.name();
             let hook_names: Vec<String> = hooks.iter().map(|h| h.name().to_string()).collect();
             let previous = self
                 .state
@@ -588,10 +586,4 @@ pub fn monotonic_ns() -> u64 {
         Ok(now) => now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64,
         Err(_) => 0,
     }
-}
-
-fn seconds_since_epoch() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

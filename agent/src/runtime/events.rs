@@ -291,6 +291,6 @@ pub fn record_event(
     tally.bytes += event.bytes[0];
 }
 
-fn epoch_seconds(time: SystemTime) -> u64 {
+pub(crate) fn epoch_seconds(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

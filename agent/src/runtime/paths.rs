@@ -11,9 +11,15 @@
 //! not depend on the maps' layout, and an agent with a new layout must find and take over the
 //! links an older one pinned (XDP allows one program per interface).
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::ffi::OsStrExt as _,
+    path::{Path, PathBuf},
+};
 
-use crate::datapath::{attach::Hook, loader};
+use crate::{
+    compile::fnv1a,
+    datapath::{attach::Hook, loader},
+};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sgwall";
 const STATE_ROOT: &str = "/run/sgwall";
@@ -28,7 +34,10 @@ impl Paths {
     pub fn new(pin_root: &Path) -> Self {
         Self {
             pin_root: pin_root.to_path_buf(),
-            state_dir: Path::new(STATE_ROOT).join(format!("{:016x}", fnv1a(pin_root))),
+            state_dir: Path::new(STATE_ROOT).join(format!(
+                "{:016x}",
+                fnv1a(pin_root.as_os_str().as_bytes().iter().copied())
+            )),
         }
     }
 
@@ -82,14 +91,4 @@ impl Paths {
     pub fn flow_log(&self) -> PathBuf {
         self.state_dir.join("flows.log")
     }
-}
-
-fn fnv1a(path: &Path) -> u64 {
-    use std::os::unix::ffi::OsStrExt as _;
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in path.as_os_str().as_bytes() {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
