@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use super::{
     diagnostic::{Diagnostics, Location},
-    messages::{RuleName, SensitivePort, ValidationWarning},
-    validate::{Checked, CheckedGroup, rule_text},
+    messages::{RuleName, SensitivePort, ValidationWarning, rule_text},
+    validate::{Checked, CheckedGroup},
 };
 use crate::model::{Direction, Peer, PortRange, Protocol};
 

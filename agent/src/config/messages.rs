@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::model::Direction;
+use crate::model::{Direction, Peer, PortRange, Protocol};
 
 /// Names one rule as written: its group, direction and index in that direction's list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +22,26 @@ impl fmt::Display for RuleName {
             self.direction, self.index, self.group
         )
     }
+}
+
+/// How messages show one effective rule: `tcp 80 from 10.0.0.0/8`, `all to ::/0`.
+pub(crate) fn rule_text(
+    protocol: Protocol,
+    ports: PortRange,
+    peer: &Peer,
+    direction: Direction,
+) -> String {
+    let service = match (protocol, ports) {
+        (Protocol::All, _) => "all".to_string(),
+        (Protocol::Number(number), _) => format!("protocol {number}"),
+        (_, PortRange::Any) => protocol.to_string(),
+        (_, ports) => format!("{protocol} {ports}"),
+    };
+    let preposition = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    format!("{service} {preposition} {peer}")
 }
 
 #[derive(Debug, thiserror::Error)]

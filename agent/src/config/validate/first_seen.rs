@@ -1,0 +1,35 @@
+//! What may be written only once (a group name, an interface, a rule in its group), and where
+//! it was written first, so that the message about the second one can point at the first.
+
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    hash::Hash,
+};
+
+use crate::config::diagnostic::{Diagnostics, Location};
+
+pub(super) struct FirstSeen<K>(HashMap<K, Location>);
+
+impl<K> Default for FirstSeen<K> {
+    fn default() -> Self {
+        Self(HashMap::new())
+    }
+}
+
+impl<K: Eq + Hash> FirstSeen<K> {
+    /// Records `key` written at `at`. `None` the first time; afterwards, how messages name the
+    /// first place.
+    pub fn again(&mut self, key: K, at: &Location, diagnostics: &Diagnostics) -> Option<String> {
+        match self.0.entry(key) {
+            Entry::Occupied(first) => Some(diagnostics.describe(first.get())),
+            Entry::Vacant(slot) => {
+                slot.insert(at.clone());
+                None
+            }
+        }
+    }
+
+    pub fn into_keys(self) -> impl Iterator<Item = K> {
+        self.0.into_keys()
+    }
+}

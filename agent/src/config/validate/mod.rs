@@ -1,0 +1,67 @@
+//! Turns the raw document into checked values: parses protocols, ports, CIDRs and addresses,
+//! resolves references, enforces quotas and uniqueness. Every problem is reported; an item with
+//! a problem is left out of the result, which is only turned into a `model::Config` when no error
+//! was reported at all.
+//!
+//! One file per concern: `rules` (groups and their rules) with `selector` (R3 protocol, ports,
+//! ICMP) and `addresses` (R5 CIDRs, host addresses); `instances` (instances, members, lab
+//! clients) with `settings` (attach mode, hook, conntrack C5/C6); `names` (group names, text
+//! lengths, and the one-use registry of names, interfaces and addresses); `references` (G5);
+//! `quotas` (R7). This file only runs them in order.
+
+mod addresses;
+mod checked;
+mod first_seen;
+mod instances;
+mod names;
+mod quotas;
+mod references;
+mod rules;
+mod selector;
+mod settings;
+
+pub(crate) use checked::{Checked, CheckedGroup, CheckedRule};
+
+use super::{diagnostic::Diagnostics, document::RawDocument};
+use names::Registry;
+use references::KnownGroups;
+
+pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Checked {
+    let quotas = quotas::check_quotas(raw.quotas.as_ref(), diagnostics);
+    let known_groups = KnownGroups::new(names::check_group_names(&raw.groups, diagnostics));
+    let groups: Vec<CheckedGroup> = raw
+        .groups
+        .iter()
+        .filter_map(|group| rules::check_group(group, &known_groups, quotas, diagnostics))
+        .collect();
+
+    let mut registry = Registry::default();
+    let instances: Vec<_> = raw
+        .instances
+        .iter()
+        .filter_map(|instance| {
+            instances::check_instance(instance, &known_groups, quotas, &mut registry, diagnostics)
+        })
+        .collect();
+    let members = raw
+        .members
+        .iter()
+        .filter_map(|member| {
+            instances::check_member(member, &known_groups, &mut registry, diagnostics)
+        })
+        .collect();
+    let lab_clients = raw
+        .lab_clients
+        .iter()
+        .filter_map(|client| instances::check_lab_client(client, &mut registry, diagnostics))
+        .collect();
+    quotas::check_interface_rule_totals(&instances, &groups, diagnostics);
+
+    Checked {
+        quotas,
+        groups,
+        instances,
+        members,
+        lab_clients,
+    }
+}

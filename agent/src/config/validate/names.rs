@@ -1,0 +1,170 @@
+//! Names and text: group names (unique, 1 to 255 characters), descriptions (R8), interface
+//! names as Linux allows them, and the registry that gives each name, interface and address of
+//! instances, members and lab clients to one owner.
+
+use std::{collections::BTreeSet, net::IpAddr};
+
+use super::{addresses::check_address, first_seen::FirstSeen};
+use crate::config::{
+    diagnostic::{Diagnostics, Location},
+    document::{Located, RawGroup},
+    messages::ValidationError,
+};
+
+/// R8, and the AWS limit on group names.
+const MAX_TEXT_CHARS: usize = 255;
+/// Linux IFNAMSIZ (16) minus the terminating NUL.
+const MAX_INTERFACE_NAME_BYTES: usize = 15;
+
+/// Reports bad and duplicate group names; returns every name written, so that a reference to a
+/// group that exists but has other errors is not also reported as unknown.
+pub(super) fn check_group_names(
+    groups: &[RawGroup],
+    diagnostics: &mut Diagnostics,
+) -> BTreeSet<String> {
+    let mut first_seen = FirstSeen::default();
+    for name in groups.iter().filter_map(|group| group.name.as_ref()) {
+        let length = name.value.chars().count();
+        if length == 0 || length > MAX_TEXT_CHARS {
+            diagnostics.error(&name.at, ValidationError::GroupNameLength { length });
+        }
+        if let Some(first) = first_seen.again(name.value.as_str(), &name.at, diagnostics) {
+            diagnostics.error(
+                &name.at,
+                ValidationError::DuplicateGroupName {
+                    name: name.value.clone(),
+                    first,
+                },
+            );
+        }
+    }
+    first_seen.into_keys().map(str::to_string).collect()
+}
+
+/// R8.
+pub(super) fn check_description(raw: &Located<String>, diagnostics: &mut Diagnostics) {
+    let length = raw.value.chars().count();
+    if length > MAX_TEXT_CHARS {
+        diagnostics.error(&raw.at, ValidationError::DescriptionTooLong { length });
+    }
+}
+
+/// What Linux `dev_valid_name()` rejects.
+fn interface_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > MAX_INTERFACE_NAME_BYTES {
+        Some("it is longer than 15 bytes")
+    } else if name == "." || name == ".." {
+        Some("\".\" and \"..\" are reserved")
+    } else if name.contains('/') {
+        Some("it contains '/'")
+    } else if name.contains(':') {
+        Some("it contains ':'")
+    } else if name.chars().any(char::is_whitespace) {
+        Some("it contains whitespace")
+    } else {
+        None
+    }
+}
+
+/// How messages name an instance or member, even one whose name is missing.
+pub(super) fn owner_name(kind: &str, name: Option<&Located<String>>, at: &Location) -> String {
+    match name {
+        Some(name) => format!("{kind} \"{}\"", name.value),
+        None => at.field.clone(),
+    }
+}
+
+/// First use of each name, interface and address across instances, members and lab clients.
+#[derive(Default)]
+pub(super) struct Registry {
+    names: FirstSeen<String>,
+    interfaces: FirstSeen<String>,
+    addresses: FirstSeen<IpAddr>,
+}
+
+impl Registry {
+    /// What instances, members and lab clients all claim: a name in their one namespace (the
+    /// lab and the CLI address them by it) and addresses of their own. Returns the addresses
+    /// that parse, when they were written.
+    pub fn claim_host(
+        &mut self,
+        name: Option<&Located<String>>,
+        addresses: Option<&Located<Vec<Located<String>>>>,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<Vec<IpAddr>> {
+        if let Some(name) = name {
+            self.claim_name(name, diagnostics);
+        }
+        addresses.map(|addresses| self.claim_addresses(addresses, diagnostics))
+    }
+
+    fn claim_name(&mut self, name: &Located<String>, diagnostics: &mut Diagnostics) {
+        if name.value.is_empty() {
+            diagnostics.error(&name.at, ValidationError::EmptyName);
+            return;
+        }
+        if let Some(first) = self.names.again(name.value.clone(), &name.at, diagnostics) {
+            diagnostics.error(
+                &name.at,
+                ValidationError::DuplicateName {
+                    name: name.value.clone(),
+                    first,
+                },
+            );
+        }
+    }
+
+    /// A valid interface name that no other instance enforces.
+    pub fn claim_interface(&mut self, interface: &Located<String>, diagnostics: &mut Diagnostics) {
+        if let Some(reason) = interface_name_problem(&interface.value) {
+            diagnostics.error(
+                &interface.at,
+                ValidationError::InvalidInterfaceName {
+                    interface: interface.value.clone(),
+                    reason,
+                },
+            );
+        } else if let Some(first) =
+            self.interfaces
+                .again(interface.value.clone(), &interface.at, diagnostics)
+        {
+            diagnostics.error(
+                &interface.at,
+                ValidationError::DuplicateInterface {
+                    interface: interface.value.clone(),
+                    first,
+                },
+            );
+        }
+    }
+
+    /// Parses and claims every address of one interface or client.
+    fn claim_addresses(
+        &mut self,
+        raw: &Located<Vec<Located<String>>>,
+        diagnostics: &mut Diagnostics,
+    ) -> Vec<IpAddr> {
+        if raw.value.is_empty() {
+            diagnostics.error(&raw.at, ValidationError::NoAddresses);
+        }
+        let mut addresses = Vec::new();
+        for text in &raw.value {
+            let Some(address) = check_address(text, diagnostics) else {
+                continue;
+            };
+            if let Some(first) = self.addresses.again(address, &text.at, diagnostics) {
+                diagnostics.error(
+                    &text.at,
+                    ValidationError::DuplicateAddress {
+                        address: address.to_string(),
+                        first,
+                    },
+                );
+            }
+            addresses.push(address);
+        }
+        addresses
+    }
+}

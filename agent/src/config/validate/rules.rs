@@ -1,0 +1,182 @@
+//! Security groups and their rules: each rule's protocol, selector and peers, then what holds
+//! across the rules of one group and direction (no duplicate, the R7 quota).
+
+use ipnet::IpNet;
+
+use super::{
+    addresses::check_cidr,
+    checked::{CheckedGroup, CheckedRule},
+    first_seen::FirstSeen,
+    names::check_description,
+    quotas,
+    references::KnownGroups,
+    selector::{check_protocol, check_selector},
+};
+use crate::{
+    config::{
+        diagnostic::{Diagnostics, Location},
+        document::{Located, RawGroup, RawRule, RawRules},
+        messages::{RuleName, ValidationError, rule_text},
+    },
+    model::{Direction, Peer, Protocol, Quotas},
+};
+
+pub(super) fn check_group(
+    raw: &RawGroup,
+    known_groups: &KnownGroups,
+    quotas: Quotas,
+    diagnostics: &mut Diagnostics,
+) -> Option<CheckedGroup> {
+    let group_name = raw
+        .name
+        .as_ref()
+        .map_or_else(|| raw.at.field.clone(), |name| name.value.clone());
+    if let Some(description) = &raw.description {
+        check_description(description, diagnostics);
+    }
+    let mut rules_of = |rules, direction| {
+        check_rules(
+            rules,
+            &group_name,
+            direction,
+            known_groups,
+            quotas,
+            diagnostics,
+        )
+    };
+    let ingress = rules_of(&raw.ingress, Direction::Ingress);
+    let egress = raw
+        .egress
+        .as_ref()
+        .map(|rules| rules_of(rules, Direction::Egress));
+    Some(CheckedGroup {
+        name: raw.name.as_ref()?.value.clone(),
+        description: raw
+            .description
+            .as_ref()
+            .map(|d| d.value.clone())
+            .unwrap_or_default(),
+        ingress,
+        egress_is_default: egress.is_none(),
+        egress: egress.unwrap_or_default(),
+    })
+}
+
+/// The rules of one group and direction: each rule, then duplicates and the R7 quota.
+fn check_rules(
+    raw: &RawRules,
+    group: &str,
+    direction: Direction,
+    known_groups: &KnownGroups,
+    quotas: Quotas,
+    diagnostics: &mut Diagnostics,
+) -> Vec<CheckedRule> {
+    let rules: Vec<CheckedRule> = raw
+        .rules
+        .iter()
+        .enumerate()
+        .filter_map(|(index, rule)| {
+            let name = RuleName {
+                group: group.to_string(),
+                direction,
+                index,
+            };
+            check_rule(rule, name, known_groups, diagnostics)
+        })
+        .collect();
+
+    let mut first_seen = FirstSeen::default();
+    for rule in &rules {
+        for peer in &rule.peers {
+            let key = (rule.protocol, rule.ports, &peer.value);
+            if let Some(first) = first_seen.again(key, &peer.at, diagnostics) {
+                diagnostics.error(
+                    &peer.at,
+                    ValidationError::DuplicateRule {
+                        rule: rule_text(rule.protocol, rule.ports, &peer.value, direction),
+                        first,
+                    },
+                );
+            }
+        }
+    }
+
+    if let Some(at) = &raw.at {
+        quotas::check_group_rules(&rules, at, group, direction, quotas, diagnostics);
+    }
+    rules
+}
+
+fn check_rule(
+    raw: &RawRule,
+    name: RuleName,
+    known_groups: &KnownGroups,
+    diagnostics: &mut Diagnostics,
+) -> Option<CheckedRule> {
+    let errors_before = diagnostics.errors.len();
+    let protocol = raw
+        .protocol
+        .as_ref()
+        .and_then(|protocol| check_protocol(protocol, diagnostics));
+    let ports = protocol.and_then(|protocol| check_selector(raw, protocol, diagnostics));
+
+    let mut peers = Vec::new();
+    for cidr in &raw.cidr {
+        let Some(net) = check_cidr(cidr, diagnostics) else {
+            continue;
+        };
+        if let Some(protocol) = protocol {
+            check_icmp_family(protocol, net, &cidr.at, diagnostics);
+        }
+        peers.push(Located {
+            value: Peer::Cidr(net),
+            at: cidr.at.clone(),
+        });
+    }
+    peers.extend(
+        raw.groups
+            .iter()
+            .filter_map(|group| known_groups.rule_peer(group, &name, diagnostics)),
+    );
+    if !raw.peers_written {
+        diagnostics.error(&raw.at, ValidationError::NoPeer);
+    }
+    if let Some(description) = &raw.description {
+        check_description(description, diagnostics);
+    }
+
+    if diagnostics.errors.len() > errors_before {
+        return None;
+    }
+    Some(CheckedRule {
+        index: name.index,
+        protocol: protocol?,
+        ports: ports?,
+        peers,
+        description: raw
+            .description
+            .as_ref()
+            .map(|d| d.value.clone())
+            .unwrap_or_default(),
+    })
+}
+
+/// R5: icmp never matches an IPv6 peer and icmpv6 never an IPv4 one.
+fn check_icmp_family(protocol: Protocol, net: IpNet, at: &Location, diagnostics: &mut Diagnostics) {
+    let mismatch = match (protocol, net) {
+        (Protocol::Icmp, IpNet::V6(_)) => Some(("icmp", "IPv6", "icmpv6")),
+        (Protocol::Icmpv6, IpNet::V4(_)) => Some(("icmpv6", "IPv4", "icmp")),
+        _ => None,
+    };
+    if let Some((protocol, family, instead)) = mismatch {
+        diagnostics.error(
+            at,
+            ValidationError::IcmpFamilyMismatch {
+                protocol,
+                family,
+                cidr: net.to_string(),
+                instead,
+            },
+        );
+    }
+}
