@@ -836,6 +836,34 @@ fn port_syntax_and_ranges_r3() {
 }
 
 #[test]
+fn an_out_of_range_port_is_reported_once_r3() {
+    for ports in ["70000", "\"70000\"", "\"70000-70000\""] {
+        let all = errors(&one_rule(&format!(
+            "protocol = \"tcp\"\nports = {ports}\ncidr = [\"10.0.0.0/16\"]"
+        )));
+        let shown: Vec<String> = all.iter().map(Diagnostic::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "test.toml:5:9: error: security_group[0].ingress[0].ports: port 70000 is out of \
+                 range 0-65535"
+            ],
+            "ports = {ports}"
+        );
+    }
+    // Two ends out of range are two problems.
+    assert_eq!(
+        error_messages(&one_rule(
+            "protocol = \"tcp\"\nports = \"70000-70001\"\ncidr = [\"10.0.0.0/16\"]"
+        )),
+        vec![
+            pair(&rule_field("ports"), "port 70000 is out of range 0-65535"),
+            pair(&rule_field("ports"), "port 70001 is out of range 0-65535"),
+        ]
+    );
+}
+
+#[test]
 fn icmp_takes_type_and_code_not_ports_r3() {
     assert_eq!(
         sole_error(&one_rule(

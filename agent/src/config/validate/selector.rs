@@ -147,9 +147,14 @@ fn check_ports(raw: &Located<Scalar>, diagnostics: &mut Diagnostics) -> Option<P
                 );
                 return None;
             };
-            let from = port(from, diagnostics);
-            let to = port(to, diagnostics);
-            (from?, to?)
+            let from_port = port(from, diagnostics);
+            // "N" is one port: one message when it is out of range, not one per end.
+            let to_port = if to == from {
+                from_port
+            } else {
+                port(to, diagnostics)
+            };
+            (from_port?, to_port?)
         }
     };
     if from > to {
