@@ -156,6 +156,17 @@ impl<'a> Diagnostics<'a> {
         );
     }
 
+    /// What `check` built, or `None` when it reported any error: an item with a problem is
+    /// left out of the result.
+    pub fn unless_errors<T>(&mut self, check: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        let errors_before = self.errors.len();
+        let checked = check(self);
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        checked
+    }
+
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }

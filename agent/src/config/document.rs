@@ -167,33 +167,9 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
     let quotas = top
         .table("quotas", diagnostics)
         .map(|(table, at)| read_quotas(table, at, diagnostics));
-    let groups = top
-        .tables("security_group", diagnostics)
-        .map(|(_, tables)| {
-            tables
-                .into_iter()
-                .map(|(table, at)| read_group(table, at, diagnostics))
-                .collect()
-        })
-        .unwrap_or_default();
-    let instances = top
-        .tables("instance", diagnostics)
-        .map(|(_, tables)| {
-            tables
-                .into_iter()
-                .map(|(table, at)| read_instance(table, at, diagnostics))
-                .collect()
-        })
-        .unwrap_or_default();
-    let members = top
-        .tables("member", diagnostics)
-        .map(|(_, tables)| {
-            tables
-                .into_iter()
-                .map(|(table, at)| read_member(table, at, diagnostics))
-                .collect()
-        })
-        .unwrap_or_default();
+    let groups = top.read_each("security_group", read_group, diagnostics);
+    let instances = top.read_each("instance", read_instance, diagnostics);
+    let members = top.read_each("member", read_member, diagnostics);
     let lab_clients = top
         .table("lab", diagnostics)
         .map(|(table, at)| read_lab(table, at, diagnostics))
@@ -222,7 +198,7 @@ fn read_group(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) 
         rules: Vec::new(),
     });
     RawGroup {
-        name: fields.required_string("name", diagnostics),
+        name: fields.required("name", Fields::string, diagnostics),
         description: fields.string("description", diagnostics),
         ingress,
         egress: read_rules(&fields, "egress", diagnostics),
@@ -231,21 +207,17 @@ fn read_group(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) 
 }
 
 fn read_rules(fields: &Fields, key: &str, diagnostics: &mut Diagnostics) -> Option<RawRules> {
-    let (at, tables) = fields.tables(key, diagnostics)?;
-    let rules = tables
-        .into_iter()
-        .map(|(table, at)| read_rule(table, at, diagnostics))
-        .collect();
+    let (at, rules) = fields.tables(key, diagnostics)?;
     Some(RawRules {
         at: Some(at),
-        rules,
+        rules: read_all(rules, read_rule, diagnostics),
     })
 }
 
 fn read_rule(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawRule {
     let fields = Fields::open(table, at.clone(), RULE_FIELDS, diagnostics);
     RawRule {
-        protocol: fields.required_scalar("protocol", diagnostics),
+        protocol: fields.required("protocol", Fields::scalar, diagnostics),
         ports: fields.scalar("ports", diagnostics),
         icmp_type: fields.integer("icmp_type", diagnostics),
         icmp_code: fields.integer("icmp_code", diagnostics),
@@ -265,12 +237,12 @@ fn read_rule(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -
 fn read_instance(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawInstance {
     let fields = Fields::open(table, at.clone(), INSTANCE_FIELDS, diagnostics);
     RawInstance {
-        name: fields.required_string("name", diagnostics),
-        interface: fields.required_string("interface", diagnostics),
+        name: fields.required("name", Fields::string, diagnostics),
+        interface: fields.required("interface", Fields::string, diagnostics),
         attach: fields.string("attach", diagnostics),
         host_ingress_hook: fields.string("host_ingress_hook", diagnostics),
-        addresses: fields.required_string_list("addresses", diagnostics),
-        security_groups: fields.required_string_list("security_groups", diagnostics),
+        addresses: fields.required("addresses", Fields::string_list, diagnostics),
+        security_groups: fields.required("security_groups", Fields::string_list, diagnostics),
         source_dest_check: fields.boolean("source_dest_check", diagnostics),
         related_icmp: fields.boolean("related_icmp", diagnostics),
         exempt: fields
@@ -301,28 +273,28 @@ fn read_conntrack(
 fn read_member(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawMember {
     let fields = Fields::open(table, at.clone(), MEMBER_FIELDS, diagnostics);
     RawMember {
-        name: fields.required_string("name", diagnostics),
-        addresses: fields.required_string_list("addresses", diagnostics),
-        security_groups: fields.required_string_list("security_groups", diagnostics),
+        name: fields.required("name", Fields::string, diagnostics),
+        addresses: fields.required("addresses", Fields::string_list, diagnostics),
+        security_groups: fields.required("security_groups", Fields::string_list, diagnostics),
         at,
     }
 }
 
 fn read_lab(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> Vec<RawLabClient> {
     let fields = Fields::open(table, at, LAB_FIELDS, diagnostics);
-    let Some((_, clients)) = fields.tables("client", diagnostics) else {
-        return Vec::new();
-    };
-    clients
-        .into_iter()
-        .map(|(table, at)| {
-            let fields = Fields::open(table, at, LAB_CLIENT_FIELDS, diagnostics);
-            RawLabClient {
-                name: fields.required_string("name", diagnostics),
-                addresses: fields.required_string_list("addresses", diagnostics),
-            }
-        })
-        .collect()
+    fields.read_each("client", read_lab_client, diagnostics)
+}
+
+fn read_lab_client(
+    table: &DeTable<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> RawLabClient {
+    let fields = Fields::open(table, at, LAB_CLIENT_FIELDS, diagnostics);
+    RawLabClient {
+        name: fields.required("name", Fields::string, diagnostics),
+        addresses: fields.required("addresses", Fields::string_list, diagnostics),
+    }
 }
 
 /// The keys of one table, with typed accessors that report type errors and missing fields.
@@ -332,6 +304,24 @@ struct Fields<'t, 'i> {
 }
 
 type LocatedTable<'t, 'i> = (&'t DeTable<'i>, Location);
+
+/// One of the typed accessors of [`Fields`].
+type Accessor<'t, 'i, T> = fn(&Fields<'t, 'i>, &str, &mut Diagnostics) -> Option<T>;
+
+/// How one table of an array of tables is read.
+type ReadTable<T> = fn(&DeTable<'_>, Location, &mut Diagnostics) -> T;
+
+/// Reads every table of an array, in file order.
+fn read_all<T>(
+    tables: Vec<LocatedTable<'_, '_>>,
+    read: ReadTable<T>,
+    diagnostics: &mut Diagnostics,
+) -> Vec<T> {
+    tables
+        .into_iter()
+        .map(|(table, at)| read(table, at, diagnostics))
+        .collect()
+}
 
 type Entry<'t, 'i> = (&'t Spanned<DeString<'i>>, &'t Spanned<DeValue<'i>>);
 
@@ -380,69 +370,85 @@ impl<'t, 'i> Fields<'t, 'i> {
         );
     }
 
+    /// The value at `key`, if `convert` accepts its type; a type mismatch naming `expected`
+    /// if it does not. `convert` gives `Some(None)` when it reported a problem of its own.
+    fn typed<T>(
+        &self,
+        key: &str,
+        expected: &'static str,
+        diagnostics: &mut Diagnostics,
+        convert: impl FnOnce(&'t DeValue<'i>, &Location, &mut Diagnostics) -> Option<Option<T>>,
+    ) -> Option<T> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        match convert(value.get_ref(), &at, diagnostics) {
+            Some(converted) => converted,
+            None => {
+                type_mismatch(&at, expected, value.get_ref(), diagnostics);
+                None
+            }
+        }
+    }
+
+    /// `read` of `key`, and a missing-field error when the key is absent.
+    fn required<T>(
+        &self,
+        key: &str,
+        read: Accessor<'t, 'i, T>,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<T> {
+        if self.entry(key).is_none() {
+            self.missing(key, diagnostics);
+        }
+        read(self, key, diagnostics)
+    }
+
     fn string(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<String>> {
         let (_, value) = self.entry(key)?;
         let at = self.value_location(key, value);
         expect_string(value, at, diagnostics)
     }
 
-    fn required_string(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<String>> {
-        if self.entry(key).is_none() {
-            self.missing(key, diagnostics);
-        }
-        self.string(key, diagnostics)
-    }
-
     fn integer(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<i64>> {
-        let (_, value) = self.entry(key)?;
-        let at = self.value_location(key, value);
-        match value.get_ref() {
-            DeValue::Integer(integer) => integer_value(integer, at, diagnostics),
-            other => {
-                type_mismatch(&at, "an integer", other, diagnostics);
-                None
-            }
-        }
+        self.typed(
+            key,
+            "an integer",
+            diagnostics,
+            |value, at, diagnostics| match value {
+                DeValue::Integer(integer) => Some(integer_value(integer, at.clone(), diagnostics)),
+                _ => None,
+            },
+        )
     }
 
     fn boolean(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<bool>> {
-        let (_, value) = self.entry(key)?;
-        let at = self.value_location(key, value);
-        match value.get_ref() {
-            DeValue::Boolean(flag) => Some(Located { value: *flag, at }),
-            other => {
-                type_mismatch(&at, "a boolean", other, diagnostics);
-                None
-            }
-        }
+        self.typed(key, "a boolean", diagnostics, |value, at, _| match value {
+            DeValue::Boolean(flag) => Some(Some(Located {
+                value: *flag,
+                at: at.clone(),
+            })),
+            _ => None,
+        })
     }
 
     fn scalar(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<Scalar>> {
-        let (_, value) = self.entry(key)?;
-        let at = self.value_location(key, value);
-        match value.get_ref() {
-            DeValue::String(text) => Some(Located {
-                value: Scalar::Text(text.to_string()),
-                at,
-            }),
-            DeValue::Integer(integer) => {
-                integer_value(integer, at, diagnostics).map(|located| Located {
-                    value: Scalar::Integer(located.value),
-                    at: located.at,
-                })
+        let expected = "a string or an integer";
+        self.typed(key, expected, diagnostics, |value, at, diagnostics| {
+            let at = at.clone();
+            match value {
+                DeValue::String(text) => Some(Some(Located {
+                    value: Scalar::Text(text.to_string()),
+                    at,
+                })),
+                DeValue::Integer(integer) => Some(integer_value(integer, at, diagnostics).map(
+                    |located| Located {
+                        value: Scalar::Integer(located.value),
+                        at: located.at,
+                    },
+                )),
+                _ => None,
             }
-            other => {
-                type_mismatch(&at, "a string or an integer", other, diagnostics);
-                None
-            }
-        }
-    }
-
-    fn required_scalar(&self, key: &str, diagnostics: &mut Diagnostics) -> Option<Located<Scalar>> {
-        if self.entry(key).is_none() {
-            self.missing(key, diagnostics);
-        }
-        self.scalar(key, diagnostics)
+        })
     }
 
     /// An array of strings; the outer location is the array. Bad elements are reported and
@@ -468,32 +474,24 @@ impl<'t, 'i> Fields<'t, 'i> {
         Some(Located { value: strings, at })
     }
 
-    fn required_string_list(
-        &self,
-        key: &str,
-        diagnostics: &mut Diagnostics,
-    ) -> Option<Located<Vec<Located<String>>>> {
-        if self.entry(key).is_none() {
-            self.missing(key, diagnostics);
-        }
-        self.string_list(key, diagnostics)
-    }
-
     /// A table, whether written as `[key]` or inline.
     fn table(
         &self,
         key: &str,
         diagnostics: &mut Diagnostics,
     ) -> Option<(&'t DeTable<'i>, Location)> {
-        let (_, value) = self.entry(key)?;
-        let at = self.value_location(key, value);
-        match value.get_ref() {
-            DeValue::Table(table) => Some((table, at)),
-            other => {
-                type_mismatch(&at, "a table", other, diagnostics);
-                None
-            }
-        }
+        self.typed(key, "a table", diagnostics, |value, at, _| match value {
+            DeValue::Table(table) => Some(Some((table, at.clone()))),
+            _ => None,
+        })
+    }
+
+    /// Reads each table of the array of tables at `key`; none when the key is absent or not
+    /// an array of tables.
+    fn read_each<T>(&self, key: &str, read: ReadTable<T>, diagnostics: &mut Diagnostics) -> Vec<T> {
+        self.tables(key, diagnostics)
+            .map(|(_, tables)| read_all(tables, read, diagnostics))
+            .unwrap_or_default()
     }
 
     /// An array of tables, whether written as `[[key]]` or as an inline array. Returns the

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::{
     diagnostic::{Diagnostics, Location},
-    messages::{RuleName, SensitivePort, ValidationWarning, rule_text},
+    messages::{Overlap, RuleName, SensitivePort, ValidationWarning, rule_text},
     validate::{Checked, CheckedGroup},
 };
 use crate::model::{Direction, Peer, PortRange, Protocol};
@@ -201,28 +201,18 @@ fn lint_covered_rules(checked: &Checked, diagnostics: &mut Diagnostics) {
                 let Some((_, other)) = covering else {
                     continue;
                 };
-                let (interface, instance_name) =
-                    (instance.interface.clone(), instance.name.clone());
-                let (rule_text, other_text) = (rule.text(), other.text());
-                let (rule_name, other_name) = (rule.name.clone(), other.name.clone());
-                let warning = if other.is_same_as(rule) {
-                    ValidationWarning::RuleDuplicated {
-                        interface,
-                        instance: instance_name,
-                        rule: rule_name,
-                        rule_text,
-                        other: other_name,
-                        other_text,
-                    }
-                } else {
-                    ValidationWarning::RuleCovered {
-                        interface,
-                        instance: instance_name,
-                        rule: rule_name,
-                        rule_text,
-                        other: other_name,
-                        other_text,
-                    }
+                let warning = ValidationWarning::RuleOverlaps {
+                    interface: instance.interface.clone(),
+                    instance: instance.name.clone(),
+                    rule: rule.name.clone(),
+                    rule_text: rule.text(),
+                    overlap: if other.is_same_as(rule) {
+                        Overlap::Duplicates
+                    } else {
+                        Overlap::IsCoveredBy
+                    },
+                    other: other.name.clone(),
+                    other_text: other.text(),
                 };
                 diagnostics.warning(rule.at, warning);
             }

@@ -314,31 +314,35 @@ pub(crate) enum ValidationWarning {
     #[error("all protocols are allowed from {cidr}, a network wider than /16")]
     AllProtocolsFromWideNetwork { cidr: String },
 
-    /// R6: rules of all attached groups are unioned, so a rule equal to another adds nothing.
+    /// R6: rules of all attached groups are unioned, so a rule equal to another, or inside
+    /// another's peer, protocol and ports, adds nothing.
     #[error(
-        "on interface \"{interface}\" (instance \"{instance}\"), {rule} ({rule_text}) duplicates \
+        "on interface \"{interface}\" (instance \"{instance}\"), {rule} ({rule_text}) {overlap} \
          {other} ({other_text})"
     )]
-    RuleDuplicated {
+    RuleOverlaps {
         interface: String,
         instance: String,
         rule: RuleName,
         rule_text: String,
+        overlap: Overlap,
         other: RuleName,
         other_text: String,
     },
+}
 
-    /// R6: a rule inside another's peer, protocol and ports adds nothing.
-    #[error(
-        "on interface \"{interface}\" (instance \"{instance}\"), {rule} ({rule_text}) is covered \
-         by {other} ({other_text})"
-    )]
-    RuleCovered {
-        interface: String,
-        instance: String,
-        rule: RuleName,
-        rule_text: String,
-        other: RuleName,
-        other_text: String,
-    },
+/// How one rule relates to another that makes it useless.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Overlap {
+    Duplicates,
+    IsCoveredBy,
+}
+
+impl fmt::Display for Overlap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Overlap::Duplicates => "duplicates",
+            Overlap::IsCoveredBy => "is covered by",
+        })
+    }
 }

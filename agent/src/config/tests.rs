@@ -65,6 +65,11 @@ fn one_rule(fields: &str) -> String {
     format!("[[security_group]]\nname = \"sg\"\n[[security_group.ingress]]\n{fields}\n")
 }
 
+/// The ports or ICMP selector of the valid `one_rule(fields)`.
+fn rule_selector(fields: &str) -> PortRange {
+    loaded(&one_rule(fields)).config.security_groups[0].ingress[0].ports
+}
+
 const RULE: &str = "security_group[0].ingress[0]";
 
 fn rule_field(field: &str) -> String {
@@ -582,32 +587,28 @@ fn group_names_are_1_to_255_characters() {
 
 #[test]
 fn descriptions_are_at_most_255_characters_r8() {
-    let long = "d".repeat(256);
-    assert_eq!(
-        sole_error(&format!(
-            "[[security_group]]\nname = \"sg\"\ndescription = \"{long}\"\n"
-        )),
-        pair(
-            "security_group[0].description",
-            "description is 256 characters long; at most 255 are allowed"
-        )
-    );
-    assert_eq!(
-        sole_error(&one_rule(&format!(
-            "protocol = \"all\"\ncidr = [\"10.0.0.0/16\"]\ndescription = \"{long}\""
-        ))),
-        pair(
-            &rule_field("description"),
-            "description is 256 characters long; at most 255 are allowed"
-        )
-    );
-    let fits = "d".repeat(255);
-    assert!(
-        load(&one_rule(&format!(
-            "protocol = \"all\"\ncidr = [\"10.0.0.0/16\"]\ndescription = \"{fits}\""
-        )))
-        .is_ok()
-    );
+    let group: fn(&str) -> String = |description| {
+        format!("[[security_group]]\nname = \"sg\"\ndescription = \"{description}\"\n")
+    };
+    let rule: fn(&str) -> String = |description| {
+        one_rule(&format!(
+            "protocol = \"all\"\ncidr = [\"10.0.0.0/16\"]\ndescription = \"{description}\""
+        ))
+    };
+    let (long, fits) = ("d".repeat(256), "d".repeat(255));
+    for (text, field) in [
+        (group, "security_group[0].description".to_string()),
+        (rule, rule_field("description")),
+    ] {
+        assert_eq!(
+            sole_error(&text(&long)),
+            pair(
+                &field,
+                "description is 256 characters long; at most 255 are allowed"
+            )
+        );
+        assert!(load(&text(&fits)).is_ok(), "{field}");
+    }
 }
 
 #[test]
@@ -819,13 +820,9 @@ fn port_syntax_and_ranges_r3() {
         )
     );
     let parsed = |ports: &str| {
-        loaded(&one_rule(&format!(
+        rule_selector(&format!(
             "protocol = \"tcp\"\nports = {ports}\ncidr = [\"10.0.0.0/16\"]"
-        )))
-        .config
-        .security_groups[0]
-            .ingress[0]
-            .ports
+        ))
     };
     assert_eq!(parsed("80"), PortRange::Ports { from: 80, to: 80 });
     assert_eq!(parsed("\"80\""), PortRange::Ports { from: 80, to: 80 });
@@ -935,13 +932,9 @@ fn an_icmp_code_needs_a_type_r3() {
 #[test]
 fn icmp_type_and_code_map_to_the_model() {
     let selector = |fields: &str| {
-        loaded(&one_rule(&format!(
+        rule_selector(&format!(
             "protocol = \"icmp\"\n{fields}\ncidr = [\"10.0.0.0/16\"]"
-        )))
-        .config
-        .security_groups[0]
-            .ingress[0]
-            .ports
+        ))
     };
     assert_eq!(
         selector(""),
@@ -1441,28 +1434,21 @@ fn ports_for_protocols_that_ignore_them_warn_r3() {
 
 #[test]
 fn a_host_ingress_hook_on_a_port_attachment_warns() {
-    let expected = vec![pair(
+    let ignored = vec![pair(
         "instance[0].host_ingress_hook",
         "host_ingress_hook only applies to attach = \"host\"; it is ignored with attach = \"port\"",
     )];
-    assert_eq!(
-        warnings(&one_instance(&format!(
-            "{INSTANCE}\nhost_ingress_hook = \"tc\""
-        ))),
-        expected
-    );
-    assert_eq!(
-        warnings(&one_instance(&format!(
-            "{INSTANCE}\nattach = \"port\"\nhost_ingress_hook = \"xdp\""
-        ))),
-        expected
-    );
-    assert!(
-        warnings(&one_instance(&format!(
-            "{INSTANCE}\nattach = \"host\"\nhost_ingress_hook = \"xdp\""
-        )))
-        .is_empty()
-    );
+    for (fields, expected) in [
+        ("host_ingress_hook = \"tc\"", ignored.clone()),
+        ("attach = \"port\"\nhost_ingress_hook = \"xdp\"", ignored),
+        ("attach = \"host\"\nhost_ingress_hook = \"xdp\"", Vec::new()),
+    ] {
+        assert_eq!(
+            warnings(&one_instance(&format!("{INSTANCE}\n{fields}"))),
+            expected,
+            "{fields}"
+        );
+    }
 }
 
 #[test]

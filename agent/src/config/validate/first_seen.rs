@@ -6,7 +6,10 @@ use std::{
     hash::Hash,
 };
 
-use crate::config::diagnostic::{Diagnostics, Location};
+use crate::config::{
+    diagnostic::{Diagnostics, Location},
+    messages::ValidationError,
+};
 
 pub(super) struct FirstSeen<K>(HashMap<K, Location>);
 
@@ -17,14 +20,22 @@ impl<K> Default for FirstSeen<K> {
 }
 
 impl<K: Eq + Hash> FirstSeen<K> {
-    /// Records `key` written at `at`. `None` the first time; afterwards, how messages name the
-    /// first place.
-    pub fn again(&mut self, key: K, at: &Location, diagnostics: &Diagnostics) -> Option<String> {
+    /// Records `key` written at `at`; when it was written before, reports `duplicate` of how
+    /// messages name the first place, at `at`.
+    pub fn report_again(
+        &mut self,
+        key: K,
+        at: &Location,
+        diagnostics: &mut Diagnostics,
+        duplicate: impl FnOnce(String) -> ValidationError,
+    ) {
         match self.0.entry(key) {
-            Entry::Occupied(first) => Some(diagnostics.describe(first.get())),
+            Entry::Occupied(first) => {
+                let first = diagnostics.describe(first.get());
+                diagnostics.error(at, duplicate(first));
+            }
             Entry::Vacant(slot) => {
                 slot.insert(at.clone());
-                None
             }
         }
     }

@@ -28,56 +28,55 @@ pub(super) fn check_instance(
     registry: &mut Registry,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedInstance> {
-    let errors_before = diagnostics.errors.len();
-    let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
-    if let Some(interface) = &raw.interface {
-        registry.claim_interface(interface, diagnostics);
-    }
-    let attach = check_attach(raw.attach.as_ref(), diagnostics);
-    let host_ingress_hook = check_host_ingress_hook(raw.host_ingress_hook.as_ref(), diagnostics);
-    if let (Some(AttachMode::Port), Some(hook)) = (attach, &raw.host_ingress_hook) {
-        diagnostics.warning(&hook.at, ValidationWarning::HostIngressHookIgnored);
-    }
-    let owner = owner_name("instance", raw.name.as_ref(), &raw.at);
-    let security_groups = raw.security_groups.as_ref().map(|groups| {
-        let attached = known_groups.check_attached(groups, &owner, diagnostics);
-        let instance = raw.name.as_ref().map_or("", |name| name.value.as_str());
-        quotas::check_attached_group_count(
-            attached.len(),
-            &groups.at,
-            instance,
-            quotas,
-            diagnostics,
-        );
-        attached
-    });
-    let exempt: Vec<IpNet> = raw
-        .exempt
-        .iter()
-        .filter_map(|cidr| check_cidr(cidr, diagnostics))
-        .collect();
-    let conntrack = match &raw.conntrack {
-        Some(conntrack) => check_conntrack(conntrack, diagnostics),
-        None => Conntrack::default(),
-    };
+    diagnostics.unless_errors(|diagnostics| {
+        let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
+        if let Some(interface) = &raw.interface {
+            registry.claim_interface(interface, diagnostics);
+        }
+        let attach = check_attach(raw.attach.as_ref(), diagnostics);
+        let host_ingress_hook =
+            check_host_ingress_hook(raw.host_ingress_hook.as_ref(), diagnostics);
+        if let (Some(AttachMode::Port), Some(hook)) = (attach, &raw.host_ingress_hook) {
+            diagnostics.warning(&hook.at, ValidationWarning::HostIngressHookIgnored);
+        }
+        let owner = owner_name("instance", raw.name.as_ref(), &raw.at);
+        let security_groups = raw.security_groups.as_ref().map(|groups| {
+            let attached = known_groups.check_attached(groups, &owner, diagnostics);
+            let instance = raw.name.as_ref().map_or("", |name| name.value.as_str());
+            quotas::check_attached_group_count(
+                attached.len(),
+                &groups.at,
+                instance,
+                quotas,
+                diagnostics,
+            );
+            attached
+        });
+        let exempt: Vec<IpNet> = raw
+            .exempt
+            .iter()
+            .filter_map(|cidr| check_cidr(cidr, diagnostics))
+            .collect();
+        let conntrack = match &raw.conntrack {
+            Some(conntrack) => check_conntrack(conntrack, diagnostics),
+            None => Conntrack::default(),
+        };
 
-    if diagnostics.errors.len() > errors_before {
-        return None;
-    }
-    Some(CheckedInstance {
-        instance: Instance {
-            name: raw.name.as_ref()?.value.clone(),
-            interface: raw.interface.as_ref()?.value.clone(),
-            attach: attach?,
-            host_ingress_hook: host_ingress_hook?,
-            addresses: addresses?,
-            security_groups: security_groups?,
-            source_dest_check: raw.source_dest_check.as_ref().is_none_or(|v| v.value),
-            related_icmp: raw.related_icmp.as_ref().is_some_and(|v| v.value),
-            exempt,
-            conntrack,
-        },
-        security_groups_at: raw.security_groups.as_ref()?.at.clone(),
+        Some(CheckedInstance {
+            instance: Instance {
+                name: raw.name.as_ref()?.value.clone(),
+                interface: raw.interface.as_ref()?.value.clone(),
+                attach: attach?,
+                host_ingress_hook: host_ingress_hook?,
+                addresses: addresses?,
+                security_groups: security_groups?,
+                source_dest_check: raw.source_dest_check.as_ref().is_none_or(|v| v.value),
+                related_icmp: raw.related_icmp.as_ref().is_some_and(|v| v.value),
+                exempt,
+                conntrack,
+            },
+            security_groups_at: raw.security_groups.as_ref()?.at.clone(),
+        })
     })
 }
 
@@ -87,20 +86,18 @@ pub(super) fn check_member(
     registry: &mut Registry,
     diagnostics: &mut Diagnostics,
 ) -> Option<Member> {
-    let errors_before = diagnostics.errors.len();
-    let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
-    let owner = owner_name("member", raw.name.as_ref(), &raw.at);
-    let security_groups = raw
-        .security_groups
-        .as_ref()
-        .map(|groups| known_groups.check_attached(groups, &owner, diagnostics));
-    if diagnostics.errors.len() > errors_before {
-        return None;
-    }
-    Some(Member {
-        name: raw.name.as_ref()?.value.clone(),
-        addresses: addresses?,
-        security_groups: security_groups?,
+    diagnostics.unless_errors(|diagnostics| {
+        let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
+        let owner = owner_name("member", raw.name.as_ref(), &raw.at);
+        let security_groups = raw
+            .security_groups
+            .as_ref()
+            .map(|groups| known_groups.check_attached(groups, &owner, diagnostics));
+        Some(Member {
+            name: raw.name.as_ref()?.value.clone(),
+            addresses: addresses?,
+            security_groups: security_groups?,
+        })
     })
 }
 
@@ -109,13 +106,11 @@ pub(super) fn check_lab_client(
     registry: &mut Registry,
     diagnostics: &mut Diagnostics,
 ) -> Option<LabClient> {
-    let errors_before = diagnostics.errors.len();
-    let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
-    if diagnostics.errors.len() > errors_before {
-        return None;
-    }
-    Some(LabClient {
-        name: raw.name.as_ref()?.value.clone(),
-        addresses: addresses?,
+    diagnostics.unless_errors(|diagnostics| {
+        let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
+        Some(LabClient {
+            name: raw.name.as_ref()?.value.clone(),
+            addresses: addresses?,
+        })
     })
 }

@@ -28,15 +28,12 @@ pub(super) fn check_group_names(
         if length == 0 || length > MAX_TEXT_CHARS {
             diagnostics.error(&name.at, ValidationError::GroupNameLength { length });
         }
-        if let Some(first) = first_seen.again(name.value.as_str(), &name.at, diagnostics) {
-            diagnostics.error(
-                &name.at,
-                ValidationError::DuplicateGroupName {
-                    name: name.value.clone(),
-                    first,
-                },
-            );
-        }
+        first_seen.report_again(name.value.as_str(), &name.at, diagnostics, |first| {
+            ValidationError::DuplicateGroupName {
+                name: name.value.clone(),
+                first,
+            }
+        });
     }
     first_seen.into_keys().map(str::to_string).collect()
 }
@@ -105,15 +102,13 @@ impl Registry {
             diagnostics.error(&name.at, ValidationError::EmptyName);
             return;
         }
-        if let Some(first) = self.names.again(name.value.clone(), &name.at, diagnostics) {
-            diagnostics.error(
-                &name.at,
+        self.names
+            .report_again(name.value.clone(), &name.at, diagnostics, |first| {
                 ValidationError::DuplicateName {
                     name: name.value.clone(),
                     first,
-                },
-            );
-        }
+                }
+            });
     }
 
     /// A valid interface name that no other instance enforces.
@@ -126,17 +121,15 @@ impl Registry {
                     reason,
                 },
             );
-        } else if let Some(first) =
+        } else {
+            let key = interface.value.clone();
             self.interfaces
-                .again(interface.value.clone(), &interface.at, diagnostics)
-        {
-            diagnostics.error(
-                &interface.at,
-                ValidationError::DuplicateInterface {
-                    interface: interface.value.clone(),
-                    first,
-                },
-            );
+                .report_again(key, &interface.at, diagnostics, |first| {
+                    ValidationError::DuplicateInterface {
+                        interface: interface.value.clone(),
+                        first,
+                    }
+                });
         }
     }
 
@@ -154,15 +147,13 @@ impl Registry {
             let Some(address) = check_address(text, diagnostics) else {
                 continue;
             };
-            if let Some(first) = self.addresses.again(address, &text.at, diagnostics) {
-                diagnostics.error(
-                    &text.at,
+            self.addresses
+                .report_again(address, &text.at, diagnostics, |first| {
                     ValidationError::DuplicateAddress {
                         address: address.to_string(),
                         first,
-                    },
-                );
-            }
+                    }
+                });
             addresses.push(address);
         }
         addresses

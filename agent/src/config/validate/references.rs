@@ -66,15 +66,12 @@ impl KnownGroups {
                     },
                 );
             }
-            if let Some(first) = first_seen.again(group.value.as_str(), &group.at, diagnostics) {
-                diagnostics.error(
-                    &group.at,
-                    ValidationError::DuplicateAttachedGroup {
-                        group: group.value.clone(),
-                        first,
-                    },
-                );
-            }
+            first_seen.report_again(group.value.as_str(), &group.at, diagnostics, |first| {
+                ValidationError::DuplicateAttachedGroup {
+                    group: group.value.clone(),
+                    first,
+                }
+            });
         }
         raw.value.iter().map(|group| group.value.clone()).collect()
     }

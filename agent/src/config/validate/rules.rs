@@ -89,15 +89,12 @@ fn check_rules(
     for rule in &rules {
         for peer in &rule.peers {
             let key = (rule.protocol, rule.ports, &peer.value);
-            if let Some(first) = first_seen.again(key, &peer.at, diagnostics) {
-                diagnostics.error(
-                    &peer.at,
-                    ValidationError::DuplicateRule {
-                        rule: rule_text(rule.protocol, rule.ports, &peer.value, direction),
-                        first,
-                    },
-                );
-            }
+            first_seen.report_again(key, &peer.at, diagnostics, |first| {
+                ValidationError::DuplicateRule {
+                    rule: rule_text(rule.protocol, rule.ports, &peer.value, direction),
+                    first,
+                }
+            });
         }
     }
 
@@ -113,51 +110,49 @@ fn check_rule(
     known_groups: &KnownGroups,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedRule> {
-    let errors_before = diagnostics.errors.len();
-    let protocol = raw
-        .protocol
-        .as_ref()
-        .and_then(|protocol| check_protocol(protocol, diagnostics));
-    let ports = protocol.and_then(|protocol| check_selector(raw, protocol, diagnostics));
-
-    let mut peers = Vec::new();
-    for cidr in &raw.cidr {
-        let Some(net) = check_cidr(cidr, diagnostics) else {
-            continue;
-        };
-        if let Some(protocol) = protocol {
-            check_icmp_family(protocol, net, &cidr.at, diagnostics);
-        }
-        peers.push(Located {
-            value: Peer::Cidr(net),
-            at: cidr.at.clone(),
-        });
-    }
-    peers.extend(
-        raw.groups
-            .iter()
-            .filter_map(|group| known_groups.rule_peer(group, &name, diagnostics)),
-    );
-    if !raw.peers_written {
-        diagnostics.error(&raw.at, ValidationError::NoPeer);
-    }
-    if let Some(description) = &raw.description {
-        check_description(description, diagnostics);
-    }
-
-    if diagnostics.errors.len() > errors_before {
-        return None;
-    }
-    Some(CheckedRule {
-        index: name.index,
-        protocol: protocol?,
-        ports: ports?,
-        peers,
-        description: raw
-            .description
+    diagnostics.unless_errors(|diagnostics| {
+        let protocol = raw
+            .protocol
             .as_ref()
-            .map(|d| d.value.clone())
-            .unwrap_or_default(),
+            .and_then(|protocol| check_protocol(protocol, diagnostics));
+        let ports = protocol.and_then(|protocol| check_selector(raw, protocol, diagnostics));
+
+        let mut peers = Vec::new();
+        for cidr in &raw.cidr {
+            let Some(net) = check_cidr(cidr, diagnostics) else {
+                continue;
+            };
+            if let Some(protocol) = protocol {
+                check_icmp_family(protocol, net, &cidr.at, diagnostics);
+            }
+            peers.push(Located {
+                value: Peer::Cidr(net),
+                at: cidr.at.clone(),
+            });
+        }
+        peers.extend(
+            raw.groups
+                .iter()
+                .filter_map(|group| known_groups.rule_peer(group, &name, diagnostics)),
+        );
+        if !raw.peers_written {
+            diagnostics.error(&raw.at, ValidationError::NoPeer);
+        }
+        if let Some(description) = &raw.description {
+            check_description(description, diagnostics);
+        }
+
+        Some(CheckedRule {
+            index: name.index,
+            protocol: protocol?,
+            ports: ports?,
+            peers,
+            description: raw
+                .description
+                .as_ref()
+                .map(|d| d.value.clone())
+                .unwrap_or_default(),
+        })
     })
 }
 

@@ -59,8 +59,7 @@ pub(super) fn check_selector(
     protocol: Protocol,
     diagnostics: &mut Diagnostics,
 ) -> Option<PortRange> {
-    let errors_before = diagnostics.errors.len();
-    let selector = match protocol {
+    diagnostics.unless_errors(|diagnostics| match protocol {
         Protocol::Tcp | Protocol::Udp => {
             reject_icmp_fields(raw, protocol, diagnostics);
             match &raw.ports {
@@ -101,11 +100,7 @@ pub(super) fn check_selector(
             }
             Some(PortRange::Any)
         }
-    };
-    if diagnostics.errors.len() > errors_before {
-        return None;
-    }
-    selector
+    })
 }
 
 fn reject_icmp_fields(raw: &RawRule, protocol: Protocol, diagnostics: &mut Diagnostics) {

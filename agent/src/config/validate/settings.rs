@@ -10,41 +10,40 @@ use crate::{
     model::{AttachMode, Conntrack, HostIngressHook},
 };
 
-/// `None` after reporting an unknown mode; the default when none is written.
 pub(super) fn check_attach(
     raw: Option<&Located<String>>,
     diagnostics: &mut Diagnostics,
 ) -> Option<AttachMode> {
-    match raw.map(|a| (a.value.as_str(), a)) {
-        None | Some(("port", _)) => Some(AttachMode::Port),
-        Some(("host", _)) => Some(AttachMode::Host),
-        Some((value, raw)) => {
-            diagnostics.error(
-                &raw.at,
-                ValidationError::UnknownAttachMode {
-                    value: value.to_string(),
-                },
-            );
-            None
-        }
-    }
+    let choices = [("port", AttachMode::Port), ("host", AttachMode::Host)];
+    check_choice(raw, &choices, diagnostics, |value| {
+        ValidationError::UnknownAttachMode { value }
+    })
 }
 
-/// `None` after reporting an unknown hook; the default when none is written.
 pub(super) fn check_host_ingress_hook(
     raw: Option<&Located<String>>,
     diagnostics: &mut Diagnostics,
 ) -> Option<HostIngressHook> {
-    match raw.map(|h| (h.value.as_str(), h)) {
-        None | Some(("xdp", _)) => Some(HostIngressHook::Xdp),
-        Some(("tc", _)) => Some(HostIngressHook::Tc),
-        Some((value, raw)) => {
-            diagnostics.error(
-                &raw.at,
-                ValidationError::UnknownHostIngressHook {
-                    value: value.to_string(),
-                },
-            );
+    let choices = [("xdp", HostIngressHook::Xdp), ("tc", HostIngressHook::Tc)];
+    check_choice(raw, &choices, diagnostics, |value| {
+        ValidationError::UnknownHostIngressHook { value }
+    })
+}
+
+/// One of `choices`, the first when nothing is written; `None` after reporting an unknown one.
+fn check_choice<T: Copy>(
+    raw: Option<&Located<String>>,
+    choices: &[(&str, T)],
+    diagnostics: &mut Diagnostics,
+    unknown: impl FnOnce(String) -> ValidationError,
+) -> Option<T> {
+    let Some(raw) = raw else {
+        return choices.first().map(|(_, default)| *default);
+    };
+    match choices.iter().find(|(name, _)| *name == raw.value) {
+        Some((_, value)) => Some(*value),
+        None => {
+            diagnostics.error(&raw.at, unknown(raw.value.clone()));
             None
         }
     }
