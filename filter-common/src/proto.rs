@@ -21,12 +21,31 @@ pub const IPV6_EXPERIMENT_2: u8 = 254;
 /// Extension headers whose length we cannot know, so nothing after them can be found (H2). The
 /// same numbers in IPv4 are ordinary protocols.
 #[inline(always)]
-pub fn is_ipv6_unwalkable_extension(next_header: u8) -> bool {
+pub const fn is_ipv6_unwalkable_extension(next_header: u8) -> bool {
     matches!(
         next_header,
         IPV6_MOBILITY | IPV6_HIP | IPV6_SHIM6 | IPV6_EXPERIMENT_1 | IPV6_EXPERIMENT_2
     )
 }
+
+/// Every value [`is_ipv6_unwalkable_extension`] accepts, for tests that try each.
+pub const IPV6_UNWALKABLE_EXTENSIONS: [u8; 5] = [
+    IPV6_MOBILITY,
+    IPV6_HIP,
+    IPV6_SHIM6,
+    IPV6_EXPERIMENT_1,
+    IPV6_EXPERIMENT_2,
+];
+
+const _: () = {
+    let mut index = 0;
+    while index < IPV6_UNWALKABLE_EXTENSIONS.len() {
+        assert!(is_ipv6_unwalkable_extension(
+            IPV6_UNWALKABLE_EXTENSIONS[index]
+        ));
+        index += 1;
+    }
+};
 
 pub const ICMP_ECHO_REPLY: u8 = 0;
 pub const ICMP_DEST_UNREACHABLE: u8 = 3;

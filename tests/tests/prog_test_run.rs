@@ -764,14 +764,7 @@ fn h2_ipv6_extension_headers_are_walked_within_bounds() {
             Ipv6ExtensionChain,
         ),
     ];
-    let unwalkable = [
-        IPV6_MOBILITY,
-        IPV6_HIP,
-        IPV6_SHIM6,
-        IPV6_EXPERIMENT_1,
-        IPV6_EXPERIMENT_2,
-    ];
-    rows.extend(unwalkable.map(|next_header| {
+    rows.extend(IPV6_UNWALKABLE_EXTENSIONS.map(|next_header| {
         let frame = through(&[Ext::Other(next_header)]);
         ("web-1", Ingress, frame, Ipv6UnknownExtension)
     }));

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use filter_common::{
     ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIMESTAMP,
-    ICMPV6_NEIGHBOR_SOLICITATION, IPV6_EXPERIMENT_1, IPV6_EXPERIMENT_2, IPV6_HIP, IPV6_MOBILITY,
-    IPV6_SHIM6,
+    ICMPV6_NEIGHBOR_SOLICITATION, IPV6_UNWALKABLE_EXTENSIONS,
 };
 
 // The explicit import wins over the glob of reasons, which has a `Fragment` too.
@@ -642,14 +641,7 @@ fn g5_r7_r8_are_validation_errors_not_verdicts() {
 #[test]
 fn h2_ipv6_unknown_extension_headers_drop_but_the_same_number_in_ipv4_is_a_protocol() {
     let config = config(WEB_APP_DB);
-    let unwalkable = [
-        IPV6_MOBILITY,
-        IPV6_HIP,
-        IPV6_SHIM6,
-        IPV6_EXPERIMENT_1,
-        IPV6_EXPERIMENT_2,
-    ];
-    for next_header in unwalkable {
+    for next_header in IPV6_UNWALKABLE_EXTENSIONS {
         let v6 = packet("2001:db8::1", "fd00:1::10", Transport::Other(next_header));
         let v4 = packet("203.0.113.1", "10.0.1.10", Transport::Other(next_header));
         expect_judged(
