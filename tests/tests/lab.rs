@@ -163,11 +163,7 @@ fn tcp(src: &str, src_port: u16, dst: &str, dst_port: u16, flags: u8) -> IpPacke
     IpPacket {
         src: ip(src),
         dst: ip(dst),
-        transport: Transport::Tcp {
-            src_port,
-            dst_port,
-            flags,
-        },
+        transport: Transport::tcp(src_port, dst_port, flags),
         fragment: Fragment::Whole,
     }
 }
