@@ -10,7 +10,7 @@ use std::{
 
 use sgwall::{
     eval::{Fragment, Frame, IpPacket, QuotedFlow, Reason, Session, TCP_SYN, Transport},
-    lab::matrix::{Family, Matrix, RunOptions},
+    lab::matrix::{Family, Matrix, ProbeOptions},
     model::Direction,
     probe::{Outcome, Service},
 };
@@ -1168,7 +1168,7 @@ fn lab_probe_three_tier_matrix_agrees_with_the_evaluator() {
     let lab = TestLab::up(include_str!("../../examples/three-tier.toml"));
     let matrix = lab
         .lab()
-        .probe(RunOptions::default())
+        .probe(ProbeOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let disagreements = sgwall::lab::render::disagreement_lines(&matrix);
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
