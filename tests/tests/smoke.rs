@@ -136,6 +136,8 @@ fn run_refuses_an_invalid_config_and_pins_nothing() {
         0,
         "nothing was loaded or pinned"
     );
+    // The refused agent took its pin directory's lock (under /run/sgwall); `down` removes it.
+    let _ = sgwall(&["down", "--pin-dir", pins.path().to_str().unwrap()]);
 }
 
 #[test]
