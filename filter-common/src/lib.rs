@@ -59,6 +59,16 @@ pub const CT_STATE_CLOSING: u8 = 3;
 /// established" timeout.
 pub const CT_STATE_HALF_OPEN: u8 = 4;
 
+/// The name `sgwall conntrack` and flow records give a conntrack state.
+pub fn ct_state_name(state: u8) -> &'static str {
+    match state {
+        CT_STATE_ESTABLISHED => "established",
+        CT_STATE_CLOSING => "closing",
+        CT_STATE_HALF_OPEN => "half-open",
+        _ => "new",
+    }
+}
+
 /// How far past the SYN-ACK's sequence number the completing ACK may acknowledge: exactly the
 /// SYN (+1), plus room for data a server sends with or right after its SYN-ACK (TCP Fast
 /// Open). A blind spoofer guessing the number succeeds about once in 2^32 / this many tries.
