@@ -682,9 +682,10 @@ fn quoted_flow_key(instance: &str, direction: Direction, quoted: &QuotedFlow) ->
     }
 }
 
-/// Counts a packet of a live flow and moves the flow on: a UDP or ICMP flow is established by
-/// its first reply; a TCP flow becomes half-open with the SYN-ACK and established only when the
-/// originator acknowledges that SYN-ACK, which a spoofed source never sees (C5, C6).
+/// Counts a packet of a live flow and moves the flow on: a TCP flow becomes half-open with the
+/// SYN-ACK and established only when the originator acknowledges that SYN-ACK, which a spoofed
+/// source never sees; a UDP or ICMP flow is established when its originator sends again after
+/// a reply (C5, C6).
 fn record(flow: &mut RefFlow, packet: &IpPacket, direction: Direction, now: f64) {
     flow.last_seen = now;
     let from_origin = direction == flow.origin;
@@ -694,7 +695,9 @@ fn record(flow: &mut RefFlow, packet: &IpPacket, direction: Direction, now: f64)
         flags, seq, ack, ..
     } = packet.transport
     else {
-        if !from_origin {
+        // No handshake: speaking again after a reply is all a UDP or ICMP originator can do
+        // to show it hears the replies.
+        if from_origin && flow.packets[1] > 0 {
             flow.established = true;
         }
         if proto == PROTO_UDP && flow.packets[0] >= 2 && flow.packets[1] >= 2 {

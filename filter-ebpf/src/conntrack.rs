@@ -2,11 +2,12 @@
 //! one lookup answers both "is this a packet of a known flow" and "is this a reply".
 //!
 //! Embryonic flows live in `CT_NEW` (LRU: a flood only evicts other embryonic flows). A flow
-//! moves to `CT_EST`, which never evicts, once its peer has shown it is real: for UDP and ICMP
-//! with the first reply, for TCP only when the originator acknowledges the SYN-ACK (a spoofed
-//! source never sees the SYN-ACK, so its half-open flow stays embryonic and idles out after the
-//! TCP "not yet established" timeout). The per-interface allowance counts `CT_EST` entries;
-//! when it is used up, new flows drop (C6).
+//! moves to `CT_EST`, which never evicts, once its originator has shown it hears the replies:
+//! for TCP by acknowledging the SYN-ACK (a spoofed source never sees it, so its half-open flow
+//! stays embryonic and idles out after the TCP "not yet established" timeout), for UDP and ICMP
+//! by sending again after a reply (a flood of one datagram per spoofed source stays embryonic
+//! too). The per-interface allowance counts `CT_EST` entries; when it is used up, new flows
+//! drop (C6).
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
@@ -177,22 +178,26 @@ pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Reason>, R
     }
     let is_tcp = flow.key.proto == PROTO_TCP;
     let from_origin = flow.dir == entry.origin;
-    // Judged before `record`, which moves a flow that sees a FIN or RST to closing.
-    let completes_handshake = is_tcp
-        && from_origin
-        && entry.state == CT_STATE_HALF_OPEN
-        && flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
-        && acks_handshake(entry.reply_isn, flow.tcp_ack);
+    // Judged before `record`, which moves a flow that sees a FIN or RST to closing. A TCP
+    // originator proves it is real by acknowledging the SYN-ACK; a UDP or ICMP one has no
+    // number to show, and speaking again after a reply is all it can do.
+    let proves_real = from_origin
+        && if is_tcp {
+            entry.state == CT_STATE_HALF_OPEN
+                && flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
+                && acks_handshake(entry.reply_isn, flow.tcp_ack)
+        } else {
+            entry.flags & CT_F_SEEN_REPLY != 0
+        };
     record(entry, flow, now);
     if from_origin {
-        if completes_handshake {
+        if proves_real {
             promote(&flow.key, entry)?;
         }
         return Ok(Some(Reason::Tracked));
     }
-    if !is_tcp {
-        promote(&flow.key, entry)?;
-    } else if flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK
+    if is_tcp
+        && flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK
         && (entry.state == CT_STATE_NEW || entry.state == CT_STATE_HALF_OPEN)
     {
         // A retransmitted SYN-ACK carries the same sequence number; a different one (the

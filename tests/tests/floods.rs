@@ -132,10 +132,17 @@ fn c6_spoofed_syn_flood_keeps_established_flows_and_locks_nobody_out() {
     let mut rounds = 0;
     let mut new_during = 0;
     let flood_started = Instant::now();
+    let mut last_try: Option<Instant> = None;
     while flood_started.elapsed() < Duration::from_secs(3) {
         exchanged += exchange_all(&mut held);
         rounds += 1;
-        new_during += usize::from(time_to_connect(&lab, Duration::from_millis(1)).is_some());
+        // Each connection made here holds an established slot for the closing timeout (C5,
+        // 10 s) after it ends: a few tries show new connections get in without the test
+        // itself using up the allowance it then measures.
+        if last_try.is_none_or(|at| at.elapsed() >= Duration::from_millis(250)) {
+            last_try = Some(Instant::now());
+            new_during += usize::from(time_to_connect(&lab, Duration::from_millis(1)).is_some());
+        }
     }
     let sent = flood.join();
     assert!(sent >= 20 * ALLOWANCE * 9 / 10, "the flood sent {sent}");

@@ -514,6 +514,40 @@ fn c5_c6_a_half_open_tcp_flow_is_not_established_and_expires_after_60_seconds() 
     assert!(dp.established_flows().is_empty());
 }
 
+/// Issue 10, the UDP case: a datagram answered once stays embryonic (a spoofed source never
+/// speaks again); the originator's next datagram after the reply establishes the flow.
+#[test]
+fn c6_a_udp_flow_is_established_when_its_originator_speaks_after_a_reply() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let spoofed = between("10.9.9.21", 5000, "10.0.1.10", 1500);
+    let real = between("10.9.9.7", 5000, "10.0.1.10", 1500);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, spoofed.udp_out(), NewFlow),
+            ("web-1", Egress, spoofed.udp_back(), Reply),
+            ("web-1", Ingress, real.udp_out(), NewFlow),
+            ("web-1", Egress, real.udp_back(), Reply),
+        ],
+    );
+    assert!(dp.established_flows().is_empty());
+    expect_rows(&mut dp, &[("web-1", Ingress, real.udp_out(), Tracked)]);
+    let established: Vec<u16> = dp
+        .established_flows()
+        .iter()
+        .map(|(key, _)| key.remote_port)
+        .collect();
+    assert_eq!(established, [5000]);
+    assert_eq!(
+        dp.embryonic_flows().len(),
+        1,
+        "the answered-once flow stays embryonic"
+    );
+}
+
 /// Issue 10: only the originator's ACK of the SYN-ACK's own sequence number establishes the
 /// flow; a blind ACK with another number (or a SYN) leaves it half-open.
 #[test]

@@ -523,6 +523,43 @@ fn c6_half_open_flows_never_use_the_allowance() {
     assert_eq!(half_open, 3);
 }
 
+/// Issue 10, the UDP case: a spoofed datagram answered once (the reply goes nowhere) leaves
+/// an embryonic flow that uses no allowance; an originator that speaks again after the reply
+/// establishes its flow.
+#[test]
+fn c6_a_udp_flow_is_established_when_its_originator_speaks_after_a_reply() {
+    let text = WEB_APP_DB.replacen(
+        "security_groups = [\"web\"]\n",
+        "security_groups = [\"web\"]\nconntrack = { max_flows = 1 }\n",
+        1,
+    )
+    .replace(
+        "  ports = \"22\"\n  cidr = [\"198.51.100.0/24\"]\n",
+        "  ports = \"22\"\n  cidr = [\"198.51.100.0/24\"]\n  [[security_group.ingress]]\n  protocol = \"udp\"\n  ports = \"53\"\n  cidr = [\"198.51.100.0/24\"]\n",
+    );
+    let mut session = Session::new(config(&text));
+    let query = |src| udp(src, 5000, "10.0.1.10", 53);
+    let answer = |dst| udp("10.0.1.10", 53, dst, 5000);
+    let mut steps = Vec::new();
+    for (index, spoofed) in ["198.51.100.21", "198.51.100.22"].into_iter().enumerate() {
+        let at = index as f64;
+        steps.push(("web-1", Ingress, query(spoofed), at, NewFlow));
+        steps.push(("web-1", Egress, answer(spoofed), at + 0.5, Reply));
+    }
+    steps.push(("web-1", Ingress, query("198.51.100.7"), 3.0, NewFlow));
+    steps.push(("web-1", Egress, answer("198.51.100.7"), 3.1, Reply));
+    steps.push(("web-1", Ingress, query("198.51.100.7"), 3.2, Tracked));
+    steps.push(("web-1", Ingress, query("198.51.100.8"), 3.3, ConntrackFull));
+    expect_steps(&mut session, &steps);
+    let established: Vec<_> = session
+        .flows
+        .iter()
+        .filter(|(_, flow)| flow.established)
+        .map(|(key, _)| key.remote)
+        .collect();
+    assert_eq!(established, [ip("198.51.100.7")]);
+}
+
 /// C5 and issue 10: a half-open TCP flow is "not yet established": it idles out after 60 s,
 /// and its late ACK is judged by the rules alone, with no entry.
 #[test]

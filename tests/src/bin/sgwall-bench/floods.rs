@@ -4,9 +4,8 @@
 //!
 //! - a SYN flood from spoofed sources whose SYN-ACKs go nowhere (the shape of the issue 10
 //!   report): sessions kept, new connections during the flood, time to a new connection after;
-//! - a flood of spoofed UDP datagrams to a UDP echo service: the replies promote each flow
-//!   (there is no handshake to prove a UDP source real), so this one can use the allowance up,
-//!   for as long as the UDP timeout (C5: 30 s) after the flood;
+//! - a flood of spoofed UDP datagrams to a UDP echo service, one per source: each is answered
+//!   once and never again from its source, so it stays embryonic and uses no allowance;
 //! - a denied UDP flood at full speed against an allowed TCP transfer: the transfer's
 //!   throughput with and without it.
 
@@ -112,8 +111,58 @@ pub struct UdpFlood {
     pub sent: u32,
     pub exchanges_ok_during: usize,
     pub exchanges_during: usize,
-    pub new_refused_during: bool,
+    /// New flows the datapath refused for want of allowance (C6), and the established
+    /// entries web-1 held, right after the flood.
+    pub refused: u64,
+    pub established_after: u64,
+    /// The flood's own flows in each pool right after it (established must be 0).
+    pub spoofed_established: usize,
+    pub spoofed_embryonic: usize,
     pub reconnect_ms: Option<f64>,
+}
+
+struct SpoofedFlows {
+    established: usize,
+    embryonic: usize,
+    half_open: usize,
+}
+
+/// web-1's conntrack entries whose remote address starts with `prefix`, by pool and state,
+/// from `sgwall conntrack --json` (what an operator would look at).
+fn spoofed_flows(lab: &TestLab, prefix: &str) -> SpoofedFlows {
+    let flows = lab.sgwall_json(&["conntrack", "--json"]);
+    let spoofed: Vec<&serde_json::Value> = flows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|flow| {
+            flow["remote"]
+                .as_str()
+                .is_some_and(|remote| remote.starts_with(prefix))
+        })
+        .collect();
+    let count = |keep: &dyn Fn(&serde_json::Value) -> bool| {
+        spoofed.iter().filter(|flow| keep(flow)).count()
+    };
+    SpoofedFlows {
+        established: count(&|flow| flow["pool"] == "established"),
+        embryonic: count(&|flow| flow["pool"] == "embryonic"),
+        half_open: count(&|flow| flow["state"] == "half-open"),
+    }
+}
+
+/// web-1's established entries and its `conntrack_allowance_exceeded` count.
+fn allowance(lab: &TestLab) -> (u64, u64) {
+    let status = lab.sgwall_json(&["status", "--json"]);
+    let established = status["allowances"][0]["established"].as_u64().unwrap_or(0);
+    let refused = status["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["reason"] == "conntrack_allowance_exceeded")
+        .filter_map(|row| row["packets"].as_u64())
+        .sum();
+    (established, refused)
 }
 
 #[derive(Serialize)]
@@ -156,20 +205,27 @@ addresses = ["{CLIENT}"]
     )
 }
 
+/// Each flood gets a lab of its own, so that no flow of one (the sessions of the last one,
+/// closing for 10 s) holds the allowance during the next.
 pub fn run(params: &Params) -> Result<FloodsResult> {
-    let lab = TestLab::up(&config(params.allowance));
-    let web_ns = lab.namespace("web-1");
-    let client_ns = lab.namespace("client");
-    let _server = TcpEchoServer::start(&web_ns, ECHO_PORT);
-    let syn = syn_flood(&lab, params)?;
+    let syn = {
+        let lab = TestLab::up(&config(params.allowance));
+        let _server = TcpEchoServer::start(&lab.namespace("web-1"), ECHO_PORT);
+        syn_flood(&lab, params)?
+    };
     let udp_spoofed = if params.udp_spoofed > 0 {
-        let _echo =
-            Listener::start(&web_ns, Service::Udp(UDP_ECHO_PORT)).context("UDP echo on web-1")?;
+        let lab = TestLab::up(&config(params.allowance));
+        let _server = TcpEchoServer::start(&lab.namespace("web-1"), ECHO_PORT);
+        let _echo = Listener::start(&lab.namespace("web-1"), Service::Udp(UDP_ECHO_PORT))
+            .context("UDP echo on web-1")?;
         Some(udp_flood(&lab, params)?)
     } else {
         None
     };
-    let denied = denied_flood(&web_ns, &client_ns, params)?;
+    let denied = {
+        let lab = TestLab::up(&config(params.allowance));
+        denied_flood(&lab.namespace("web-1"), &lab.namespace("client"), params)?
+    };
     Ok(FloodsResult {
         allowance: params.allowance,
         sessions: params.sessions,
@@ -226,7 +282,12 @@ fn reconnect_ms(lab: &TestLab, limit: Duration) -> Option<f64> {
 
 /// Exchanges on the held sessions and tries new connections for most of `seconds`: (echoes
 /// tried, echoes answered, connections tried, connections made).
-fn during(lab: &TestLab, held: &mut [TcpSession], seconds: u64) -> (usize, usize, usize, usize) {
+fn during(
+    lab: &TestLab,
+    held: &mut [TcpSession],
+    seconds: u64,
+    try_new: bool,
+) -> (usize, usize, usize, usize) {
     let (mut exchanges, mut ok, mut tried, mut new_ok) = (0, 0, 0, 0);
     let started = Instant::now();
     // Leave the last second of the flood alone, so "during" never runs past its end.
@@ -234,8 +295,10 @@ fn during(lab: &TestLab, held: &mut [TcpSession], seconds: u64) -> (usize, usize
     while started.elapsed() < span {
         exchanges += held.len();
         ok += exchange_all(held);
-        tried += 1;
-        new_ok += usize::from(connects(lab));
+        if try_new {
+            tried += 1;
+            new_ok += usize::from(connects(lab));
+        }
     }
     (exchanges, ok, tried, new_ok)
 }
@@ -249,28 +312,11 @@ fn syn_flood(lab: &TestLab, params: &Params) -> Result<SynFlood> {
     .start(&lab.namespace("client"), |n| {
         syn(spoofed_source([10, 200], n), 40_000, WEB, ECHO_PORT)
     });
-    let (exchanges, exchanges_ok, new_tried, new_ok) = during(lab, &mut held, params.syn_seconds);
+    let (exchanges, exchanges_ok, new_tried, new_ok) =
+        during(lab, &mut held, params.syn_seconds, true);
     let sent = flood.join();
     let reconnect_ms = reconnect_ms(lab, Duration::from_secs(60));
-    let flows = lab.sgwall_json(&["conntrack", "--json"]);
-    let spoofed: Vec<&serde_json::Value> = flows
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|flow| {
-            flow["remote"]
-                .as_str()
-                .is_some_and(|remote| remote.starts_with("10.200."))
-        })
-        .collect();
-    let spoofed_established = spoofed
-        .iter()
-        .filter(|flow| flow["pool"] == "established")
-        .count();
-    let spoofed_half_open = spoofed
-        .iter()
-        .filter(|flow| flow["state"] == "half-open")
-        .count();
+    let spoofed = spoofed_flows(lab, "10.200.");
     Ok(SynFlood {
         sent,
         seconds: params.syn_seconds,
@@ -280,8 +326,8 @@ fn syn_flood(lab: &TestLab, params: &Params) -> Result<SynFlood> {
         new_tried,
         new_ok,
         reconnect_ms,
-        spoofed_established,
-        spoofed_half_open,
+        spoofed_established: spoofed.established,
+        spoofed_half_open: spoofed.half_open,
     })
 }
 
@@ -295,13 +341,21 @@ fn udp_flood(lab: &TestLab, params: &Params) -> Result<UdpFlood> {
     .start(&lab.namespace("client"), |n| {
         udp(spoofed_source([10, 202], n), 40_000, WEB, UDP_ECHO_PORT)
     });
-    let (exchanges_during, exchanges_ok_during, tried, new_ok) = during(lab, &mut held, seconds);
+    let (_, refused_before) = allowance(lab);
+    // No new connections during this one: each would hold a slot for 10 s after it closes,
+    // and the time to reconnect after the flood must measure the flood's flows alone.
+    let (exchanges_during, exchanges_ok_during, _, _) = during(lab, &mut held, seconds, false);
     let sent = flood.join();
+    let (established_after, refused_after) = allowance(lab);
+    let spoofed = spoofed_flows(lab, "10.202.");
     Ok(UdpFlood {
         sent,
         exchanges_ok_during,
         exchanges_during,
-        new_refused_during: new_ok < tried,
+        refused: refused_after - refused_before,
+        established_after,
+        spoofed_established: spoofed.established,
+        spoofed_embryonic: spoofed.embryonic,
         reconnect_ms: reconnect_ms(lab, Duration::from_secs(60)),
     })
 }
@@ -362,16 +416,15 @@ pub fn fragment(result: &FloodsResult, header: &str) -> (String, Vec<TargetRow>)
     if let Some(u) = &result.udp_spoofed {
         let _ = writeln!(
             out,
-            "| UDP to an echo service, spoofed 10.202.0.0/16, over 3 s | {} | {}/{} | {} | {} | (UDP flows are established by their first reply) |",
+            "| UDP to an echo service, spoofed 10.202.0.0/16, over 3 s | {} | {}/{} | {} new flows refused (C6) | {} | {} ({} embryonic; web-1 held {} established, its sessions) |",
             u.sent,
             u.exchanges_ok_during,
             u.exchanges_during,
-            if u.new_refused_during {
-                "some refused (allowance used up)"
-            } else {
-                "all admitted"
-            },
+            u.refused,
             ms(u.reconnect_ms),
+            u.spoofed_established,
+            u.spoofed_embryonic,
+            u.established_after,
         );
     }
     let d = &result.denied;
@@ -386,7 +439,7 @@ pub fn fragment(result: &FloodsResult, header: &str) -> (String, Vec<TargetRow>)
         d.throughput_under_flood_mbps / d.throughput_alone_mbps.max(f64::MIN_POSITIVE)
     );
     let kept = s.sessions_kept == result.sessions;
-    let targets = vec![
+    let mut targets = vec![
         TargetRow {
             target: "spoofed SYN flood: every held session kept, none of the flood established"
                 .into(),
@@ -402,5 +455,15 @@ pub fn fragment(result: &FloodsResult, header: &str) -> (String, Vec<TargetRow>)
             met: Some(s.reconnect_ms.is_some_and(|ms| ms <= 5000.0)),
         },
     ];
+    if let Some(u) = &result.udp_spoofed {
+        targets.push(TargetRow {
+            target: "spoofed UDP flood to an echo service: no slot taken, nobody refused".into(),
+            measured: format!(
+                "{} spoofed flows established, {} new flows refused",
+                u.spoofed_established, u.refused
+            ),
+            met: Some(u.spoofed_established == 0 && u.refused == 0),
+        });
+    }
     (out, targets)
 }
