@@ -158,7 +158,10 @@ fn inspect_frame(
         _ => return Err(Reason::NonIp),
     };
     let l4 = parse::transport(packet, &ip)?;
-    if ip.proto == PROTO_ICMPV6 && ip.fragment != FRAG_LATER && is_icmpv6_link_control(l4.icmp_type)
+    if is_own_icmp(ip.family, ip.proto)
+        && ip.proto == PROTO_ICMPV6
+        && ip.fragment != FRAG_LATER
+        && is_icmpv6_link_control(l4.icmp_type)
     {
         return Ok(Some(Reason::Icmpv6Link));
     }
