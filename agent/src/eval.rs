@@ -306,6 +306,9 @@ fn rule_admits(config: &Config, rule: &EffectiveRule, peer: IpAddr, service: &Se
         // ipnet's `contains` is false across families: 0.0.0.0/0 never matches IPv6 (R5).
         Peer::Cidr(net) => net.contains(&peer),
         Peer::Group(group) => config.group_members(group).contains(&peer),
+        Peer::PrefixList(list) => config
+            .prefix_list(list)
+            .is_some_and(|list| list.contains(peer)),
     };
     ports_ok && peer_ok
 }

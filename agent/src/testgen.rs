@@ -234,6 +234,9 @@ pub fn random_config(rng: &mut Rng) -> Config {
         members,
         quotas: Quotas::default(),
         lab: Lab::default(),
+        prefix_lists: Vec::new(),
+        subnets: Vec::new(),
+        network_acls: Vec::new(),
     }
 }
 

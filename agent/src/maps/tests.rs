@@ -186,6 +186,10 @@ impl PolicyMaps for Watched<'_> {
     watched_table!(group_bits, group_bits, GroupBitsKey, RuleBitmap);
     watched_table!(members, members, AddrKey, MemberValue);
     watched_table!(local_addrs, local_addrs, LocalAddrKey, u32);
+    watched_table!(acl_cidrs, acl_cidrs, Lpm<CidrKey>, AclBits);
+    watched_table!(acl_ports, acl_ports, Lpm<PortKey>, AclBits);
+    watched_table!(prefix_lists, prefix_lists, Lpm<AddrKey>, MemberValue);
+    watched_table!(prefix_list_bits, prefix_list_bits, GroupBitsKey, RuleBitmap);
 }
 
 /// Every flow start worth asking about for a config pair: every pool address, in and out,

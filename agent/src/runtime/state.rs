@@ -124,6 +124,7 @@ pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
                     Peer::Group(group) => {
                         Some(member_counts.get(group.as_str()).copied().unwrap_or(0))
                     }
+                    Peer::PrefixList(list) => config.prefix_list(list).map(|l| l.entries.len()),
                     Peer::Cidr(_) => None,
                 };
                 rules.push(RuleState {

@@ -55,6 +55,7 @@ fn quotas_needed(groups: &[NativeGroup], interfaces: &[NativeInterface]) -> Opti
     Some(Quotas {
         groups_per_interface: groups_per_interface.max(groups_room).max(1),
         rules_per_group,
+        ..defaults
     })
 }
 
