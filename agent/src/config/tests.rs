@@ -1700,3 +1700,5 @@ fn check_report_interleaves_warnings_and_errors_in_file_order() {
         ]
     );
 }
+
+mod network;
