@@ -13,70 +13,18 @@ use std::{
 
 use filter_common::{
     PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, is_icmp_echo, is_icmp_error,
-    is_icmpv6_link_control,
+    is_icmpv6_link_control, is_ipv6_unwalkable_extension, quoted_flow_orientation,
 };
 
 use crate::model::{AttachMode, Config, Direction, EffectiveRule, Instance, Peer, effective_rules};
 
-/// Why a packet was admitted or dropped. The numbering is the datapath's (`filter_common`),
-/// so a verdict and its counter can be compared directly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    Tracked,
-    Reply,
-    NewFlow,
-    Untracked,
-    Fragment,
-    Arp,
-    Icmpv6Link,
-    Exempt,
-    RelatedIcmp,
-    RuleUntrackedIcmp,
-    RuleNoEntry,
-    NoRule,
-    SpoofedSource,
-    SpoofedDestination,
-    ArpSpoof,
-    NonIp,
-    FragmentWithoutFirst,
-    OverlappingFragment,
-    Ipv6UnknownExtension,
-    ConntrackFull,
-    ConntrackCut,
-}
-
-impl Reason {
-    pub fn code(self) -> u32 {
-        use filter_common::*;
-        match self {
-            Reason::Tracked => REASON_CT_TRACKED,
-            Reason::Reply => REASON_CT_REPLY,
-            Reason::NewFlow => REASON_NEW_FLOW,
-            Reason::Untracked => REASON_UNTRACKED,
-            Reason::Fragment => REASON_FRAGMENT,
-            Reason::Arp => REASON_ARP,
-            Reason::Icmpv6Link => REASON_ICMPV6_LINK,
-            Reason::Exempt => REASON_EXEMPT,
-            Reason::RelatedIcmp => REASON_RELATED_ICMP,
-            Reason::RuleUntrackedIcmp => REASON_RULE_UNTRACKED_ICMP,
-            Reason::RuleNoEntry => REASON_RULE_NO_ENTRY,
-            Reason::NoRule => REASON_NO_RULE,
-            Reason::SpoofedSource => REASON_SPOOFED_SOURCE,
-            Reason::SpoofedDestination => REASON_SPOOFED_DESTINATION,
-            Reason::ArpSpoof => REASON_ARP_SPOOF,
-            Reason::NonIp => REASON_NON_IP,
-            Reason::FragmentWithoutFirst => REASON_FRAGMENT_WITHOUT_FIRST,
-            Reason::OverlappingFragment => REASON_OVERLAPPING_FRAGMENT,
-            Reason::Ipv6UnknownExtension => REASON_IPV6_UNKNOWN_EXT,
-            Reason::ConntrackFull => REASON_CT_FULL,
-            Reason::ConntrackCut => REASON_CT_CUT,
-        }
-    }
-
-    pub fn admits(self) -> bool {
-        filter_common::reason_passes(self.code())
-    }
-}
+/// Why a packet was admitted or dropped: the datapath's own table, so a verdict and its counter
+/// compare directly. The evaluator gives the reasons of policy decisions (and of H2's unknown
+/// extension headers); those of other malformed input and of the datapath's own failures come
+/// from the parser and the datapath alone.
+pub use filter_common::Reason;
+/// Re-exported for the lab and the tests, which build packets with them.
+pub use filter_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
 
 /// The evaluator's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,7 +37,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn admitted(&self) -> bool {
-        self.reason.admits()
+        self.reason.passes()
     }
 
     fn because(reason: Reason) -> Self {
@@ -169,11 +117,6 @@ pub enum Fragment {
         offset: u16,
     },
 }
-
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
 
 impl IpPacket {
     pub fn proto(&self) -> u8 {
@@ -412,7 +355,7 @@ pub fn evaluate(
     let later_fragment = matches!(packet.fragment, Fragment::Later { .. });
 
     // H2: in IPv6 these numbers are extension headers nothing can walk past, not protocols.
-    if packet.src.is_ipv6() && matches!(proto, 135 | 139 | 140 | 253 | 254) {
+    if packet.src.is_ipv6() && is_ipv6_unwalkable_extension(proto) {
         return Decision::because(Reason::Ipv6UnknownExtension);
     }
 
@@ -686,21 +629,14 @@ impl Session {
 
 /// The interface-oriented key of the flow an ICMP error quotes.
 fn quoted_flow_key(instance: &str, direction: Direction, quoted: &QuotedFlow) -> FlowKey {
-    // An error coming in is about a packet the instance sent, and vice versa.
-    let sent_by_instance = direction == Direction::Ingress;
-    let echo = quoted.proto == PROTO_ICMP || quoted.proto == PROTO_ICMPV6;
-    let (local, remote) = if sent_by_instance {
-        (quoted.src, quoted.dst)
-    } else {
-        (quoted.dst, quoted.src)
-    };
-    let (local_port, remote_port) = if echo {
-        (quoted.src_port, 0)
-    } else if sent_by_instance {
-        (quoted.src_port, quoted.dst_port)
-    } else {
-        (quoted.dst_port, quoted.src_port)
-    };
+    let (local, remote, local_port, remote_port) = quoted_flow_orientation(
+        direction == Direction::Ingress,
+        quoted.proto,
+        quoted.src,
+        quoted.dst,
+        quoted.src_port,
+        quoted.dst_port,
+    );
     FlowKey {
         instance: instance.to_string(),
         proto: quoted.proto,

@@ -1,6 +1,6 @@
 //! Applying a compiled policy to the datapath's maps, through a small trait.
 //!
-//! [`PolicyMaps`] is the seam: the kernel implementation lives in `datapath::maps`, and
+//! [`PolicyMaps`] is the seam: the kernel implementation lives in `datapath::kernel_maps`, and
 //! [`MemoryMaps`] here is a plain in-memory one, so the reconciliation order (the part that keeps
 //! updates atomic, see `docs/design.md` "Atomic updates") is tested without root. `MemoryMaps`
 //! also answers lookups the way the datapath does ([`MemoryMaps::classify`]), which is the model

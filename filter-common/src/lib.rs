@@ -5,11 +5,13 @@
 //! `Option` or enums in map types (the verifier and the other side only see integers), addresses
 //! as network-order byte arrays, and a size assertion per type so a layout change cannot slip by.
 //! Changing any layout means bumping [`LAYOUT_VERSION`]: pinned maps of another layout are never
-//! reused (see `docs/design.md`, "Restart and upgrade").
+//! reused (see `docs/design.md`, "Runtime", Start).
 #![no_std]
 
+pub mod proto;
 pub mod reason;
 
+pub use proto::*;
 pub use reason::*;
 
 /// Bumped on any change to a type or map definition below. Pins live under `v{LAYOUT_VERSION}`.
@@ -48,11 +50,6 @@ pub const IFACE_F_HAS_EXEMPT: u8 = 1 << 3;
 pub const IFACE_F_HAS_ACL: u8 = 1 << 4;
 /// Some rule of the interface names a prefix list (P1): only then is `PREFIX_LISTS` consulted.
 pub const IFACE_F_HAS_PREFIX_LISTS: u8 = 1 << 5;
-
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ICMPV6: u8 = 58;
 
 /// Conntrack states. A flow starts `NEW` in the embryonic pool and becomes `ESTABLISHED` (and
 /// moves to the established pool) when the first packet in the reply direction is seen.
@@ -613,38 +610,6 @@ pub fn selector_for(proto: u8, dst_port: u16, icmp_type: u8, icmp_code: u8) -> u
         PROTO_ICMP | PROTO_ICMPV6 => ((icmp_type as u16) << 8) | icmp_code as u16,
         _ => 0,
     }
-}
-
-/// True for ICMP echo requests and replies, the only ICMP messages tracked as flows (C3).
-pub fn is_icmp_echo(proto: u8, icmp_type: u8) -> bool {
-    matches!(
-        (proto, icmp_type),
-        (PROTO_ICMP, 0) | (PROTO_ICMP, 8) | (PROTO_ICMPV6, 128) | (PROTO_ICMPV6, 129)
-    )
-}
-
-pub fn is_icmp_echo_request(proto: u8, icmp_type: u8) -> bool {
-    matches!((proto, icmp_type), (PROTO_ICMP, 8) | (PROTO_ICMPV6, 128))
-}
-
-/// ICMP error messages that embed the offending packet's header (C7).
-pub fn is_icmp_error(proto: u8, icmp_type: u8) -> bool {
-    matches!(
-        (proto, icmp_type),
-        (PROTO_ICMP, 3)
-            | (PROTO_ICMP, 11)
-            | (PROTO_ICMP, 12)
-            | (PROTO_ICMPV6, 1)
-            | (PROTO_ICMPV6, 2)
-            | (PROTO_ICMPV6, 3)
-            | (PROTO_ICMPV6, 4)
-    )
-}
-
-/// IPv6 neighbour discovery, router solicitation/advertisement and multicast listener messages:
-/// needed for the link to work and not subject to group rules (I2).
-pub fn is_icmpv6_link_control(icmp_type: u8) -> bool {
-    matches!(icmp_type, 130..=136 | 143)
 }
 
 /// Idle timeout of a flow in seconds, by protocol, state and flags (C5).

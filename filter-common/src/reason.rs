@@ -1,97 +1,297 @@
-//! Verdict reasons. Each packet is counted under exactly one reason, and the reason fixes the
-//! verdict: reasons below [`FIRST_DROP_REASON`] pass, the rest drop. Numbers are part of the map
-//! layout (they index `COUNTERS`): append, never renumber.
+//! Verdict reasons: the one table that the datapath, the reference evaluator, the counters,
+//! inspection, metrics and the lab all read. Every packet is counted under exactly one reason,
+//! and the reason fixes the verdict ([`Reason::passes`]).
+//!
+//! A reason's number indexes its cell of `COUNTERS` (see [`crate::counter_index`]), so the
+//! numbers are part of the map layout: append, never renumber. Pass reasons sit below
+//! [`FIRST_DROP_REASON`], drop reasons from it on, and every number is below [`REASON_COUNT`],
+//! the counter stride (checked below). Maps and events carry the number (`reason as u32`), never
+//! the enum.
+//!
+//! Adding a reason: a variant with the next free number, its arms in [`Reason::passes`],
+//! [`Reason::name`] and [`Reason::describe`] (the compiler asks for them), and an entry at the
+//! end of [`Reason::ALL`].
 
-pub const REASON_CT_TRACKED: u32 = 0;
-pub const REASON_CT_REPLY: u32 = 1;
-pub const REASON_NEW_FLOW: u32 = 2;
-pub const REASON_UNTRACKED: u32 = 3;
-pub const REASON_FRAGMENT: u32 = 4;
-pub const REASON_ARP: u32 = 5;
-pub const REASON_ICMPV6_LINK: u32 = 6;
-pub const REASON_EXEMPT: u32 = 7;
-pub const REASON_RELATED_ICMP: u32 = 8;
-pub const REASON_RULE_UNTRACKED_ICMP: u32 = 9;
-pub const REASON_RULE_NO_ENTRY: u32 = 10;
-
-pub const FIRST_DROP_REASON: u32 = 16;
-
-pub const REASON_NO_RULE: u32 = 16;
-pub const REASON_SPOOFED_SOURCE: u32 = 17;
-pub const REASON_SPOOFED_DESTINATION: u32 = 18;
-pub const REASON_ARP_SPOOF: u32 = 19;
-pub const REASON_NON_IP: u32 = 20;
-pub const REASON_TRUNCATED_ETHERNET: u32 = 21;
-pub const REASON_BAD_VLAN: u32 = 22;
-pub const REASON_BAD_ARP: u32 = 23;
-pub const REASON_BAD_IPV4: u32 = 24;
-pub const REASON_BAD_IPV6: u32 = 25;
-pub const REASON_IPV6_EXT_CHAIN: u32 = 26;
-pub const REASON_IPV6_UNKNOWN_EXT: u32 = 27;
-pub const REASON_TRUNCATED_L4: u32 = 28;
-pub const REASON_FRAGMENT_WITHOUT_FIRST: u32 = 29;
-pub const REASON_TINY_FIRST_FRAGMENT: u32 = 30;
-pub const REASON_OVERLAPPING_FRAGMENT: u32 = 31;
-pub const REASON_CT_FULL: u32 = 32;
-pub const REASON_CT_CUT: u32 = 33;
-pub const REASON_NO_CONFIG: u32 = 34;
-pub const REASON_INTERNAL: u32 = 35;
-pub const REASON_IPV6_ROUTING_TYPE0: u32 = 36;
-
+/// Counter cells per interface and direction. Larger than the number of reasons so reasons can
+/// be added without changing the layout of `COUNTERS`.
 pub const REASON_COUNT: usize = 40;
 
-pub fn reason_passes(reason: u32) -> bool {
-    reason < FIRST_DROP_REASON
+/// The lowest number a drop reason may have.
+pub const FIRST_DROP_REASON: u32 = 16;
+
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// A packet of a tracked flow in the direction of its first packet.
+    Tracked = 0,
+    /// A reply to a tracked flow (C1): admitted whatever the reverse rules say.
+    Reply = 1,
+    /// The first packet of a flow a rule admits; a conntrack entry was made.
+    NewFlow = 2,
+    /// A rule admits it and the flow needs no entry (C8).
+    Untracked = 3,
+    /// A later fragment of a datagram whose first fragment was admitted (H1).
+    Fragment = 4,
+    /// ARP, not subject to group rules (I2).
+    Arp = 5,
+    /// IPv6 neighbour discovery, router and multicast listener messages (I2).
+    Icmpv6Link = 6,
+    /// Peer in the interface's exempt list (I3).
+    Exempt = 7,
+    /// An ICMP error about a tracked flow, with `related_icmp` on (C7).
+    RelatedIcmp = 8,
+    /// A rule admits an ICMP message that is not an echo: judged per packet, not tracked.
+    RuleUntrackedIcmp = 9,
+    /// A rule admits a TCP packet that is not a connection's first SYN (a SYN-ACK, an ACK,
+    /// a RST): passed on the rule alone, no entry made.
+    RuleNoEntry = 10,
+
+    /// No rule admits the first packet of the flow (R1).
+    NoRule = 16,
+    /// The instance sent a packet from an address it does not own (I1).
+    SpoofedSource = 17,
+    /// A packet for an address the instance does not own (I1).
+    SpoofedDestination = 18,
+    /// The instance claimed another address in ARP (I2).
+    ArpSpoof = 19,
+    /// Not IP, ARP or the IPv6 link messages (I4).
+    NonIp = 20,
+    TruncatedEthernet = 21,
+    /// More VLAN tags than the parser walks, or a tag cut short.
+    BadVlan = 22,
+    BadArp = 23,
+    BadIpv4 = 24,
+    BadIpv6 = 25,
+    /// An IPv6 extension header chain too long, cut short, or with hop-by-hop not first (H2).
+    Ipv6ExtensionChain = 26,
+    /// An IPv6 extension header nothing can walk past (H2).
+    Ipv6UnknownExtension = 27,
+    /// A transport header cut short (H3).
+    TruncatedL4 = 28,
+    /// A later fragment whose first fragment was not admitted, or too long ago (H1).
+    FragmentWithoutFirst = 29,
+    /// A first fragment too short to hold its transport header (H1).
+    TinyFirstFragment = 30,
+    /// A TCP fragment at offset 8 bytes, which could rewrite the first fragment's flags (H1).
+    OverlappingFragment = 31,
+    /// The interface's flow allowance or the established table is exhausted (C6).
+    ConntrackFull = 32,
+    /// A tracked flow the current rules no longer admit, with the cut option on (C4).
+    ConntrackCut = 33,
+    /// The packet arrived on an interface the active policy does not describe: fail closed.
+    NoConfig = 34,
+    /// A map that must exist did not answer: fail closed.
+    Internal = 35,
+    /// IPv6 routing header type 0 (RFC 5095, H2).
+    Ipv6RoutingType0 = 36,
 }
 
-/// Stable, metric-friendly names, indexed by reason number; empty where no reason is defined.
-pub const REASON_NAMES: [&str; REASON_COUNT] = [
-    "ct_tracked",
-    "ct_reply",
-    "new_flow",
-    "untracked",
-    "fragment",
-    "arp",
-    "icmpv6_link",
-    "exempt",
-    "related_icmp",
-    "rule_untracked_icmp",
-    "rule_no_entry",
-    "",
-    "",
-    "",
-    "",
-    "",
-    "no_rule",
-    "spoofed_source",
-    "spoofed_destination",
-    "arp_spoof",
-    "non_ip",
-    "truncated_ethernet",
-    "bad_vlan",
-    "bad_arp",
-    "bad_ipv4",
-    "bad_ipv6",
-    "ipv6_ext_chain",
-    "ipv6_unknown_ext",
-    "truncated_l4",
-    "fragment_without_first",
-    "tiny_first_fragment",
-    "overlapping_fragment",
-    "conntrack_allowance_exceeded",
-    "ct_cut",
-    "no_config",
-    "internal",
-    "ipv6_routing_type0",
-    "",
-    "",
-    "",
-];
+impl Reason {
+    /// Every reason, in number order.
+    pub const ALL: [Reason; 32] = [
+        Reason::Tracked,
+        Reason::Reply,
+        Reason::NewFlow,
+        Reason::Untracked,
+        Reason::Fragment,
+        Reason::Arp,
+        Reason::Icmpv6Link,
+        Reason::Exempt,
+        Reason::RelatedIcmp,
+        Reason::RuleUntrackedIcmp,
+        Reason::RuleNoEntry,
+        Reason::NoRule,
+        Reason::SpoofedSource,
+        Reason::SpoofedDestination,
+        Reason::ArpSpoof,
+        Reason::NonIp,
+        Reason::TruncatedEthernet,
+        Reason::BadVlan,
+        Reason::BadArp,
+        Reason::BadIpv4,
+        Reason::BadIpv6,
+        Reason::Ipv6ExtensionChain,
+        Reason::Ipv6UnknownExtension,
+        Reason::TruncatedL4,
+        Reason::FragmentWithoutFirst,
+        Reason::TinyFirstFragment,
+        Reason::OverlappingFragment,
+        Reason::ConntrackFull,
+        Reason::ConntrackCut,
+        Reason::NoConfig,
+        Reason::Internal,
+        Reason::Ipv6RoutingType0,
+    ];
 
-pub fn reason_name(reason: u32) -> &'static str {
-    if (reason as usize) < REASON_COUNT {
-        REASON_NAMES[reason as usize]
-    } else {
-        ""
+    /// Whether a packet counted under this reason is admitted.
+    #[inline(always)]
+    pub const fn passes(self) -> bool {
+        match self {
+            Reason::Tracked
+            | Reason::Reply
+            | Reason::NewFlow
+            | Reason::Untracked
+            | Reason::Fragment
+            | Reason::Arp
+            | Reason::Icmpv6Link
+            | Reason::Exempt
+            | Reason::RelatedIcmp
+            | Reason::RuleUntrackedIcmp
+            | Reason::RuleNoEntry => true,
+            Reason::NoRule
+            | Reason::SpoofedSource
+            | Reason::SpoofedDestination
+            | Reason::ArpSpoof
+            | Reason::NonIp
+            | Reason::TruncatedEthernet
+            | Reason::BadVlan
+            | Reason::BadArp
+            | Reason::BadIpv4
+            | Reason::BadIpv6
+            | Reason::Ipv6ExtensionChain
+            | Reason::Ipv6UnknownExtension
+            | Reason::TruncatedL4
+            | Reason::FragmentWithoutFirst
+            | Reason::TinyFirstFragment
+            | Reason::OverlappingFragment
+            | Reason::ConntrackFull
+            | Reason::ConntrackCut
+            | Reason::NoConfig
+            | Reason::Internal
+            | Reason::Ipv6RoutingType0 => false,
+        }
+    }
+
+    /// Stable, metric-friendly name (counter labels, `sgwall status`, flow records).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Reason::Tracked => "ct_tracked",
+            Reason::Reply => "ct_reply",
+            Reason::NewFlow => "new_flow",
+            Reason::Untracked => "untracked",
+            Reason::Fragment => "fragment",
+            Reason::Arp => "arp",
+            Reason::Icmpv6Link => "icmpv6_link",
+            Reason::Exempt => "exempt",
+            Reason::RelatedIcmp => "related_icmp",
+            Reason::RuleUntrackedIcmp => "rule_untracked_icmp",
+            Reason::RuleNoEntry => "rule_no_entry",
+            Reason::NoRule => "no_rule",
+            Reason::SpoofedSource => "spoofed_source",
+            Reason::SpoofedDestination => "spoofed_destination",
+            Reason::ArpSpoof => "arp_spoof",
+            Reason::NonIp => "non_ip",
+            Reason::TruncatedEthernet => "truncated_ethernet",
+            Reason::BadVlan => "bad_vlan",
+            Reason::BadArp => "bad_arp",
+            Reason::BadIpv4 => "bad_ipv4",
+            Reason::BadIpv6 => "bad_ipv6",
+            Reason::Ipv6ExtensionChain => "ipv6_ext_chain",
+            Reason::Ipv6UnknownExtension => "ipv6_unknown_ext",
+            Reason::TruncatedL4 => "truncated_l4",
+            Reason::FragmentWithoutFirst => "fragment_without_first",
+            Reason::TinyFirstFragment => "tiny_first_fragment",
+            Reason::OverlappingFragment => "overlapping_fragment",
+            Reason::ConntrackFull => "conntrack_allowance_exceeded",
+            Reason::ConntrackCut => "ct_cut",
+            Reason::NoConfig => "no_config",
+            Reason::Internal => "internal",
+            Reason::Ipv6RoutingType0 => "ipv6_routing_type0",
+        }
+    }
+
+    /// Why, in a sentence that names the statement behind it (`sgwall lab` explanations).
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Reason::Tracked => "a packet of a tracked flow (C1-C3)",
+            Reason::Reply => "a reply to a tracked flow (C1)",
+            Reason::NewFlow => "a rule admits the first packet of its flow (R1)",
+            Reason::Untracked => "a rule admits it, and its flow is untracked (C8)",
+            Reason::Fragment => "a later fragment of an admitted first fragment (H1)",
+            Reason::Arp => "ARP, not subject to the rules (I2)",
+            Reason::Icmpv6Link => "IPv6 neighbour discovery or multicast listener traffic (I2)",
+            Reason::Exempt => "its peer is on the interface's exempt list (I3)",
+            Reason::RelatedIcmp => "an ICMP error about a tracked flow (C7, related_icmp)",
+            Reason::RuleUntrackedIcmp => "a rule admits this ICMP message, judged alone (C7)",
+            Reason::RuleNoEntry => "a rule admits this TCP packet, which starts no flow",
+            Reason::NoRule => "no rule admits it (R1)",
+            Reason::SpoofedSource => "its source is not the instance's address (I1)",
+            Reason::SpoofedDestination => "its destination is not the instance's address (I1)",
+            Reason::ArpSpoof => "ARP claiming another address (I2)",
+            Reason::NonIp => "not IP (I4)",
+            Reason::TruncatedEthernet => "an Ethernet header cut short (H3)",
+            Reason::BadVlan => "more VLAN tags than are walked, or a tag cut short (H3)",
+            Reason::BadArp => "a malformed ARP packet (H3)",
+            Reason::BadIpv4 => "a malformed IPv4 header (H3)",
+            Reason::BadIpv6 => "a malformed IPv6 header (H3)",
+            Reason::Ipv6ExtensionChain => "an IPv6 extension header chain out of bounds (H2)",
+            Reason::Ipv6UnknownExtension => "an IPv6 extension header that cannot be walked (H2)",
+            Reason::TruncatedL4 => "a transport header cut short (H3)",
+            Reason::FragmentWithoutFirst => "a fragment whose first fragment was not admitted (H1)",
+            Reason::TinyFirstFragment => "a first fragment too short for its transport header (H1)",
+            Reason::OverlappingFragment => "an overlapping fragment (H1)",
+            Reason::ConntrackFull => "the interface's flow allowance is used up (C6)",
+            Reason::ConntrackCut => "its flow's rule was removed (C4, cut_on_rule_removal)",
+            Reason::NoConfig => "its interface is not in the policy in force",
+            Reason::Internal => "the datapath could not read its own maps",
+            Reason::Ipv6RoutingType0 => "an IPv6 routing header of type 0 (H2)",
+        }
+    }
+
+    /// The reason with this number (a counter cell, an event's reason byte), if there is one.
+    pub const fn from_u32(code: u32) -> Option<Reason> {
+        let mut index = 0;
+        while index < Reason::ALL.len() {
+            if Reason::ALL[index] as u32 == code {
+                return Some(Reason::ALL[index]);
+            }
+            index += 1;
+        }
+        None
+    }
+}
+
+// The layout rules above, checked when the crate compiles.
+const _: () = {
+    let mut index = 0;
+    while index < Reason::ALL.len() {
+        let reason = Reason::ALL[index];
+        let code = reason as u32;
+        assert!((code as usize) < REASON_COUNT);
+        assert!(reason.passes() == (code < FIRST_DROP_REASON));
+        assert!(index == 0 || (Reason::ALL[index - 1] as u32) < code);
+        index += 1;
+    }
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_names_and_verdicts_agree() {
+        for reason in Reason::ALL {
+            assert_eq!(Reason::from_u32(reason as u32), Some(reason));
+            assert!(!reason.name().is_empty());
+            assert!(!reason.describe().is_empty());
+            let same_name = Reason::ALL
+                .iter()
+                .filter(|other| other.name() == reason.name())
+                .count();
+            assert_eq!(same_name, 1, "{} is one reason's name", reason.name());
+        }
+        assert_eq!(Reason::from_u32(11), None, "a gap in the numbering");
+        assert_eq!(Reason::from_u32(REASON_COUNT as u32), None);
+    }
+
+    #[test]
+    fn numbers_are_the_pinned_layout() {
+        // Counter cells of pinned maps are read by number: these must never move.
+        assert_eq!(Reason::Tracked as u32, 0);
+        assert_eq!(Reason::RuleNoEntry as u32, 10);
+        assert_eq!(Reason::NoRule as u32, 16);
+        assert_eq!(Reason::ConntrackFull as u32, 32);
+        assert_eq!(Reason::Ipv6RoutingType0 as u32, 36);
+        assert_eq!(Reason::ConntrackFull.name(), "conntrack_allowance_exceeded");
     }
 }

@@ -12,9 +12,8 @@ use filter_common::*;
 
 use crate::{
     maps::{CT_COUNT, CT_EST, CT_NEW, CT_REMOVED_BY_AGENT},
-    parse::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
-    policy, telemetry,
-    verdict::{Admit, Deny},
+    policy::{self, Lookup, Policy},
+    telemetry,
 };
 
 const EEXIST: i32 = 17;
@@ -28,13 +27,6 @@ pub struct Flow {
     /// Rule selector of this packet (used when it starts a flow).
     pub selector: u16,
     pub bytes: u32,
-}
-
-/// The policy a packet is judged under.
-pub struct Policy<'a> {
-    pub slot: u8,
-    pub generation: u64,
-    pub iface: &'a IfaceConfig,
 }
 
 #[inline(always)]
@@ -83,16 +75,14 @@ fn still_admitted(entry: &mut CtEntry, flow: &Flow, policy: &Policy) -> bool {
     {
         return true;
     }
-    let admitted = policy::classify(
-        policy.slot,
-        policy.iface,
-        entry.origin,
-        flow.key.family,
-        &flow.key.remote_addr,
-        flow.key.proto,
-        entry.selector,
-    )
-    .is_some();
+    let lookup = Lookup {
+        dir: entry.origin,
+        family: flow.key.family,
+        peer: &flow.key.remote_addr,
+        proto: flow.key.proto,
+        selector: entry.selector,
+    };
+    let admitted = policy::classify(policy, lookup).is_some();
     if admitted {
         entry.generation = policy.generation;
     }
@@ -146,7 +136,7 @@ fn allowance_used_up(iface: &IfaceConfig) -> bool {
 /// Looks the packet up in both pools. `Ok(Some(..))`: a tracked flow admits it. `Ok(None)`: no
 /// live flow; judge it by the rules.
 #[inline(always)]
-pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Admit>, Deny> {
+pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Reason>, Reason> {
     if let Some(entry) = CT_EST.get_ptr_mut(&flow.key) {
         // SAFETY: the kernel's pointer to this entry; valid for this program run.
         let entry = unsafe { &mut *entry };
@@ -156,13 +146,13 @@ pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Admit>, De
             remove_established(&flow.key, entry, END_TCP_REUSED, now);
         } else if !still_admitted(entry, flow, policy) {
             remove_established(&flow.key, entry, END_POLICY_CUT, now);
-            return Err(Deny::ConntrackCut);
+            return Err(Reason::ConntrackCut);
         } else {
             record(entry, flow, now);
             return Ok(Some(if flow.dir == entry.origin {
-                Admit::Tracked
+                Reason::Tracked
             } else {
-                Admit::Reply
+                Reason::Reply
             }));
         }
     }
@@ -178,21 +168,21 @@ pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Admit>, De
     }
     if !still_admitted(entry, flow, policy) {
         let _ = CT_NEW.remove(&flow.key);
-        return Err(Deny::ConntrackCut);
+        return Err(Reason::ConntrackCut);
     }
     record(entry, flow, now);
     if flow.dir == entry.origin {
-        return Ok(Some(Admit::Tracked));
+        return Ok(Some(Reason::Tracked));
     }
     if flow.tcp_flags & TCP_RST == 0 {
         promote(&flow.key, entry)?;
     }
-    Ok(Some(Admit::Reply))
+    Ok(Some(Reason::Reply))
 }
 
 /// Moves a flow that has seen its first reply into the established pool.
 #[inline(always)]
-fn promote(key: &CtKey, entry: &CtEntry) -> Result<(), Deny> {
+fn promote(key: &CtKey, entry: &CtEntry) -> Result<(), Reason> {
     let mut established = *entry;
     if established.state == CT_STATE_NEW {
         established.state = CT_STATE_ESTABLISHED;
@@ -207,7 +197,7 @@ fn promote(key: &CtKey, entry: &CtEntry) -> Result<(), Deny> {
         // Another CPU promoted it first.
         Err(error) if error == -EEXIST => {}
         // The established table is full: the flow cannot be tracked, so it does not start.
-        Err(_) => return Err(Deny::ConntrackFull),
+        Err(_) => return Err(Reason::ConntrackFull),
     }
     let _ = CT_NEW.remove(key);
     Ok(())
@@ -215,9 +205,9 @@ fn promote(key: &CtKey, entry: &CtEntry) -> Result<(), Deny> {
 
 /// Starts tracking a flow a rule admitted.
 #[inline(always)]
-pub fn start(flow: &Flow, policy: &Policy, rule_id: u32, now: u64) -> Result<(), Deny> {
+pub fn start(flow: &Flow, policy: &Policy, rule_id: u32, now: u64) -> Result<(), Reason> {
     if allowance_used_up(policy.iface) {
-        return Err(Deny::ConntrackFull);
+        return Err(Reason::ConntrackFull);
     }
     let state = if flow.key.proto == PROTO_TCP && flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         CT_STATE_CLOSING
@@ -240,7 +230,7 @@ pub fn start(flow: &Flow, policy: &Policy, rule_id: u32, now: u64) -> Result<(),
     };
     CT_NEW
         .insert(&flow.key, &entry, u64::from(BPF_ANY))
-        .map_err(|_| Deny::ConntrackFull)
+        .map_err(|_| Reason::ConntrackFull)
 }
 
 /// Whether a tracked flow matches `key` (for ICMP errors, C7). Read-only.

@@ -1,10 +1,14 @@
 //! Header parsing: Ethernet with up to two VLAN tags, ARP, IPv4 (options, fragments), IPv6
 //! (a bounded extension header walk, fragments), and the transport header. Anything that does
-//! not parse is a [`Deny`] with its own reason (H1-H3).
+//! not parse ends under its own drop [`Reason`] (H1-H3).
 
-use filter_common::{FAMILY_V4, FAMILY_V6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP};
+use filter_common::{
+    FAMILY_V4, FAMILY_V6, IPV6_AUTHENTICATION, IPV6_DESTINATION_OPTIONS, IPV6_FRAGMENT,
+    IPV6_HOP_BY_HOP, IPV6_ROUTING, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason,
+    is_ipv6_unwalkable_extension,
+};
 
-use crate::{packet::Packet, verdict::Deny};
+use crate::packet::Packet;
 
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
@@ -24,33 +28,28 @@ pub const FRAG_FIRST: u8 = 1;
 /// Offset > 0: no transport header; judged by its first fragment.
 pub const FRAG_LATER: u8 = 2;
 
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
-pub const TCP_ACK: u8 = 0x10;
-
 pub struct Link {
     pub ethertype: u16,
     pub l3_offset: usize,
 }
 
 #[inline(always)]
-pub fn ethernet(packet: &Packet) -> Result<Link, Deny> {
+pub fn ethernet(packet: &Packet) -> Result<Link, Reason> {
     let header = packet
         .get::<ETH_HEADER_LEN>(0)
-        .ok_or(Deny::TruncatedEthernet)?;
+        .ok_or(Reason::TruncatedEthernet)?;
     let mut ethertype = header.be16::<12>();
     let mut offset = ETH_HEADER_LEN;
     for _ in 0..MAX_VLAN_TAGS {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        let tag = packet.get::<VLAN_TAG_LEN>(offset).ok_or(Deny::BadVlan)?;
+        let tag = packet.get::<VLAN_TAG_LEN>(offset).ok_or(Reason::BadVlan)?;
         ethertype = tag.be16::<2>();
         offset += VLAN_TAG_LEN;
     }
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        return Err(Deny::BadVlan);
+        return Err(Reason::BadVlan);
     }
     Ok(Link {
         ethertype,
@@ -60,14 +59,14 @@ pub fn ethernet(packet: &Packet) -> Result<Link, Deny> {
 
 /// The sender protocol address of an Ethernet/IPv4 ARP packet.
 #[inline(always)]
-pub fn arp_sender(packet: &Packet, offset: usize) -> Result<[u8; 4], Deny> {
-    let arp = packet.get::<28>(offset).ok_or(Deny::BadArp)?;
+pub fn arp_sender(packet: &Packet, offset: usize) -> Result<[u8; 4], Reason> {
+    let arp = packet.get::<28>(offset).ok_or(Reason::BadArp)?;
     let well_formed = arp.be16::<0>() == 1
         && arp.be16::<2>() == ETH_P_IPV4
         && arp.u8::<4>() == 6
         && arp.u8::<5>() == 4;
     if !well_formed {
-        return Err(Deny::BadArp);
+        return Err(Reason::BadArp);
     }
     Ok(arp.array::<14, 4>())
 }
@@ -86,16 +85,16 @@ pub struct Ip {
 }
 
 #[inline(always)]
-pub fn ipv4(packet: &Packet, offset: usize, frame_len: usize) -> Result<Ip, Deny> {
-    let header = packet.get::<20>(offset).ok_or(Deny::BadIpv4)?;
+pub fn ipv4(packet: &Packet, offset: usize, frame_len: usize) -> Result<Ip, Reason> {
+    let header = packet.get::<20>(offset).ok_or(Reason::BadIpv4)?;
     let version_ihl = header.u8::<0>();
     let header_len = usize::from(version_ihl & 0x0f) * 4;
     if version_ihl >> 4 != 4 || header_len < 20 {
-        return Err(Deny::BadIpv4);
+        return Err(Reason::BadIpv4);
     }
     let total_len = usize::from(header.be16::<2>());
     if total_len < header_len || offset + total_len > frame_len {
-        return Err(Deny::BadIpv4);
+        return Err(Reason::BadIpv4);
     }
     let flags_offset = header.be16::<6>();
     let more_fragments = flags_offset & 0x2000 != 0;
@@ -124,14 +123,14 @@ pub fn ipv4(packet: &Packet, offset: usize, frame_len: usize) -> Result<Ip, Deny
 }
 
 #[inline(always)]
-pub fn ipv6(packet: &Packet, offset: usize, frame_len: usize) -> Result<Ip, Deny> {
-    let header = packet.get::<40>(offset).ok_or(Deny::BadIpv6)?;
+pub fn ipv6(packet: &Packet, offset: usize, frame_len: usize) -> Result<Ip, Reason> {
+    let header = packet.get::<40>(offset).ok_or(Reason::BadIpv6)?;
     if header.u8::<0>() >> 4 != 6 {
-        return Err(Deny::BadIpv6);
+        return Err(Reason::BadIpv6);
     }
     let payload_len = usize::from(header.be16::<4>());
     if offset + 40 + payload_len > frame_len {
-        return Err(Deny::BadIpv6);
+        return Err(Reason::BadIpv6);
     }
     let mut ip = Ip {
         family: FAMILY_V6,
@@ -151,21 +150,22 @@ pub fn ipv6(packet: &Packet, offset: usize, frame_len: usize) -> Result<Ip, Deny
 /// skipped, the fragment header is recorded, and unknown extension headers, routing type 0
 /// (RFC 5095), a hop-by-hop header anywhere but first, or a chain longer than the bound drop.
 #[inline(always)]
-fn walk_ipv6_extensions(packet: &Packet, ip: &mut Ip) -> Result<(), Deny> {
+fn walk_ipv6_extensions(packet: &Packet, ip: &mut Ip) -> Result<(), Reason> {
     let mut next = ip.proto;
     let mut offset = ip.l4_offset;
     let mut index = 0;
     while index < MAX_IPV6_EXTENSION_HEADERS {
         match next {
-            0 | 60 | 43 | 51 => {
-                if next == 0 && index != 0 {
-                    return Err(Deny::Ipv6ExtChain);
+            IPV6_HOP_BY_HOP | IPV6_DESTINATION_OPTIONS | IPV6_ROUTING | IPV6_AUTHENTICATION => {
+                if next == IPV6_HOP_BY_HOP && index != 0 {
+                    return Err(Reason::Ipv6ExtensionChain);
                 }
-                let header = packet.get::<4>(offset).ok_or(Deny::Ipv6ExtChain)?;
-                if next == 43 && header.u8::<2>() == 0 {
-                    return Err(Deny::Ipv6RoutingType0);
+                let header = packet.get::<4>(offset).ok_or(Reason::Ipv6ExtensionChain)?;
+                if next == IPV6_ROUTING && header.u8::<2>() == 0 {
+                    return Err(Reason::Ipv6RoutingType0);
                 }
-                let length = if next == 51 {
+                // The authentication header counts its length in 4-byte units, less 2.
+                let length = if next == IPV6_AUTHENTICATION {
                     (usize::from(header.u8::<1>()) + 2) * 4
                 } else {
                     (usize::from(header.u8::<1>()) + 1) * 8
@@ -173,8 +173,8 @@ fn walk_ipv6_extensions(packet: &Packet, ip: &mut Ip) -> Result<(), Deny> {
                 next = header.u8::<0>();
                 offset += length;
             }
-            44 => {
-                let header = packet.get::<8>(offset).ok_or(Deny::Ipv6ExtChain)?;
+            IPV6_FRAGMENT => {
+                let header = packet.get::<8>(offset).ok_or(Reason::Ipv6ExtensionChain)?;
                 let offset_flags = header.be16::<2>();
                 ip.fragment_offset = offset_flags >> 3;
                 ip.fragment_id = header.be32::<4>();
@@ -196,9 +196,9 @@ fn walk_ipv6_extensions(packet: &Packet, ip: &mut Ip) -> Result<(), Deny> {
                     return Ok(());
                 }
             }
-            // Mobility, HIP, Shim6 and the experimental values: extension headers we cannot
-            // walk, so we cannot know what follows them.
-            135 | 139 | 140 | 253 | 254 => return Err(Deny::Ipv6UnknownExt),
+            unknown if is_ipv6_unwalkable_extension(unknown) => {
+                return Err(Reason::Ipv6UnknownExtension);
+            }
             _ => {
                 ip.proto = next;
                 ip.l4_offset = offset;
@@ -207,7 +207,7 @@ fn walk_ipv6_extensions(packet: &Packet, ip: &mut Ip) -> Result<(), Deny> {
         }
         index += 1;
     }
-    Err(Deny::Ipv6ExtChain)
+    Err(Reason::Ipv6ExtensionChain)
 }
 
 /// Transport header fields, zero where the protocol has none.
@@ -238,21 +238,21 @@ impl L4 {
 /// Parses the transport header, which must be whole: a truncated header drops, and so does a
 /// first fragment too short to hold it (H1, the tiny fragment attack).
 #[inline(always)]
-pub fn transport(packet: &Packet, ip: &Ip) -> Result<L4, Deny> {
+pub fn transport(packet: &Packet, ip: &Ip) -> Result<L4, Reason> {
     if ip.fragment == FRAG_LATER {
         return Ok(L4::NONE);
     }
     let short = if ip.fragment == FRAG_FIRST {
-        Deny::TinyFirstFragment
+        Reason::TinyFirstFragment
     } else {
-        Deny::TruncatedL4
+        Reason::TruncatedL4
     };
     let offset = ip.l4_offset;
     match ip.proto {
         PROTO_TCP => {
             let tcp = packet.get::<20>(offset).ok_or(short)?;
             if tcp.u8::<12>() >> 4 < 5 {
-                return Err(Deny::TruncatedL4);
+                return Err(Reason::TruncatedL4);
             }
             Ok(L4 {
                 src_port: tcp.be16::<0>(),

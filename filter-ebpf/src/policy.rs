@@ -1,11 +1,49 @@
-//! Rule classification: which rule, if any, admits the first packet of a flow. Three lookups
-//! and a fixed 16-word AND, whatever the number of rules or members (see `docs/design.md`).
+//! The policy a packet is judged under, and its lookups: rule classification (which rule, if
+//! any, admits the first packet of a flow: three lookups and a fixed 16-word AND, whatever the
+//! number of rules or members, see `docs/design.md`), the exempt list and the instance's own
+//! addresses.
 
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
-    AddrKey, CIDR_KEY_FIXED_BITS, CidrKey, DIR_EXEMPT, GroupBitsKey, IfaceConfig,
-    PORT_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PortKey, RuleBitmap, any_match_in, first_match,
+    AddrKey, CIDR_KEY_FIXED_BITS, CidrKey, DIR_EXEMPT, GroupBitsKey, IfaceConfig, IfaceKey,
+    LocalAddrKey, PORT_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PortKey, RuleBitmap, any_match_in,
+    first_match, slot_of_generation,
 };
+
+use crate::maps::{CIDRS, GROUP_BITS, IFACES, LOCAL_ADDRS, MEMBERS, PORTS};
+
+/// The policy generation in force and one interface's configuration in its slot.
+pub struct Policy<'a> {
+    pub slot: u8,
+    pub generation: u64,
+    pub iface: &'a IfaceConfig,
+}
+
+impl Policy<'_> {
+    /// The configuration of `ifindex` under `generation`; `None` when that policy does not
+    /// describe the interface.
+    #[inline(always)]
+    pub fn of_interface(generation: u64, ifindex: u32) -> Option<Self> {
+        let slot = slot_of_generation(generation);
+        let iface = IFACES.get_ptr(IfaceKey {
+            slot,
+            _pad: [0; 3],
+            ifindex,
+        })?;
+        Some(Policy {
+            slot,
+            generation,
+            // SAFETY: the kernel's pointer to the value; valid for this program run (RCU).
+            iface: unsafe { &*iface },
+        })
+    }
+
+    /// Global id of the interface's rule `bit` in direction `dir` (indexes `RULE_HITS`).
+    #[inline(always)]
+    pub fn rule_id(&self, dir: u8, bit: u16) -> u32 {
+        self.iface.rule_base[usize::from(dir & 1)] + u32::from(bit)
+    }
+}
 
 /// The outcome of classifying a flow's first packet.
 pub struct Match {
@@ -14,8 +52,6 @@ pub struct Match {
     /// Some admitting rule makes it an untracked flow (C8).
     pub untracked: bool,
 }
-
-use crate::maps::{CIDRS, GROUP_BITS, MEMBERS, PORTS};
 
 /// Lookups use the full key; entries carry their own, shorter, prefix lengths.
 const CIDR_LOOKUP_BITS: u32 = CIDR_KEY_FIXED_BITS + 128;
@@ -37,18 +73,28 @@ fn cidr_key(slot: u8, dir: u8, family: u8, ifslot: u16, addr: &[u8; 16]) -> Key<
     )
 }
 
-/// Which rule of this interface and direction admits a flow to or from `peer` with this
-/// protocol and selector, if any.
+/// What the rules are matched against: the first packet of a flow, as the interface saw it.
+#[derive(Clone, Copy)]
+pub struct Lookup<'a> {
+    pub dir: u8,
+    pub family: u8,
+    /// The remote address: the source of an inbound packet, the destination of an outbound one.
+    pub peer: &'a [u8; 16],
+    pub proto: u8,
+    pub selector: u16,
+}
+
+/// Which rule of this interface admits the flow, if any.
 #[inline(always)]
-pub fn classify(
-    slot: u8,
-    iface: &IfaceConfig,
-    dir: u8,
-    family: u8,
-    peer: &[u8; 16],
-    proto: u8,
-    selector: u16,
-) -> Option<Match> {
+pub fn classify(policy: &Policy, lookup: Lookup) -> Option<Match> {
+    let (slot, iface) = (policy.slot, policy.iface);
+    let Lookup {
+        dir,
+        family,
+        peer,
+        proto,
+        selector,
+    } = lookup;
     let cidr = CIDRS.get(cidr_key(slot, dir, family, iface.ifslot, peer));
     let member = MEMBERS.get_ptr(AddrKey {
         family,
@@ -91,8 +137,27 @@ pub fn classify(
 
 /// Whether `peer` is in the interface's exempt list (I3).
 #[inline(always)]
-pub fn is_exempt(slot: u8, iface: &IfaceConfig, family: u8, peer: &[u8; 16]) -> bool {
+pub fn is_exempt(policy: &Policy, family: u8, peer: &[u8; 16]) -> bool {
     CIDRS
-        .get(cidr_key(slot, DIR_EXEMPT, family, iface.ifslot, peer))
+        .get(cidr_key(
+            policy.slot,
+            DIR_EXEMPT,
+            family,
+            policy.iface.ifslot,
+            peer,
+        ))
+        .is_some()
+}
+
+/// Whether the instance behind the interface owns `addr` (I1, I2).
+#[inline(always)]
+pub fn owns(iface: &IfaceConfig, family: u8, addr: &[u8; 16]) -> bool {
+    LOCAL_ADDRS
+        .get_ptr(LocalAddrKey {
+            ifslot: iface.ifslot,
+            family,
+            _pad: 0,
+            addr: *addr,
+        })
         .is_some()
 }

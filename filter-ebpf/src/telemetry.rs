@@ -6,14 +6,21 @@ use filter_common::*;
 use crate::maps::{COUNTERS, DENY_RATE, EVENTS, RULE_HITS, SETTINGS};
 
 #[inline(always)]
-pub fn count(ifslot: u16, dir: u8, reason: u32, bytes: u32) {
-    if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(ifslot, dir, reason)) {
+pub fn count(ifslot: u16, dir: u8, reason: Reason, bytes: u32) {
+    if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(ifslot, dir, reason as u32)) {
         // SAFETY: a per-CPU slot: only this CPU writes it while this program runs.
         unsafe {
             (*counter).packets += 1;
             (*counter).bytes += u64::from(bytes);
         }
     }
+}
+
+/// A packet no interface configuration covers: counted in the unconfigured row, under the
+/// direction the hook implies.
+#[inline(always)]
+pub fn count_unconfigured(dir: u8, reason: Reason, bytes: u32) {
+    count(IFSLOT_UNCONFIGURED, dir, reason, bytes);
 }
 
 #[inline(always)]
@@ -106,11 +113,11 @@ fn rate_limited(now: u64) -> Option<u32> {
 /// A packet admitted by a rule. Flows that get a conntrack entry report once, unthrottled;
 /// admissions without one happen per packet and share the per-packet rate limit.
 #[inline(always)]
-pub fn flow_admitted(flow: &EventFlow, reason: u32, rule_id: u32, generation: u64, now: u64) {
+pub fn flow_admitted(flow: &EventFlow, reason: Reason, rule_id: u32, generation: u64, now: u64) {
     if settings().flow_events == 0 {
         return;
     }
-    let suppressed = if reason == REASON_NEW_FLOW {
+    let suppressed = if reason == Reason::NewFlow {
         0
     } else {
         match rate_limited(now) {
@@ -131,7 +138,7 @@ pub fn flow_admitted(flow: &EventFlow, reason: u32, rule_id: u32, generation: u6
 
 /// Returns whether the event went out (it did not if the rate limit suppressed it).
 #[inline(always)]
-pub fn flow_denied(flow: &EventFlow, reason: u32, generation: u64, now: u64) -> bool {
+pub fn flow_denied(flow: &EventFlow, reason: Reason, generation: u64, now: u64) -> bool {
     match rate_limited(now) {
         Some(suppressed) => {
             emit(

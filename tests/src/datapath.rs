@@ -12,8 +12,8 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use filter_common::{
-    Counter, CtEntry, CtKey, FragEntry, FragKey, REASON_COUNT, RULE_HITS_LEN, counter_index,
-    map_names, program_names, reason_name, reason_passes, rule_hit_index, slot_of_generation,
+    Counter, CtEntry, CtKey, FragEntry, FragKey, REASON_COUNT, RULE_HITS_LEN, Reason,
+    counter_index, map_names, program_names, rule_hit_index, slot_of_generation,
 };
 use sgwall::{
     compile::{self, CompiledPolicy},
@@ -28,19 +28,13 @@ use crate::NetNs;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sent {
     pub admitted: bool,
-    pub reason: u32,
-}
-
-impl Sent {
-    pub fn reason_name(&self) -> &'static str {
-        reason_name(self.reason)
-    }
+    pub reason: Reason,
 }
 
 impl std::fmt::Display for Sent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let verdict = if self.admitted { "admitted" } else { "dropped" };
-        write!(f, "{verdict} ({})", self.reason_name())
+        write!(f, "{verdict} ({})", self.reason.name())
     }
 }
 
@@ -185,12 +179,13 @@ impl TestDatapath {
             1,
             "exactly one reason counts each packet; changed: {changed:?}"
         );
-        let reason = changed[0];
+        let reason = Reason::from_u32(changed[0])
+            .unwrap_or_else(|| panic!("counter cell {} belongs to no reason", changed[0]));
         assert_eq!(
-            reason_passes(reason),
+            reason.passes(),
             admitted,
             "reason {} disagrees with the verdict",
-            reason_name(reason)
+            reason.name()
         );
         Sent { admitted, reason }
     }

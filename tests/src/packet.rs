@@ -5,16 +5,18 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use filter_common::{
+    ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMPV6_ECHO_REPLY, ICMPV6_ECHO_REQUEST,
+    IPV6_DESTINATION_OPTIONS, IPV6_FRAGMENT, IPV6_HOP_BY_HOP, IPV6_ROUTING,
+};
+pub use filter_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+
 pub const ETH_P_IPV4: u16 = 0x0800;
 pub const ETH_P_IPV6: u16 = 0x86dd;
 pub const ETH_P_ARP: u16 = 0x0806;
 pub const ETH_P_8021Q: u16 = 0x8100;
 
-pub const TCP_FIN: u8 = 0x01;
-pub const TCP_SYN: u8 = 0x02;
-pub const TCP_RST: u8 = 0x04;
 pub const TCP_PSH: u8 = 0x08;
-pub const TCP_ACK: u8 = 0x10;
 
 const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
@@ -69,7 +71,11 @@ impl L4 {
         rest[..2].copy_from_slice(&id.to_be_bytes());
         rest[2..].copy_from_slice(&seq.to_be_bytes());
         L4::Icmp {
-            ty: if v6 { 128 } else { 8 },
+            ty: if v6 {
+                ICMPV6_ECHO_REQUEST
+            } else {
+                ICMP_ECHO_REQUEST
+            },
             code: 0,
             rest,
             body: b"ping".to_vec(),
@@ -79,7 +85,11 @@ impl L4 {
     pub fn echo_reply(v6: bool, id: u16, seq: u16) -> Self {
         match Self::echo_request(v6, id, seq) {
             L4::Icmp { rest, body, .. } => L4::Icmp {
-                ty: if v6 { 129 } else { 0 },
+                ty: if v6 {
+                    ICMPV6_ECHO_REPLY
+                } else {
+                    ICMP_ECHO_REPLY
+                },
                 code: 0,
                 rest,
                 body,
@@ -118,9 +128,9 @@ pub enum Ext {
 impl Ext {
     fn number(&self) -> u8 {
         match self {
-            Ext::HopByHop => 0,
-            Ext::DestinationOptions => 60,
-            Ext::Routing(_) => 43,
+            Ext::HopByHop => IPV6_HOP_BY_HOP,
+            Ext::DestinationOptions => IPV6_DESTINATION_OPTIONS,
+            Ext::Routing(_) => IPV6_ROUTING,
             Ext::Other(n) => *n,
         }
     }
@@ -282,7 +292,7 @@ fn ipv6(
     // The chain: extension headers, then the fragment header if any, then the payload.
     let mut numbers: Vec<u8> = ext.iter().map(Ext::number).collect();
     if fragment.is_some() {
-        numbers.push(44);
+        numbers.push(IPV6_FRAGMENT);
     }
     numbers.push(proto);
 

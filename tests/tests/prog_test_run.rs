@@ -5,111 +5,27 @@
 
 use std::{net::IpAddr, time::Instant};
 
-use filter_common::*;
+use filter_common::{Reason::*, *};
 use sgwall::{
     eval::{Frame, Session},
     maps::Capacities,
-    model::Direction::{Egress, Ingress},
+    model::Direction::{self, Egress, Ingress},
     testgen,
 };
 use sgwall_tests::{
-    datapath::{Sent, TestDatapath, parse},
+    datapath::{TestDatapath, parse},
     packet::{
-        ETH_P_IPV4, Ext, IpPacket, L4, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, arp, ethernet,
-        from_eval, icmp_error, strip_ethernet, v4,
+        ETH_P_IPV4, Ext, IpPacket, L4, arp, ethernet, from_eval, icmp_error, strip_ethernet, v4,
     },
     privileged,
 };
 
+const SYN_ACK: u8 = TCP_SYN | TCP_ACK;
+
 const THREE_TIER: &str = include_str!("../../examples/three-tier.toml");
 
 /// A policy touching every feature the datapath has.
-const BASE: &str = r#"
-[[security_group]]
-name = "web"
-  [[security_group.ingress]]
-  protocol = "tcp"
-  ports = "80"
-  cidr = ["0.0.0.0/0", "::/0"]
-  [[security_group.ingress]]
-  protocol = "tcp"
-  ports = "22"
-  cidr = ["198.51.100.0/24"]
-  [[security_group.ingress]]
-  protocol = "udp"
-  ports = "1000-2000"
-  cidr = ["10.0.0.0/8"]
-  [[security_group.ingress]]
-  protocol = "icmp"
-  icmp_type = 8
-  cidr = ["10.0.0.0/8"]
-  [[security_group.ingress]]
-  protocol = "icmpv6"
-  icmp_type = 128
-  cidr = ["fd00::/8"]
-  [[security_group.ingress]]
-  protocol = 47
-  cidr = ["10.0.0.0/8"]
-
-[[security_group]]
-name = "pmtud"
-  [[security_group.ingress]]
-  protocol = "icmp"
-  icmp_type = 3
-  icmp_code = 4
-  cidr = ["0.0.0.0/0"]
-
-[[security_group]]
-name = "app"
-egress = []
-  [[security_group.ingress]]
-  protocol = "tcp"
-  ports = "8080"
-  groups = ["web"]
-  [[security_group.ingress]]
-  protocol = "all"
-  groups = ["app"]
-
-[[instance]]
-name = "web-1"
-interface = "sgw-web1"
-addresses = ["10.0.1.10", "fd00:1::10"]
-security_groups = ["web", "pmtud"]
-
-[[instance]]
-name = "app-1"
-interface = "sgw-app1"
-addresses = ["10.0.2.10", "fd00:2::10"]
-security_groups = ["app"]
-
-[[instance]]
-name = "app-2"
-interface = "sgw-app2"
-addresses = ["10.0.2.20"]
-security_groups = ["app"]
-related_icmp = true
-exempt = ["169.254.169.254/32"]
-conntrack = { max_flows = 2 }
-
-[[instance]]
-name = "nat-1"
-interface = "sgw-nat1"
-addresses = ["10.0.4.10"]
-security_groups = ["web"]
-source_dest_check = false
-
-[[instance]]
-name = "host-1"
-interface = "sgw-host1"
-attach = "host"
-addresses = ["10.0.5.10"]
-security_groups = ["web"]
-
-[[member]]
-name = "web-9"
-addresses = ["10.0.1.99"]
-security_groups = ["web"]
-"#;
+const BASE: &str = include_str!("../fixtures/every-feature.toml");
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
     IpPacket::new(v4(src), v4(dst), L4::tcp(sport, dport, flags)).build()
@@ -129,13 +45,96 @@ fn icmp(src: &str, dst: &str, ty: u8, code: u8) -> Vec<u8> {
     IpPacket::new(v4(src), v4(dst), l4).build()
 }
 
-fn expect(sent: Sent, reason: u32) {
-    assert_eq!(
-        sent.reason,
-        reason,
-        "expected {}, got {sent}",
-        reason_name(reason)
-    );
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("address")
+}
+
+/// A copy of `frame` with `edit` applied: malformed variants of a good frame.
+fn edited(frame: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    edit(&mut frame);
+    frame
+}
+
+/// Both directions of one TCP or UDP conversation: `out` frames go from the client to the
+/// server, `back` frames the other way.
+#[derive(Clone, Copy)]
+struct Conversation {
+    client: &'static str,
+    client_port: u16,
+    server: &'static str,
+    server_port: u16,
+}
+
+fn between(
+    client: &'static str,
+    client_port: u16,
+    server: &'static str,
+    server_port: u16,
+) -> Conversation {
+    Conversation {
+        client,
+        client_port,
+        server,
+        server_port,
+    }
+}
+
+impl Conversation {
+    fn tcp_out(self, flags: u8) -> Vec<u8> {
+        tcp(
+            self.client,
+            self.client_port,
+            self.server,
+            self.server_port,
+            flags,
+        )
+    }
+
+    fn tcp_back(self, flags: u8) -> Vec<u8> {
+        tcp(
+            self.server,
+            self.server_port,
+            self.client,
+            self.client_port,
+            flags,
+        )
+    }
+
+    fn udp_out(self) -> Vec<u8> {
+        udp(self.client, self.client_port, self.server, self.server_port)
+    }
+
+    fn udp_back(self) -> Vec<u8> {
+        udp(self.server, self.server_port, self.client, self.client_port)
+    }
+}
+
+/// One packet of a scenario: the instance whose interface sees the frame, the direction it
+/// travels there, the frame, and the reason the datapath must count it under (which also fixes
+/// whether it passes: `TestDatapath::send` checks the verdict against the reason).
+type Row = (&'static str, Direction, Vec<u8>, Reason);
+
+/// Sends the rows in order, each checked; a failure names its row.
+fn expect_rows(dp: &mut TestDatapath, rows: &[Row]) {
+    for (index, (instance, direction, frame, reason)) in rows.iter().enumerate() {
+        let sent = dp.send(instance, *direction, frame);
+        assert_eq!(
+            sent.reason,
+            *reason,
+            "row {index} ({instance}, {direction}): expected {}, got {sent}",
+            reason.name()
+        );
+    }
+}
+
+/// The first two packets of a TCP connection to `instance`: the SYN starts a flow, and the
+/// SYN-ACK, its first reply, establishes it.
+fn accepted(instance: &'static str, connection: Conversation) -> [Row; 2] {
+    [
+        (instance, Ingress, connection.tcp_out(TCP_SYN), NewFlow),
+        (instance, Egress, connection.tcp_back(SYN_ACK), Reply),
+    ]
 }
 
 fn base() -> TestDatapath {
@@ -148,22 +147,10 @@ fn r1_unmatched_inbound_drops_and_matched_inbound_passes() {
         return;
     }
     let mut dp = TestDatapath::from_toml(THREE_TIER);
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("203.0.113.10", 40000, "10.0.1.10", 8080, TCP_SYN),
-        ),
-        REASON_NO_RULE,
-    );
-    assert!(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("203.0.113.10", 40000, "10.0.1.10", 443, TCP_SYN)
-        )
-        .admitted
-    );
+    let to_web = |port| tcp("203.0.113.10", 40000, "10.0.1.10", port, TCP_SYN);
+    expect_rows(&mut dp, &[("web-1", Ingress, to_web(8080), NoRule)]);
+    let https = dp.send("web-1", Ingress, &to_web(443));
+    assert!(https.admitted, "{https}");
 }
 
 #[test]
@@ -172,20 +159,15 @@ fn r2_default_egress_admits_and_empty_egress_admits_nothing() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send("web-1", Egress, &udp("10.0.1.10", 5000, "203.0.113.1", 53)),
-        REASON_NEW_FLOW,
-    );
-    let v6 = IpPacket::new(
-        "fd00:1::10".parse().unwrap(),
-        "2001:db8::1".parse().unwrap(),
-        L4::udp(5000, 53),
-    )
-    .build();
-    expect(dp.send("web-1", Egress, &v6), REASON_NEW_FLOW);
-    expect(
-        dp.send("app-1", Egress, &udp("10.0.2.10", 5000, "203.0.113.1", 53)),
-        REASON_NO_RULE,
+    let dns = |from| udp(from, 5000, "203.0.113.1", 53);
+    let dns_v6 = IpPacket::new(ip("fd00:1::10"), ip("2001:db8::1"), L4::udp(5000, 53)).build();
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Egress, dns("10.0.1.10"), NewFlow),
+            ("web-1", Egress, dns_v6, NewFlow),
+            ("app-1", Egress, dns("10.0.2.10"), NoRule),
+        ],
     );
 }
 
@@ -195,50 +177,29 @@ fn r3_protocol_numbers_all_and_icmp_type_code() {
         return;
     }
     let mut dp = base();
-    let gre = IpPacket::new(
-        v4("10.9.9.9"),
-        v4("10.0.1.10"),
-        L4::Raw {
-            proto: 47,
-            payload: vec![0; 8],
-        },
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &gre), REASON_NEW_FLOW);
-    let esp = IpPacket::new(
-        v4("10.9.9.9"),
-        v4("10.0.1.10"),
-        L4::Raw {
-            proto: 50,
-            payload: vec![0; 8],
-        },
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &esp), REASON_NO_RULE);
-    let echo = IpPacket::new(
-        v4("10.9.9.9"),
-        v4("10.0.1.10"),
-        L4::echo_request(false, 5, 1),
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &echo), REASON_NEW_FLOW);
-    expect(
-        dp.send("web-1", Ingress, &icmp("10.9.9.9", "10.0.1.10", 13, 0)),
-        REASON_NO_RULE,
-    );
-    // `all` from a group (app's self-reference): any protocol and port.
-    expect(
-        dp.send("app-1", Ingress, &udp("10.0.2.20", 1, "10.0.2.10", 9999)),
-        REASON_NEW_FLOW,
-    );
-    // A port range.
-    expect(
-        dp.send("web-1", Ingress, &udp("10.9.9.9", 9, "10.0.1.10", 1500)),
-        REASON_NEW_FLOW,
-    );
-    expect(
-        dp.send("web-1", Ingress, &udp("10.9.9.9", 9, "10.0.1.10", 2001)),
-        REASON_NO_RULE,
+    let raw = |proto| {
+        let payload = vec![0; 8];
+        IpPacket::new(v4("10.9.9.9"), v4("10.0.1.10"), L4::Raw { proto, payload }).build()
+    };
+    let echo = L4::echo_request(false, 5, 1);
+    let echo = IpPacket::new(v4("10.9.9.9"), v4("10.0.1.10"), echo).build();
+    let timestamp = icmp("10.9.9.9", "10.0.1.10", ICMP_TIMESTAMP, 0);
+    let from_app_2 = udp("10.0.2.20", 1, "10.0.2.10", 9999);
+    let to_web = |port| udp("10.9.9.9", 9, "10.0.1.10", port);
+    expect_rows(
+        &mut dp,
+        &[
+            // 47 (GRE) has a rule, 50 (ESP) has none.
+            ("web-1", Ingress, raw(47), NewFlow),
+            ("web-1", Ingress, raw(50), NoRule),
+            ("web-1", Ingress, echo, NewFlow),
+            ("web-1", Ingress, timestamp, NoRule),
+            // `all` from a group (app's self-reference): any protocol and port.
+            ("app-1", Ingress, from_app_2, NewFlow),
+            // A port range.
+            ("web-1", Ingress, to_web(1500), NewFlow),
+            ("web-1", Ingress, to_web(2001), NoRule),
+        ],
     );
 }
 
@@ -248,21 +209,14 @@ fn r4_only_the_destination_port_counts() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("198.51.100.7", 22, "10.0.1.10", 4000, TCP_SYN),
-        ),
-        REASON_NO_RULE,
-    );
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
+    let from_port_22 = tcp("198.51.100.7", 22, "10.0.1.10", 4000, TCP_SYN);
+    let to_port_22 = tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, from_port_22, NoRule),
+            ("web-1", Ingress, to_port_22, NewFlow),
+        ],
     );
 }
 
@@ -273,20 +227,17 @@ fn r5_address_families_stay_apart() {
     }
     let mut dp = base();
     // SSH is allowed from an IPv4 range only; the same from IPv6 is not.
-    let ssh_v6 = IpPacket::new(
-        "2001:db8::7".parse().unwrap(),
-        "fd00:1::10".parse().unwrap(),
-        L4::tcp(4000, 22, TCP_SYN),
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &ssh_v6), REASON_NO_RULE);
-    let echo_v6 = IpPacket::new(
-        "fd00:9::1".parse().unwrap(),
-        "fd00:1::10".parse().unwrap(),
-        L4::echo_request(true, 9, 1),
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &echo_v6), REASON_NEW_FLOW);
+    let ssh_v6 = L4::tcp(4000, 22, TCP_SYN);
+    let ssh_v6 = IpPacket::new(ip("2001:db8::7"), ip("fd00:1::10"), ssh_v6).build();
+    let echo_v6 = L4::echo_request(true, 9, 1);
+    let echo_v6 = IpPacket::new(ip("fd00:9::1"), ip("fd00:1::10"), echo_v6).build();
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, ssh_v6, NoRule),
+            ("web-1", Ingress, echo_v6, NewFlow),
+        ],
+    );
 }
 
 #[test]
@@ -295,14 +246,17 @@ fn r6_rules_of_two_groups_are_unioned() {
         return;
     }
     let mut dp = base();
-    // Path MTU discovery comes from the second group attached to web-1.
-    expect(
-        dp.send("web-1", Ingress, &icmp("192.0.2.1", "10.0.1.10", 3, 4)),
-        REASON_RULE_UNTRACKED_ICMP,
-    );
-    expect(
-        dp.send("nat-1", Ingress, &icmp("192.0.2.1", "10.0.4.10", 3, 4)),
-        REASON_NO_RULE,
+    let too_big = |dst| {
+        let (ty, code) = (ICMP_DEST_UNREACHABLE, ICMP_FRAGMENTATION_NEEDED);
+        icmp("192.0.2.1", dst, ty, code)
+    };
+    expect_rows(
+        &mut dp,
+        &[
+            // Path MTU discovery comes from the second group attached to web-1.
+            ("web-1", Ingress, too_big("10.0.1.10"), RuleUntrackedIcmp),
+            ("nat-1", Ingress, too_big("10.0.4.10"), NoRule),
+        ],
     );
 }
 
@@ -312,40 +266,20 @@ fn g1_g2_g4_group_references_members_and_self() {
         return;
     }
     let mut dp = base();
-    for member in ["10.0.1.10", "10.0.1.99", "10.0.4.10", "10.0.5.10"] {
-        expect(
-            dp.send(
-                "app-1",
-                Ingress,
-                &tcp(member, 40000, "10.0.2.10", 8080, TCP_SYN),
-            ),
-            REASON_NEW_FLOW,
-        );
-    }
-    let web_v6 = IpPacket::new(
-        "fd00:1::10".parse().unwrap(),
-        "fd00:2::10".parse().unwrap(),
-        L4::tcp(40000, 8080, TCP_SYN),
-    )
-    .build();
-    expect(dp.send("app-1", Ingress, &web_v6), REASON_NEW_FLOW);
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.11", 40000, "10.0.2.10", 8080, TCP_SYN),
-        ),
-        REASON_NO_RULE,
-    );
-    // G4: app members talk to each other on anything.
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.2.20", 40000, "10.0.2.10", 5432, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
-    );
+    let to_app = |from, port| tcp(from, 40000, "10.0.2.10", port, TCP_SYN);
+    let members = ["10.0.1.10", "10.0.1.99", "10.0.4.10", "10.0.5.10"];
+    let mut rows: Vec<Row> = members
+        .map(|member| ("app-1", Ingress, to_app(member, 8080), NewFlow))
+        .to_vec();
+    let web_v6 = L4::tcp(40000, 8080, TCP_SYN);
+    let web_v6 = IpPacket::new(ip("fd00:1::10"), ip("fd00:2::10"), web_v6).build();
+    rows.extend([
+        ("app-1", Ingress, web_v6, NewFlow),
+        ("app-1", Ingress, to_app("10.0.1.11", 8080), NoRule),
+        // G4: app members talk to each other on anything.
+        ("app-1", Ingress, to_app("10.0.2.20", 5432), NewFlow),
+    ]);
+    expect_rows(&mut dp, &rows);
 }
 
 #[test]
@@ -354,42 +288,20 @@ fn c1_reply_passes_without_a_reverse_rule() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK),
-        ),
-        REASON_CT_REPLY,
-    );
+    let web = between("10.0.1.10", 40001, "10.0.2.10", 8080);
+    expect_rows(&mut dp, &accepted("app-1", web));
     assert_eq!(
         dp.established_flows().len(),
         1,
         "the first reply moves the flow to the established pool"
     );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_ACK),
-        ),
-        REASON_CT_TRACKED,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 8080, "10.0.1.10", 40002, TCP_ACK),
-        ),
-        REASON_NO_RULE,
+    let unsolicited = between("10.0.1.10", 40002, "10.0.2.10", 8080);
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Ingress, web.tcp_out(TCP_ACK), Tracked),
+            ("app-1", Egress, unsolicited.tcp_back(TCP_ACK), NoRule),
+        ],
     );
 }
 
@@ -399,17 +311,13 @@ fn c2_state_is_kept_per_interface() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
+    let web = between("10.0.1.10", 40001, "10.0.2.10", 8080);
+    expect_rows(
+        &mut dp,
+        &[("app-1", Ingress, web.tcp_out(TCP_SYN), NewFlow)],
     );
     // The same tuple on app-2's interface is nobody's reply.
-    let elsewhere = tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK);
-    let sent = dp.send("app-2", Egress, &elsewhere);
+    let sent = dp.send("app-2", Egress, &web.tcp_back(SYN_ACK));
     assert!(!sent.admitted, "{sent}");
 }
 
@@ -419,27 +327,17 @@ fn c3_icmp_echo_is_tracked() {
         return;
     }
     let mut dp = base();
-    let request = IpPacket::new(
-        v4("10.0.1.10"),
-        v4("203.0.113.1"),
-        L4::echo_request(false, 77, 1),
-    )
-    .build();
-    expect(dp.send("web-1", Egress, &request), REASON_NEW_FLOW);
-    let reply = IpPacket::new(
-        v4("203.0.113.1"),
-        v4("10.0.1.10"),
-        L4::echo_reply(false, 77, 1),
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &reply), REASON_CT_REPLY);
-    let stranger = IpPacket::new(
-        v4("203.0.113.1"),
-        v4("10.0.1.10"),
-        L4::echo_reply(false, 78, 1),
-    )
-    .build();
-    expect(dp.send("web-1", Ingress, &stranger), REASON_NO_RULE);
+    let (instance, remote) = (v4("10.0.1.10"), v4("203.0.113.1"));
+    let request = IpPacket::new(instance, remote, L4::echo_request(false, 77, 1)).build();
+    let reply = |id| IpPacket::new(remote, instance, L4::echo_reply(false, id, 1)).build();
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Egress, request, NewFlow),
+            ("web-1", Ingress, reply(77), Reply),
+            ("web-1", Ingress, reply(78), NoRule),
+        ],
+    );
 }
 
 #[test]
@@ -458,45 +356,23 @@ fn c4_removed_rule_keeps_tracked_flows_and_the_cut_option_cuts_them() {
             1,
         )
     };
-    for (cut, expected) in [(false, REASON_CT_TRACKED), (true, REASON_CT_CUT)] {
+    let ssh = between("198.51.100.7", 4000, "10.0.1.10", 22);
+    let new_ssh = between("198.51.100.7", 4001, "10.0.1.10", 22);
+    for (cut, expected) in [(false, Tracked), (true, ConntrackCut)] {
         let (before, after) = if cut {
             (with_cut(BASE), with_cut(&without_ssh))
         } else {
             (BASE.to_string(), without_ssh.clone())
         };
         let mut dp = TestDatapath::from_toml(&before);
-        expect(
-            dp.send(
-                "web-1",
-                Ingress,
-                &tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN),
-            ),
-            REASON_NEW_FLOW,
-        );
-        expect(
-            dp.send(
-                "web-1",
-                Egress,
-                &tcp("10.0.1.10", 22, "198.51.100.7", 4000, TCP_SYN | TCP_ACK),
-            ),
-            REASON_CT_REPLY,
-        );
+        expect_rows(&mut dp, &accepted("web-1", ssh));
         dp.reconfigure(parse(&after));
-        expect(
-            dp.send(
-                "web-1",
-                Ingress,
-                &tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_ACK),
-            ),
-            expected,
-        );
-        expect(
-            dp.send(
-                "web-1",
-                Ingress,
-                &tcp("198.51.100.7", 4001, "10.0.1.10", 22, TCP_SYN),
-            ),
-            REASON_NO_RULE,
+        expect_rows(
+            &mut dp,
+            &[
+                ("web-1", Ingress, ssh.tcp_out(TCP_ACK), expected),
+                ("web-1", Ingress, new_ssh.tcp_out(TCP_SYN), NoRule),
+            ],
         );
     }
 }
@@ -507,25 +383,19 @@ fn c5_an_expired_entry_admits_nothing() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send("web-1", Ingress, &udp("10.9.9.9", 5000, "10.0.1.10", 1500)),
-        REASON_NEW_FLOW,
-    );
-    expect(
-        dp.send("web-1", Egress, &udp("10.0.1.10", 1500, "10.9.9.9", 5000)),
-        REASON_CT_REPLY,
+    let dns = between("10.9.9.9", 5000, "10.0.1.10", 1500);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, dns.udp_out(), NewFlow),
+            ("web-1", Egress, dns.udp_back(), Reply),
+        ],
     );
     dp.age_flows(29);
-    expect(
-        dp.send("web-1", Ingress, &udp("10.9.9.9", 5000, "10.0.1.10", 1500)),
-        REASON_CT_TRACKED,
-    );
+    expect_rows(&mut dp, &[("web-1", Ingress, dns.udp_out(), Tracked)]);
     dp.age_flows(31);
     // UDP idles out after 30 s: the next packet is a new flow again.
-    expect(
-        dp.send("web-1", Ingress, &udp("10.9.9.9", 5000, "10.0.1.10", 1500)),
-        REASON_NEW_FLOW,
-    );
+    expect_rows(&mut dp, &[("web-1", Ingress, dns.udp_out(), NewFlow)]);
     assert!(
         dp.established_flows().is_empty(),
         "the datapath deleted the expired entry it met"
@@ -533,52 +403,32 @@ fn c5_an_expired_entry_admits_nothing() {
 
     // A stream (both ways more than once) lives 180 s.
     let mut dp = base();
-    for _ in 0..2 {
-        dp.send("web-1", Ingress, &udp("10.9.9.9", 5001, "10.0.1.10", 1500));
-        dp.send("web-1", Egress, &udp("10.0.1.10", 1500, "10.9.9.9", 5001));
-    }
-    dp.age_flows(100);
-    expect(
-        dp.send("web-1", Egress, &udp("10.0.1.10", 1500, "10.9.9.9", 5001)),
-        REASON_CT_REPLY,
+    let stream = between("10.9.9.9", 5001, "10.0.1.10", 1500);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, stream.udp_out(), NewFlow),
+            ("web-1", Egress, stream.udp_back(), Reply),
+            ("web-1", Ingress, stream.udp_out(), Tracked),
+            ("web-1", Egress, stream.udp_back(), Reply),
+        ],
     );
+    dp.age_flows(100);
+    expect_rows(&mut dp, &[("web-1", Egress, stream.udp_back(), Reply)]);
+
     // TCP after FIN closes in 10 s.
     let mut dp = base();
-    dp.send(
-        "app-1",
-        Ingress,
-        &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_SYN),
-    );
-    dp.send(
-        "app-1",
-        Egress,
-        &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK),
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_FIN | TCP_ACK),
-        ),
-        REASON_CT_TRACKED,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_ACK),
-        ),
-        REASON_CT_REPLY,
+    let web = between("10.0.1.10", 40001, "10.0.2.10", 8080);
+    expect_rows(&mut dp, &accepted("app-1", web));
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Ingress, web.tcp_out(TCP_FIN | TCP_ACK), Tracked),
+            ("app-1", Egress, web.tcp_back(TCP_ACK), Reply),
+        ],
     );
     dp.age_flows(11);
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_ACK),
-        ),
-        REASON_NO_RULE,
-    );
+    expect_rows(&mut dp, &[("app-1", Egress, web.tcp_back(TCP_ACK), NoRule)]);
 }
 
 #[test]
@@ -587,45 +437,19 @@ fn c6_full_allowance_drops_new_flows_and_keeps_established_ones() {
         return;
     }
     let mut dp = base();
-    for port in [40001, 40002] {
-        dp.send(
-            "app-2",
-            Ingress,
-            &tcp("10.0.1.10", port, "10.0.2.20", 8080, TCP_SYN),
-        );
-        expect(
-            dp.send(
-                "app-2",
-                Egress,
-                &tcp("10.0.2.20", 8080, "10.0.1.10", port, TCP_SYN | TCP_ACK),
-            ),
-            REASON_CT_REPLY,
-        );
-    }
-    expect(
-        dp.send(
-            "app-2",
-            Ingress,
-            &tcp("10.0.1.10", 40003, "10.0.2.20", 8080, TCP_SYN),
-        ),
-        REASON_CT_FULL,
-    );
-    expect(
-        dp.send(
-            "app-2",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.20", 8080, TCP_ACK),
-        ),
-        REASON_CT_TRACKED,
-    );
-    // Other interfaces have their own allowance.
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40003, "10.0.2.10", 8080, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
+    let [first, second, third] =
+        [40001, 40002, 40003].map(|port| between("10.0.1.10", port, "10.0.2.20", 8080));
+    let elsewhere = between("10.0.1.10", 40003, "10.0.2.10", 8080);
+    expect_rows(&mut dp, &accepted("app-2", first));
+    expect_rows(&mut dp, &accepted("app-2", second));
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-2", Ingress, third.tcp_out(TCP_SYN), ConntrackFull),
+            ("app-2", Ingress, first.tcp_out(TCP_ACK), Tracked),
+            // Other interfaces have their own allowance.
+            ("app-1", Ingress, elsewhere.tcp_out(TCP_SYN), NewFlow),
+        ],
     );
 }
 
@@ -639,42 +463,16 @@ fn c6_full_established_table_refuses_new_flows_not_old_ones() {
         ..Capacities::default()
     };
     let mut dp = TestDatapath::with_capacities(parse(BASE), capacities);
-    dp.send(
-        "app-1",
-        Ingress,
-        &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_SYN),
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK),
-        ),
-        REASON_CT_REPLY,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40002, "10.0.2.10", 8080, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 8080, "10.0.1.10", 40002, TCP_SYN | TCP_ACK),
-        ),
-        REASON_CT_FULL,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_ACK),
-        ),
-        REASON_CT_TRACKED,
+    let first = between("10.0.1.10", 40001, "10.0.2.10", 8080);
+    let second = between("10.0.1.10", 40002, "10.0.2.10", 8080);
+    expect_rows(&mut dp, &accepted("app-1", first));
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Ingress, second.tcp_out(TCP_SYN), NewFlow),
+            ("app-1", Egress, second.tcp_back(SYN_ACK), ConntrackFull),
+            ("app-1", Ingress, first.tcp_out(TCP_ACK), Tracked),
+        ],
     );
 }
 
@@ -688,34 +486,19 @@ fn c6_a_flood_of_new_flows_does_not_evict_established_ones() {
         ..Capacities::default()
     };
     let mut dp = TestDatapath::with_capacities(parse(BASE), capacities);
-    dp.send(
-        "app-1",
-        Ingress,
-        &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_SYN),
-    );
-    dp.send(
-        "app-1",
-        Egress,
-        &tcp("10.0.2.10", 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK),
-    );
+    let established = between("10.0.1.10", 40001, "10.0.2.10", 8080);
+    expect_rows(&mut dp, &accepted("app-1", established));
     for port in 0..1000u16 {
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.99", 1024 + port, "10.0.2.10", 8080, TCP_SYN),
-        );
+        let flood = between("10.0.1.99", 1024 + port, "10.0.2.10", 8080);
+        dp.send("app-1", Ingress, &flood.tcp_out(TCP_SYN));
     }
     assert!(
         dp.embryonic_flows().len() <= 64,
         "the flood stayed in its own pool"
     );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 40001, "10.0.2.10", 8080, TCP_ACK),
-        ),
-        REASON_CT_TRACKED,
+    expect_rows(
+        &mut dp,
+        &[("app-1", Ingress, established.tcp_out(TCP_ACK), Tracked)],
     );
 }
 
@@ -725,41 +508,30 @@ fn c7_icmp_errors_are_related_only_with_related_icmp() {
         return;
     }
     let mut dp = base();
-    for (instance, address) in [("app-1", "10.0.2.10"), ("app-2", "10.0.2.20")] {
-        dp.send(
-            instance,
-            Ingress,
-            &tcp("10.0.1.10", 40001, address, 8080, TCP_SYN),
-        );
-    }
+    let to_app_1 = between("10.0.1.10", 40001, "10.0.2.10", 8080);
+    let to_app_2 = between("10.0.1.10", 40001, "10.0.2.20", 8080);
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Ingress, to_app_1.tcp_out(TCP_SYN), NewFlow),
+            ("app-2", Ingress, to_app_2.tcp_out(TCP_SYN), NewFlow),
+        ],
+    );
     // The router says it cannot deliver the SYN-ACK the instance sent.
-    let error_for = |address: &str| {
-        let quoted = tcp(address, 8080, "10.0.1.10", 40001, TCP_SYN | TCP_ACK);
-        IpPacket::new(
-            v4("10.0.9.1"),
-            v4(address),
-            icmp_error(false, 3, 1, strip_ethernet(&quoted)),
-        )
-        .build()
+    let host_unreachable = |flow: Conversation| {
+        let quoted = flow.tcp_back(SYN_ACK);
+        let error = icmp_error(false, ICMP_DEST_UNREACHABLE, 1, strip_ethernet(&quoted));
+        IpPacket::new(v4("10.0.9.1"), v4(flow.server), error).build()
     };
-    expect(
-        dp.send("app-1", Ingress, &error_for("10.0.2.10")),
-        REASON_NO_RULE,
+    let unrelated = between("10.0.1.10", 49999, "10.0.2.20", 8080);
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Ingress, host_unreachable(to_app_1), NoRule),
+            ("app-2", Ingress, host_unreachable(to_app_2), RelatedIcmp),
+            ("app-2", Ingress, host_unreachable(unrelated), NoRule),
+        ],
     );
-    expect(
-        dp.send("app-2", Ingress, &error_for("10.0.2.20")),
-        REASON_RELATED_ICMP,
-    );
-    let unrelated = {
-        let quoted = tcp("10.0.2.20", 8080, "10.0.1.10", 49999, TCP_SYN | TCP_ACK);
-        IpPacket::new(
-            v4("10.0.9.1"),
-            v4("10.0.2.20"),
-            icmp_error(false, 3, 1, strip_ethernet(&quoted)),
-        )
-        .build()
-    };
-    expect(dp.send("app-2", Ingress, &unrelated), REASON_NO_RULE);
 }
 
 #[test]
@@ -768,34 +540,23 @@ fn c8_untracked_flows_and_their_immediate_cut() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("203.0.113.5", 4000, "10.0.1.10", 80, TCP_SYN),
-        ),
-        REASON_UNTRACKED,
+    let http = between("203.0.113.5", 4000, "10.0.1.10", 80);
+    expect_rows(
+        &mut dp,
+        &[("web-1", Ingress, http.tcp_out(TCP_SYN), Untracked)],
     );
     assert!(dp.embryonic_flows().is_empty());
     // The reply is judged by the egress rules (all to anywhere), not by conntrack, and as a
     // SYN-ACK it starts no tracked flow of its own.
-    expect(
-        dp.send(
-            "web-1",
-            Egress,
-            &tcp("10.0.1.10", 80, "203.0.113.5", 4000, TCP_SYN | TCP_ACK),
-        ),
-        REASON_RULE_NO_ENTRY,
+    expect_rows(
+        &mut dp,
+        &[("web-1", Egress, http.tcp_back(SYN_ACK), RuleNoEntry)],
     );
     // Removing the rule cuts the flow at once: there is no entry to keep it alive.
     dp.reconfigure(parse(&BASE.replace(r#"ports = "80""#, r#"ports = "81""#)));
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("203.0.113.5", 4000, "10.0.1.10", 80, TCP_ACK),
-        ),
-        REASON_NO_RULE,
+    expect_rows(
+        &mut dp,
+        &[("web-1", Ingress, http.tcp_out(TCP_ACK), NoRule)],
     );
 }
 
@@ -805,35 +566,23 @@ fn i1_source_destination_check_and_its_off_switch() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.9.9.9", 4000, "10.0.2.20", 22, TCP_SYN),
-        ),
-        REASON_SPOOFED_SOURCE,
-    );
+    let spoofed = tcp("10.9.9.9", 4000, "10.0.2.20", 22, TCP_SYN);
+    expect_rows(&mut dp, &[("app-1", Egress, spoofed, SpoofedSource)]);
     assert!(
         dp.embryonic_flows().is_empty() && dp.established_flows().is_empty(),
         "no state from a spoofed packet"
     );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &tcp("10.0.1.10", 4000, "10.0.2.99", 8080, TCP_SYN),
-        ),
-        REASON_SPOOFED_DESTINATION,
-    );
-    // A NAT instance forwards for others.
-    expect(
-        dp.send("nat-1", Egress, &udp("10.5.5.5", 4000, "203.0.113.1", 53)),
-        REASON_NEW_FLOW,
-    );
-    // The host's own NIC is not an instance port: no check.
-    expect(
-        dp.send("host-1", Egress, &udp("10.5.5.5", 4000, "203.0.113.1", 53)),
-        REASON_NEW_FLOW,
+    let misaddressed = tcp("10.0.1.10", 4000, "10.0.2.99", 8080, TCP_SYN);
+    let forwarded = udp("10.5.5.5", 4000, "203.0.113.1", 53);
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Ingress, misaddressed, SpoofedDestination),
+            // A NAT instance forwards for others.
+            ("nat-1", Egress, forwarded.clone(), NewFlow),
+            // The host's own NIC is not an instance port: no check.
+            ("host-1", Egress, forwarded, NewFlow),
+        ],
     );
 }
 
@@ -842,53 +591,33 @@ fn i2_arp_and_neighbour_discovery_pass_and_spoofed_arp_drops() {
     if !privileged() {
         return;
     }
+    const REQUEST: u16 = 1;
+    const REPLY: u16 = 2;
     let mut dp = base();
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &arp(2, "10.0.2.10".parse().unwrap(), "10.0.2.1".parse().unwrap()),
-        ),
-        REASON_ARP,
+    let arp = |op, sender: &str, target: &str| {
+        arp(op, sender.parse().expect("v4"), target.parse().expect("v4"))
+    };
+    let stolen = arp(REPLY, "10.0.2.1", "10.0.2.10");
+    let solicitation = L4::Icmp {
+        ty: ICMPV6_NEIGHBOR_SOLICITATION,
+        code: 0,
+        rest: [0; 4],
+        body: vec![0; 16],
+    };
+    let solicitation = IpPacket::new(ip("fe80::1"), ip("ff02::1:ff00:10"), solicitation).build();
+    let truncated = arp(REPLY, "10.0.2.10", "10.0.2.1")[..30].to_vec();
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-1", Egress, arp(REPLY, "10.0.2.10", "10.0.2.1"), Arp),
+            // An address probe (RFC 5227).
+            ("app-1", Egress, arp(REQUEST, "0.0.0.0", "10.0.2.10"), Arp),
+            ("app-1", Egress, stolen, ArpSpoof),
+            ("app-1", Ingress, arp(REQUEST, "10.0.2.1", "10.0.2.10"), Arp),
+            ("app-1", Egress, solicitation, Icmpv6Link),
+            ("app-1", Egress, truncated, BadArp),
+        ],
     );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &arp(1, "0.0.0.0".parse().unwrap(), "10.0.2.10".parse().unwrap()),
-        ),
-        REASON_ARP,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &arp(2, "10.0.2.1".parse().unwrap(), "10.0.2.10".parse().unwrap()),
-        ),
-        REASON_ARP_SPOOF,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Ingress,
-            &arp(1, "10.0.2.1".parse().unwrap(), "10.0.2.10".parse().unwrap()),
-        ),
-        REASON_ARP,
-    );
-    let solicitation = IpPacket::new(
-        "fe80::1".parse().unwrap(),
-        "ff02::1:ff00:10".parse().unwrap(),
-        L4::Icmp {
-            ty: 135,
-            code: 0,
-            rest: [0; 4],
-            body: vec![0; 16],
-        },
-    )
-    .build();
-    expect(dp.send("app-1", Egress, &solicitation), REASON_ICMPV6_LINK);
-    let truncated = &arp(2, "10.0.2.10".parse().unwrap(), "10.0.2.1".parse().unwrap())[..30];
-    expect(dp.send("app-1", Egress, truncated), REASON_BAD_ARP);
 }
 
 #[test]
@@ -897,21 +626,13 @@ fn i3_exempt_addresses_skip_the_rules() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "app-2",
-            Egress,
-            &tcp("10.0.2.20", 4000, "169.254.169.254", 80, TCP_SYN),
-        ),
-        REASON_EXEMPT,
-    );
-    expect(
-        dp.send(
-            "app-1",
-            Egress,
-            &tcp("10.0.2.10", 4000, "169.254.169.254", 80, TCP_SYN),
-        ),
-        REASON_NO_RULE,
+    let metadata = |from| tcp(from, 4000, "169.254.169.254", 80, TCP_SYN);
+    expect_rows(
+        &mut dp,
+        &[
+            ("app-2", Egress, metadata("10.0.2.20"), Exempt),
+            ("app-1", Egress, metadata("10.0.2.10"), NoRule),
+        ],
     );
 }
 
@@ -922,9 +643,37 @@ fn i4_non_ip_frames_drop() {
     }
     let mut dp = base();
     let lldp = ethernet(None, 0x88cc, &[0u8; 46]);
-    expect(dp.send("web-1", Ingress, &lldp), REASON_NON_IP);
+    // An 802.3 length field, not an ethertype: LLC.
     let llc = ethernet(None, 0x0026, &[0u8; 46]);
-    expect(dp.send("web-1", Egress, &llc), REASON_NON_IP);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, lldp, NonIp),
+            ("web-1", Egress, llc, NonIp),
+        ],
+    );
+}
+
+/// The first fragment of a UDP datagram to port 53, as large as a 1500-byte MTU allows.
+fn first_fragment(src: IpAddr, dst: IpAddr, id: u32) -> Vec<u8> {
+    let payload = if src.is_ipv6() { 1400 } else { 1472 };
+    let l4 = L4::Udp {
+        sport: 5000,
+        dport: 53,
+        payload: vec![0; payload],
+    };
+    IpPacket::new(src, dst, l4).fragment(id, 0, true).build()
+}
+
+/// A later fragment (`offset` in 8-byte units, more to come) of a `proto` datagram.
+fn later_fragment(src: IpAddr, dst: IpAddr, proto: u8, id: u32, offset: u16) -> Vec<u8> {
+    let l4 = L4::Raw {
+        proto,
+        payload: vec![0; if proto == PROTO_TCP { 16 } else { 64 }],
+    };
+    IpPacket::new(src, dst, l4)
+        .fragment(id, offset, false)
+        .build()
 }
 
 #[test]
@@ -933,122 +682,38 @@ fn h1_fragments_follow_their_first_fragment() {
         return;
     }
     let mut dp = base();
-    let later = |id: u32| {
-        IpPacket::new(
-            v4("10.0.1.10"),
-            v4("203.0.113.1"),
-            L4::Raw {
-                proto: 17,
-                payload: vec![0; 64],
-            },
-        )
-        .fragment(id, 185, false)
-        .build()
-    };
-    expect(
-        dp.send("web-1", Egress, &later(7)),
-        REASON_FRAGMENT_WITHOUT_FIRST,
-    );
-    let first = IpPacket::new(
-        v4("10.0.1.10"),
-        v4("203.0.113.1"),
-        L4::Udp {
-            sport: 5000,
-            dport: 53,
-            payload: vec![0; 1472],
-        },
-    )
-    .fragment(7, 0, true)
-    .build();
-    expect(dp.send("web-1", Egress, &first), REASON_NEW_FLOW);
-    expect(dp.send("web-1", Egress, &later(7)), REASON_FRAGMENT);
-    expect(
-        dp.send("web-1", Egress, &later(8)),
-        REASON_FRAGMENT_WITHOUT_FIRST,
-    );
-
-    // A denied first fragment admits none of the rest.
-    let denied_first = IpPacket::new(
-        v4("203.0.113.1"),
-        v4("10.0.2.10"),
-        L4::Udp {
-            sport: 5000,
-            dport: 53,
-            payload: vec![0; 1472],
-        },
-    )
-    .fragment(9, 0, true)
-    .build();
-    expect(dp.send("app-1", Ingress, &denied_first), REASON_NO_RULE);
-    let denied_rest = IpPacket::new(
-        v4("203.0.113.1"),
-        v4("10.0.2.10"),
-        L4::Raw {
-            proto: 17,
-            payload: vec![0; 64],
-        },
-    )
-    .fragment(9, 185, false)
-    .build();
-    expect(
-        dp.send("app-1", Ingress, &denied_rest),
-        REASON_FRAGMENT_WITHOUT_FIRST,
-    );
-
+    let (web, app, outside) = (v4("10.0.1.10"), v4("10.0.2.10"), v4("203.0.113.1"));
+    let later = |id| later_fragment(web, outside, PROTO_UDP, id, 185);
+    let first = first_fragment(web, outside, 7);
+    let denied_first = first_fragment(outside, app, 9);
+    let denied_rest = later_fragment(outside, app, PROTO_UDP, 9, 185);
     // A first fragment too short to hold the transport header.
-    let tiny = IpPacket::new(
-        v4("10.0.1.10"),
-        v4("203.0.113.1"),
-        L4::tcp(5000, 80, TCP_SYN),
-    )
-    .fragment(11, 0, true)
-    .truncate_l4(8)
-    .build();
-    expect(dp.send("web-1", Egress, &tiny), REASON_TINY_FIRST_FRAGMENT);
+    let tiny = IpPacket::new(web, outside, L4::tcp(5000, 80, TCP_SYN))
+        .fragment(11, 0, true)
+        .truncate_l4(8)
+        .build();
     // A fragment at offset 8 bytes could rewrite the TCP flags the first was judged on.
-    let overlap = IpPacket::new(
-        v4("10.0.1.10"),
-        v4("203.0.113.1"),
-        L4::Raw {
-            proto: 6,
-            payload: vec![0; 16],
-        },
-    )
-    .fragment(12, 1, false)
-    .build();
-    expect(
-        dp.send("web-1", Egress, &overlap),
-        REASON_OVERLAPPING_FRAGMENT,
+    let overlap = later_fragment(web, outside, PROTO_TCP, 12, 1);
+    let (web6, outside6) = (ip("fd00:1::10"), ip("2001:db8::1"));
+    let first6 = first_fragment(web6, outside6, 0x1234_5678);
+    let later6 = later_fragment(web6, outside6, PROTO_UDP, 0x1234_5678, 176);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Egress, later(7), FragmentWithoutFirst),
+            ("web-1", Egress, first, NewFlow),
+            ("web-1", Egress, later(7), Fragment),
+            ("web-1", Egress, later(8), FragmentWithoutFirst),
+            // A denied first fragment admits none of the rest.
+            ("app-1", Ingress, denied_first, NoRule),
+            ("app-1", Ingress, denied_rest, FragmentWithoutFirst),
+            ("web-1", Egress, tiny, TinyFirstFragment),
+            ("web-1", Egress, overlap, OverlappingFragment),
+            // IPv6 fragments work the same way.
+            ("web-1", Egress, first6, NewFlow),
+            ("web-1", Egress, later6, Fragment),
+        ],
     );
-
-    // IPv6 fragments work the same way.
-    let (src, dst): (IpAddr, IpAddr) = (
-        "fd00:1::10".parse().unwrap(),
-        "2001:db8::1".parse().unwrap(),
-    );
-    let first6 = IpPacket::new(
-        src,
-        dst,
-        L4::Udp {
-            sport: 5000,
-            dport: 53,
-            payload: vec![0; 1400],
-        },
-    )
-    .fragment(0x1234_5678, 0, true)
-    .build();
-    expect(dp.send("web-1", Egress, &first6), REASON_NEW_FLOW);
-    let later6 = IpPacket::new(
-        src,
-        dst,
-        L4::Raw {
-            proto: 17,
-            payload: vec![0; 64],
-        },
-    )
-    .fragment(0x1234_5678, 176, false)
-    .build();
-    expect(dp.send("web-1", Egress, &later6), REASON_FRAGMENT);
 }
 
 #[test]
@@ -1057,49 +722,53 @@ fn h2_ipv6_extension_headers_are_walked_within_bounds() {
         return;
     }
     let mut dp = base();
-    let (src, dst): (IpAddr, IpAddr) = (
-        "2001:db8::7".parse().unwrap(),
-        "fd00:1::10".parse().unwrap(),
-    );
-    let http = || IpPacket::new(src, dst, L4::tcp(4000, 80, TCP_SYN));
-    expect(
-        dp.send(
+    let http = || {
+        IpPacket::new(
+            ip("2001:db8::7"),
+            ip("fd00:1::10"),
+            L4::tcp(4000, 80, TCP_SYN),
+        )
+    };
+    let through = |chain: &[Ext]| {
+        let packet = chain
+            .iter()
+            .fold(http(), |packet, ext| packet.ext(ext.clone()));
+        packet.build()
+    };
+    use Ext::{DestinationOptions, HopByHop};
+    let mut rows: Vec<Row> = vec![
+        (
             "web-1",
             Ingress,
-            &http()
-                .ext(Ext::HopByHop)
-                .ext(Ext::DestinationOptions)
-                .build(),
+            through(&[HopByHop, DestinationOptions]),
+            Untracked,
         ),
-        REASON_UNTRACKED,
-    );
-    expect(
-        dp.send("web-1", Ingress, &http().ext(Ext::Other(135)).build()),
-        REASON_IPV6_UNKNOWN_EXT,
-    );
-    expect(
-        dp.send("web-1", Ingress, &http().ext(Ext::Routing(0)).build()),
-        REASON_IPV6_ROUTING_TYPE0,
-    );
-    expect(
-        dp.send(
+        (
             "web-1",
             Ingress,
-            &http()
-                .ext(Ext::DestinationOptions)
-                .ext(Ext::HopByHop)
-                .build(),
+            through(&[Ext::Routing(0)]),
+            Ipv6RoutingType0,
         ),
-        REASON_IPV6_EXT_CHAIN,
-    );
-    let mut long = http();
-    for _ in 0..9 {
-        long = long.ext(Ext::DestinationOptions);
-    }
-    expect(
-        dp.send("web-1", Ingress, &long.build()),
-        REASON_IPV6_EXT_CHAIN,
-    );
+        // Hop-by-hop must come first.
+        (
+            "web-1",
+            Ingress,
+            through(&[DestinationOptions, HopByHop]),
+            Ipv6ExtensionChain,
+        ),
+        // Longer than the walk's bound.
+        (
+            "web-1",
+            Ingress,
+            through(&vec![DestinationOptions; 9]),
+            Ipv6ExtensionChain,
+        ),
+    ];
+    rows.extend(IPV6_UNWALKABLE_EXTENSIONS.map(|next_header| {
+        let frame = through(&[Ext::Other(next_header)]);
+        ("web-1", Ingress, frame, Ipv6UnknownExtension)
+    }));
+    expect_rows(&mut dp, &rows);
 }
 
 #[test]
@@ -1109,41 +778,38 @@ fn h3_truncated_and_malformed_headers_drop() {
     }
     let mut dp = base();
     let good = tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN);
-    let mut short_ip = good.clone();
-    short_ip.truncate(14 + 20 + 10);
-    expect(dp.send("web-1", Ingress, &short_ip), REASON_BAD_IPV4);
-    let mut bad_ihl = good.clone();
-    bad_ihl[14] = 0x44;
-    expect(dp.send("web-1", Ingress, &bad_ihl), REASON_BAD_IPV4);
-    let mut bad_version = good.clone();
-    bad_version[14] = 0x65;
-    expect(dp.send("web-1", Ingress, &bad_version), REASON_BAD_IPV4);
-    let short_tcp = IpPacket::new(
-        v4("198.51.100.7"),
-        v4("10.0.1.10"),
-        L4::tcp(4000, 22, TCP_SYN),
-    )
-    .truncate_l4(12)
-    .build();
-    expect(dp.send("web-1", Ingress, &short_tcp), REASON_TRUNCATED_L4);
+    let short_tcp = L4::tcp(4000, 22, TCP_SYN);
+    let short_tcp = IpPacket::new(v4("198.51.100.7"), v4("10.0.1.10"), short_tcp)
+        .truncate_l4(12)
+        .build();
     let short_udp = IpPacket::new(v4("10.9.9.9"), v4("10.0.1.10"), L4::udp(4000, 1500))
         .truncate_l4(6)
         .build();
-    expect(dp.send("web-1", Ingress, &short_udp), REASON_TRUNCATED_L4);
-    let v6 = IpPacket::new(
-        "2001:db8::7".parse().unwrap(),
-        "fd00:1::10".parse().unwrap(),
-        L4::tcp(4000, 80, TCP_SYN),
-    )
-    .build();
-    let mut short_v6 = v6.clone();
-    short_v6.truncate(14 + 40 + 4);
-    expect(dp.send("web-1", Ingress, &short_v6), REASON_BAD_IPV6);
+    let v6 = L4::tcp(4000, 80, TCP_SYN);
+    let v6 = IpPacket::new(ip("2001:db8::7"), ip("fd00:1::10"), v6).build();
+    let short_ip = edited(&good, |f| f.truncate(14 + 20 + 10));
+    // IHL 4: shorter than the fixed header.
+    let bad_ihl = edited(&good, |f| f[14] = 0x44);
+    // Version 6 in an IPv4 ethertype.
+    let bad_version = edited(&good, |f| f[14] = 0x65);
+    let short_v6 = edited(&v6, |f| f.truncate(14 + 40 + 4));
+    // Three VLAN tags: one more than the parser walks.
     let mut tags = ethernet(Some(1), 0x8100, &[0, 2, 0x81, 0]);
     tags.extend_from_slice(&[0, 3]);
     tags.extend_from_slice(&ETH_P_IPV4.to_be_bytes());
     tags.extend_from_slice(&[0u8; 40]);
-    expect(dp.send("web-1", Ingress, &tags), REASON_BAD_VLAN);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, short_ip, BadIpv4),
+            ("web-1", Ingress, bad_ihl, BadIpv4),
+            ("web-1", Ingress, bad_version, BadIpv4),
+            ("web-1", Ingress, short_tcp, TruncatedL4),
+            ("web-1", Ingress, short_udp, TruncatedL4),
+            ("web-1", Ingress, short_v6, BadIpv6),
+            ("web-1", Ingress, tags, BadVlan),
+        ],
+    );
 }
 
 #[test]
@@ -1152,32 +818,25 @@ fn vlan_tags_and_ipv4_options_are_parsed_not_rejected() {
         return;
     }
     let mut dp = base();
-    let tagged = IpPacket::new(
-        v4("198.51.100.7"),
-        v4("10.0.1.10"),
-        L4::tcp(4000, 22, TCP_SYN),
-    )
-    .vlan(42)
-    .build();
-    expect(dp.send("web-1", Ingress, &tagged), REASON_NEW_FLOW);
-    let with_options = IpPacket::new(
-        v4("198.51.100.7"),
-        v4("10.0.1.10"),
-        L4::tcp(4001, 22, TCP_SYN),
-    )
-    .ipv4_options(&[1, 1, 1, 1, 1, 1, 1, 0])
-    .build();
-    expect(dp.send("web-1", Ingress, &with_options), REASON_NEW_FLOW);
-    let denied_with_options = IpPacket::new(
-        v4("198.51.100.7"),
-        v4("10.0.1.10"),
-        L4::tcp(4002, 23, TCP_SYN),
-    )
-    .ipv4_options(&[1, 1, 1, 0])
-    .build();
-    expect(
-        dp.send("web-1", Ingress, &denied_with_options),
-        REASON_NO_RULE,
+    let to_web = |sport, dport| {
+        IpPacket::new(
+            v4("198.51.100.7"),
+            v4("10.0.1.10"),
+            L4::tcp(sport, dport, TCP_SYN),
+        )
+    };
+    let tagged = to_web(4000, 22).vlan(42).build();
+    let with_options = to_web(4001, 22)
+        .ipv4_options(&[1, 1, 1, 1, 1, 1, 1, 0])
+        .build();
+    let denied_with_options = to_web(4002, 23).ipv4_options(&[1, 1, 1, 0]).build();
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, tagged, NewFlow),
+            ("web-1", Ingress, with_options, NewFlow),
+            ("web-1", Ingress, denied_with_options, NoRule),
+        ],
     );
 }
 
@@ -1187,37 +846,15 @@ fn host_attachment_judges_inbound_in_xdp_and_outbound_in_tc() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "host-1",
-            Ingress,
-            &tcp("198.51.100.7", 4000, "10.0.5.10", 22, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
-    );
-    expect(
-        dp.send(
-            "host-1",
-            Egress,
-            &tcp("10.0.5.10", 22, "198.51.100.7", 4000, TCP_SYN | TCP_ACK),
-        ),
-        REASON_CT_REPLY,
-    );
-    expect(
-        dp.send(
-            "host-1",
-            Ingress,
-            &tcp("203.0.113.9", 4000, "10.0.5.10", 23, TCP_SYN),
-        ),
-        REASON_NO_RULE,
-    );
-    expect(
-        dp.send(
-            "host-1",
-            Ingress,
-            &tcp("198.51.100.7", 4000, "10.0.5.10", 22, TCP_RST),
-        ),
-        REASON_CT_TRACKED,
+    let ssh = between("198.51.100.7", 4000, "10.0.5.10", 22);
+    let telnet = between("203.0.113.9", 4000, "10.0.5.10", 23);
+    expect_rows(&mut dp, &accepted("host-1", ssh));
+    expect_rows(
+        &mut dp,
+        &[
+            ("host-1", Ingress, telnet.tcp_out(TCP_SYN), NoRule),
+            ("host-1", Ingress, ssh.tcp_out(TCP_RST), Tracked),
+        ],
     );
 }
 
@@ -1227,33 +864,21 @@ fn tcp_rst_starts_nothing_and_a_syn_reuses_a_closed_tuple() {
         return;
     }
     let mut dp = base();
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_RST),
-        ),
-        REASON_RULE_NO_ENTRY,
+    let reset = between("198.51.100.7", 4000, "10.0.1.10", 22);
+    expect_rows(
+        &mut dp,
+        &[("web-1", Ingress, reset.tcp_out(TCP_RST), RuleNoEntry)],
     );
     assert!(dp.embryonic_flows().is_empty());
-    dp.send(
-        "web-1",
-        Ingress,
-        &tcp("198.51.100.7", 4001, "10.0.1.10", 22, TCP_SYN),
-    );
-    dp.send(
-        "web-1",
-        Egress,
-        &tcp("10.0.1.10", 22, "198.51.100.7", 4001, TCP_RST),
-    );
-    // The tuple is closing; a new SYN is judged afresh (and admitted by the rule).
-    expect(
-        dp.send(
-            "web-1",
-            Ingress,
-            &tcp("198.51.100.7", 4001, "10.0.1.10", 22, TCP_SYN),
-        ),
-        REASON_NEW_FLOW,
+    let ssh = between("198.51.100.7", 4001, "10.0.1.10", 22);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, ssh.tcp_out(TCP_SYN), NewFlow),
+            ("web-1", Egress, ssh.tcp_back(TCP_RST), Reply),
+            // The tuple is closing; a new SYN is judged afresh (and admitted by the rule).
+            ("web-1", Ingress, ssh.tcp_out(TCP_SYN), NewFlow),
+        ],
     );
 }
 
@@ -1297,8 +922,7 @@ fn differential_random_policies_match_the_reference_evaluator() {
             let hits_before = hit_rule.map(|rule| dp.rule_hits(rule));
             let sent = dp.send(&instance, direction, &from_eval(&packet));
             assert_eq!(
-                sent.reason,
-                expected.reason.code(),
+                sent.reason, expected.reason,
                 "seed {seed}: {instance} {direction} {packet:?}: datapath {sent}, evaluator {:?}",
                 expected
             );

@@ -4,7 +4,18 @@
 
 use std::path::Path;
 
+use filter_common::{
+    ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIMESTAMP,
+    ICMPV6_NEIGHBOR_SOLICITATION, IPV6_UNWALKABLE_EXTENSIONS,
+};
+
+// The explicit import wins over the glob of reasons, which has a `Fragment` too.
+use super::Fragment;
 use super::*;
+use crate::model::Direction::{Egress, Ingress};
+use Reason::*;
+
+const WEB_APP_DB: &str = include_str!("web-app-db.toml");
 
 fn config(text: &str) -> Config {
     match crate::config::load_str(text, Path::new("eval-test.toml")) {
@@ -50,16 +61,17 @@ fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Frame {
 }
 
 fn icmp(src: &str, dst: &str, icmp_type: u8, code: u8) -> Frame {
-    packet(
-        src,
-        dst,
-        Transport::Icmp {
-            icmp_type,
-            code,
-            echo_id: 7,
-            quoted: None,
-        },
-    )
+    echo(src, dst, icmp_type, code, 7)
+}
+
+fn echo(src: &str, dst: &str, icmp_type: u8, code: u8, echo_id: u16) -> Frame {
+    let transport = Transport::Icmp {
+        icmp_type,
+        code,
+        echo_id,
+        quoted: None,
+    };
+    packet(src, dst, transport)
 }
 
 /// Judges a lone packet (no tracked flow).
@@ -68,104 +80,64 @@ fn judge(config: &Config, instance: &str, direction: Direction, frame: &Frame) -
     evaluate(config, instance, direction, frame, &CtView::default())
 }
 
-const WEB_APP_DB: &str = r#"
-[[security_group]]
-name = "web"
-  [[security_group.ingress]]
-  protocol = "tcp"
-  ports = "80"
-  cidr = ["0.0.0.0/0"]
-  [[security_group.ingress]]
-  protocol = "tcp"
-  ports = "22"
-  cidr = ["198.51.100.0/24"]
+/// A packet judged alone: the instance whose interface sees it, the direction it travels
+/// there, and the reason the evaluator must give it.
+type Lone = (&'static str, Direction, Frame, Reason);
 
-[[security_group]]
-name = "app"
-egress = []
-  [[security_group.ingress]]
-  protocol = "tcp"
-  ports = "8080"
-  groups = ["web"]
+fn expect_judged(config: &Config, rows: &[Lone]) {
+    for (index, (instance, direction, frame, reason)) in rows.iter().enumerate() {
+        let decision = judge(config, instance, *direction, frame);
+        assert_eq!(
+            decision.reason, *reason,
+            "row {index}: {instance} {direction} {frame:?}"
+        );
+    }
+}
 
-[[instance]]
-name = "web-1"
-interface = "sgw-web1"
-addresses = ["10.0.1.10", "fd00:1::10"]
-security_groups = ["web"]
+/// A packet of a session: as [`Lone`], with the time (in seconds) it is seen at.
+type Step = (&'static str, Direction, Frame, f64, Reason);
 
-[[instance]]
-name = "app-1"
-interface = "sgw-app1"
-addresses = ["10.0.2.10"]
-security_groups = ["app"]
+/// Feeds the steps to the session in order, each checked; a failure names its step.
+fn expect_steps(session: &mut Session, steps: &[Step]) {
+    for (index, (instance, direction, frame, at, reason)) in steps.iter().enumerate() {
+        let decision = session.process(instance, *direction, frame, *at);
+        assert_eq!(
+            decision.reason, *reason,
+            "step {index} at {at} s: {instance} {direction} {frame:?}"
+        );
+    }
+}
 
-[[member]]
-name = "web-9"
-addresses = ["10.0.1.99"]
-security_groups = ["web"]
-"#;
+/// The rule (its id in the effective rules) that admits a lone packet.
+fn admitting_rule(config: &Config, instance: &str, frame: &Frame) -> Option<u16> {
+    judge(config, instance, Ingress, frame).rule
+}
 
 #[test]
 fn r1_rules_only_allow_and_unmatched_traffic_drops() {
     let config = config(WEB_APP_DB);
-    let denied = judge(
-        &config,
-        "web-1",
-        Direction::Ingress,
-        &tcp("203.0.113.1", 4000, "10.0.1.10", 443, TCP_SYN),
-    );
-    assert_eq!(
-        denied,
-        Decision {
-            reason: Reason::NoRule,
-            rule: None
-        }
-    );
-    let ssh = judge(
-        &config,
-        "web-1",
-        Direction::Ingress,
-        &tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN),
-    );
-    assert_eq!(
-        ssh,
-        Decision {
-            reason: Reason::NewFlow,
-            rule: Some(1)
-        }
-    );
+    let https = tcp("203.0.113.1", 4000, "10.0.1.10", 443, TCP_SYN);
+    let ssh = tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN);
+    let denied = judge(&config, "web-1", Ingress, &https);
+    assert_eq!(denied, Decision::because(NoRule));
+    let admitted = judge(&config, "web-1", Ingress, &ssh);
+    assert_eq!(admitted, Decision::by_rule(NewFlow, 1));
 }
 
 #[test]
 fn r2_default_egress_allows_everything_and_empty_egress_nothing() {
     let config = config(WEB_APP_DB);
-    for destination in ["203.0.113.1", "10.9.9.9"] {
-        let out = judge(
-            &config,
-            "web-1",
-            Direction::Egress,
-            &udp("10.0.1.10", 5000, destination, 53),
-        );
-        assert!(out.admitted(), "default egress to {destination}: {out:?}");
-    }
-    let out_v6 = judge(
+    let dns = |from, to| udp(from, 5000, to, 53);
+    expect_judged(
         &config,
-        "web-1",
-        Direction::Egress,
-        &udp("fd00:1::10", 5000, "2001:db8::1", 53),
-    );
-    assert!(out_v6.admitted(), "default egress covers ::/0 too");
-    let blocked = judge(
-        &config,
-        "app-1",
-        Direction::Egress,
-        &udp("10.0.2.10", 5000, "203.0.113.1", 53),
-    );
-    assert_eq!(
-        blocked.reason,
-        Reason::NoRule,
-        "egress = [] admits nothing outbound"
+        &[
+            ("web-1", Egress, dns("10.0.1.10", "203.0.113.1"), NewFlow),
+            ("web-1", Egress, dns("10.0.1.10", "10.9.9.9"), NewFlow),
+            // Default egress covers ::/0 too.
+            ("web-1", Egress, dns("fd00:1::10", "2001:db8::1"), NewFlow),
+            // egress = [] admits nothing outbound.
+            ("app-1", Egress, dns("10.0.2.10", "203.0.113.1"), NoRule),
+        ],
     );
 }
 
@@ -197,56 +169,36 @@ security_groups = ["g"]
 "#,
     );
     let gre = packet("10.2.2.2", "10.1.1.1", Transport::Other(47));
-    assert_eq!(
-        judge(&config, "i", Direction::Ingress, &gre).rule,
-        Some(0),
-        "protocol number, all ports"
-    );
     let https = tcp("10.2.2.2", 1000, "10.1.1.1", 443, TCP_SYN);
-    assert_eq!(
-        judge(&config, "i", Direction::Ingress, &https).rule,
-        Some(1),
-        "6 is tcp"
-    );
-    let echo = icmp("10.2.2.2", "10.1.1.1", 8, 0);
-    assert_eq!(
-        judge(&config, "i", Direction::Ingress, &echo).rule,
-        Some(2),
-        "type 8, any code"
-    );
-    let timestamp = icmp("10.2.2.2", "10.1.1.1", 13, 0);
-    assert_eq!(
-        judge(&config, "i", Direction::Ingress, &timestamp).reason,
-        Reason::NoRule
-    );
+    let echo = icmp("10.2.2.2", "10.1.1.1", ICMP_ECHO_REQUEST, 0);
+    let timestamp = icmp("10.2.2.2", "10.1.1.1", ICMP_TIMESTAMP, 0);
     let anything = udp("192.0.2.9", 1, "10.1.1.1", 9);
-    assert_eq!(
-        judge(&config, "i", Direction::Ingress, &anything).rule,
-        Some(3),
-        "`all` protocols and ports"
-    );
+    // A protocol number, all ports; 6 is tcp; type 8, any code; `all` protocols and ports.
+    for (frame, rule) in [(&gre, 0), (&https, 1), (&echo, 2), (&anything, 3)] {
+        assert_eq!(admitting_rule(&config, "i", frame), Some(rule), "{frame:?}");
+    }
+    expect_judged(&config, &[("i", Ingress, timestamp, NoRule)]);
 }
 
 #[test]
 fn r4_only_the_destination_port_of_the_first_packet_is_matched() {
     let config = config(WEB_APP_DB);
     let from_port_80 = tcp("203.0.113.1", 80, "10.0.1.10", 4000, TCP_SYN);
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &from_port_80).reason,
-        Reason::NoRule
-    );
     let to_port_80 = tcp("203.0.113.1", 4000, "10.0.1.10", 80, TCP_SYN);
-    assert!(judge(&config, "web-1", Direction::Ingress, &to_port_80).admitted());
+    expect_judged(
+        &config,
+        &[
+            ("web-1", Ingress, from_port_80, NoRule),
+            ("web-1", Ingress, to_port_80, Untracked),
+        ],
+    );
 }
 
 #[test]
 fn r5_any_ipv4_never_matches_ipv6() {
     let config = config(WEB_APP_DB);
     let v6 = tcp("2001:db8::1", 4000, "fd00:1::10", 80, TCP_SYN);
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &v6).reason,
-        Reason::NoRule
-    );
+    expect_judged(&config, &[("web-1", Ingress, v6, NoRule)]);
 }
 
 #[test]
@@ -272,9 +224,9 @@ security_groups = ["a", "b"]
 "#;
     let config = config(text);
     let dns = udp("10.2.2.2", 5000, "10.1.1.1", 53);
-    assert_eq!(judge(&config, "i", Direction::Ingress, &dns).rule, Some(1));
+    assert_eq!(admitting_rule(&config, "i", &dns), Some(1));
     let reordered = self::config(&text.replace(r#"["a", "b"]"#, r#"["b", "a"]"#));
-    let decision = judge(&reordered, "i", Direction::Ingress, &dns);
+    let decision = judge(&reordered, "i", Ingress, &dns);
     assert!(decision.admitted(), "order does not change the verdict");
     assert_eq!(decision.rule, Some(0), "order only renumbers rules");
 }
@@ -282,18 +234,15 @@ security_groups = ["a", "b"]
 #[test]
 fn g1_group_reference_matches_every_member_here_or_elsewhere() {
     let config = config(WEB_APP_DB);
-    for member in ["10.0.1.10", "10.0.1.99"] {
-        let from_web = tcp(member, 4000, "10.0.2.10", 8080, TCP_SYN);
-        assert_eq!(
-            judge(&config, "app-1", Direction::Ingress, &from_web).reason,
-            Reason::NewFlow,
-            "{member}"
-        );
-    }
-    let stranger = tcp("10.0.1.50", 4000, "10.0.2.10", 8080, TCP_SYN);
-    assert_eq!(
-        judge(&config, "app-1", Direction::Ingress, &stranger).reason,
-        Reason::NoRule
+    let from = |member| tcp(member, 4000, "10.0.2.10", 8080, TCP_SYN);
+    expect_judged(
+        &config,
+        &[
+            // A member with an interface here, and one described elsewhere.
+            ("app-1", Ingress, from("10.0.1.10"), NewFlow),
+            ("app-1", Ingress, from("10.0.1.99"), NewFlow),
+            ("app-1", Ingress, from("10.0.1.50"), NoRule),
+        ],
     );
 }
 
@@ -301,7 +250,7 @@ fn g1_group_reference_matches_every_member_here_or_elsewhere() {
 fn g2_all_addresses_of_a_member_count() {
     let config = config(WEB_APP_DB);
     let instance = config.instance("app-1").expect("app-1");
-    let rule = &effective_rules(&config, instance, Direction::Ingress)[0];
+    let rule = &effective_rules(&config, instance, Ingress)[0];
     let service = Service {
         proto: PROTO_TCP,
         port: Some(8080),
@@ -316,32 +265,24 @@ fn g2_all_addresses_of_a_member_count() {
 #[test]
 fn g3_membership_change_takes_effect_without_editing_rules() {
     let mut session = Session::new(config(WEB_APP_DB));
-    let newcomer = tcp("10.0.1.77", 4000, "10.0.2.10", 8080, TCP_SYN);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Ingress, &newcomer, 0.0)
-            .reason,
-        Reason::NoRule
+    let from_newcomer = |port| tcp("10.0.1.77", port, "10.0.2.10", 8080, TCP_SYN);
+    expect_steps(
+        &mut session,
+        &[("app-1", Ingress, from_newcomer(4000), 0.0, NoRule)],
     );
     let joined = WEB_APP_DB.replace(
         r#"addresses = ["10.0.1.99"]"#,
         r#"addresses = ["10.0.1.99", "10.0.1.77"]"#,
     );
     session.reconfigure(config(&joined));
-    let retry = tcp("10.0.1.77", 4001, "10.0.2.10", 8080, TCP_SYN);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Ingress, &retry, 1.0)
-            .reason,
-        Reason::NewFlow
+    expect_steps(
+        &mut session,
+        &[("app-1", Ingress, from_newcomer(4001), 1.0, NewFlow)],
     );
     session.reconfigure(config(WEB_APP_DB));
-    let after_leaving = tcp("10.0.1.77", 4002, "10.0.2.10", 8080, TCP_SYN);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Ingress, &after_leaving, 2.0)
-            .reason,
-        Reason::NoRule
+    expect_steps(
+        &mut session,
+        &[("app-1", Ingress, from_newcomer(4002), 2.0, NoRule)],
     );
 }
 
@@ -366,36 +307,30 @@ addresses = ["10.0.0.2"]
 security_groups = ["default"]
 "#,
     );
-    let peer = udp("10.0.0.2", 1, "10.0.0.1", 9999);
-    assert!(judge(&config, "a", Direction::Ingress, &peer).admitted());
-    let outsider = udp("10.0.0.3", 1, "10.0.0.1", 9999);
-    assert!(!judge(&config, "a", Direction::Ingress, &outsider).admitted());
+    let from = |peer| udp(peer, 1, "10.0.0.1", 9999);
+    expect_judged(
+        &config,
+        &[
+            ("a", Ingress, from("10.0.0.2"), NewFlow),
+            ("a", Ingress, from("10.0.0.3"), NoRule),
+        ],
+    );
 }
 
 #[test]
 fn c1_reply_passes_whatever_the_reverse_rules_say() {
     let mut session = Session::new(config(WEB_APP_DB));
     let request = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_SYN);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Ingress, &request, 0.0)
-            .reason,
-        Reason::NewFlow
-    );
     let reply = tcp("10.0.2.10", 8080, "10.0.1.10", 4000, TCP_SYN | TCP_ACK);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Egress, &reply, 0.1)
-            .reason,
-        Reason::Reply,
-        "egress = [] yet the reply passes"
-    );
     let unsolicited = tcp("10.0.2.10", 8080, "10.0.1.10", 4001, TCP_SYN | TCP_ACK);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Egress, &unsolicited, 0.2)
-            .reason,
-        Reason::NoRule
+    expect_steps(
+        &mut session,
+        &[
+            ("app-1", Ingress, request, 0.0, NewFlow),
+            // egress = [] yet the reply passes.
+            ("app-1", Egress, reply, 0.1, Reply),
+            ("app-1", Egress, unsolicited, 0.2, NoRule),
+        ],
     );
 }
 
@@ -403,79 +338,41 @@ fn c1_reply_passes_whatever_the_reverse_rules_say() {
 fn c2_state_is_per_interface() {
     let mut session = Session::new(config(WEB_APP_DB));
     let to_app = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_SYN);
-    session.process("app-1", Direction::Ingress, &to_app, 0.0);
     // The same tuple seen on web-1 is not a reply there: web-1 has its own table.
     let on_web = tcp("10.0.2.10", 8080, "10.0.1.10", 4000, TCP_SYN | TCP_ACK);
-    assert_eq!(
-        session
-            .process("web-1", Direction::Ingress, &on_web, 0.1)
-            .reason,
-        Reason::NoRule
+    expect_steps(
+        &mut session,
+        &[
+            ("app-1", Ingress, to_app, 0.0, NewFlow),
+            ("web-1", Ingress, on_web, 0.1, NoRule),
+        ],
     );
 }
 
 #[test]
 fn c3_icmp_echo_is_tracked_like_a_flow() {
     let mut session = Session::new(config(WEB_APP_DB));
-    let request = packet(
-        "10.0.1.10",
-        "203.0.113.1",
-        Transport::Icmp {
-            icmp_type: 8,
-            code: 0,
-            echo_id: 42,
-            quoted: None,
-        },
-    );
-    assert_eq!(
-        session
-            .process("web-1", Direction::Egress, &request, 0.0)
-            .reason,
-        Reason::NewFlow
-    );
-    let reply = packet(
-        "203.0.113.1",
-        "10.0.1.10",
-        Transport::Icmp {
-            icmp_type: 0,
-            code: 0,
-            echo_id: 42,
-            quoted: None,
-        },
-    );
-    assert_eq!(
-        session
-            .process("web-1", Direction::Ingress, &reply, 0.1)
-            .reason,
-        Reason::Reply,
-        "no inbound ICMP rule needed"
-    );
-    let other_id = packet(
-        "203.0.113.1",
-        "10.0.1.10",
-        Transport::Icmp {
-            icmp_type: 0,
-            code: 0,
-            echo_id: 43,
-            quoted: None,
-        },
-    );
-    assert_eq!(
-        session
-            .process("web-1", Direction::Ingress, &other_id, 0.2)
-            .reason,
-        Reason::NoRule
+    let request = echo("10.0.1.10", "203.0.113.1", ICMP_ECHO_REQUEST, 0, 42);
+    let reply = |id| echo("203.0.113.1", "10.0.1.10", ICMP_ECHO_REPLY, 0, id);
+    expect_steps(
+        &mut session,
+        &[
+            ("web-1", Egress, request, 0.0, NewFlow),
+            // No inbound ICMP rule needed.
+            ("web-1", Ingress, reply(42), 0.1, Reply),
+            ("web-1", Ingress, reply(43), 0.2, NoRule),
+        ],
     );
 }
 
 #[test]
 fn c4_removing_a_rule_keeps_tracked_flows_unless_the_cut_option_is_on() {
-    let ssh = tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN);
+    let ssh = |port, flags| tcp("198.51.100.7", port, "10.0.1.10", 22, flags);
     let without_ssh = WEB_APP_DB.replace(
         r#"cidr = ["198.51.100.0/24"]"#,
         r#"cidr = ["192.0.2.0/24"]"#,
     );
-    for (cut, expected) in [(false, Reason::Tracked), (true, Reason::ConntrackCut)] {
+    for (cut, expected) in [(false, Tracked), (true, ConntrackCut)] {
         let option = if cut {
             "conntrack = { cut_on_rule_removal = true }\n"
         } else {
@@ -488,27 +385,17 @@ fn c4_removing_a_rule_keeps_tracked_flows_unless_the_cut_option_is_on() {
             )
         };
         let mut session = Session::new(config(&with_option(WEB_APP_DB)));
-        assert_eq!(
-            session
-                .process("web-1", Direction::Ingress, &ssh, 0.0)
-                .reason,
-            Reason::NewFlow
+        expect_steps(
+            &mut session,
+            &[("web-1", Ingress, ssh(4000, TCP_SYN), 0.0, NewFlow)],
         );
         session.reconfigure(config(&with_option(&without_ssh)));
-        let more = tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_ACK);
-        assert_eq!(
-            session
-                .process("web-1", Direction::Ingress, &more, 1.0)
-                .reason,
-            expected,
-            "cut option {cut}"
-        );
-        let new_session = tcp("198.51.100.7", 4001, "10.0.1.10", 22, TCP_SYN);
-        assert_eq!(
-            session
-                .process("web-1", Direction::Ingress, &new_session, 1.1)
-                .reason,
-            Reason::NoRule
+        expect_steps(
+            &mut session,
+            &[
+                ("web-1", Ingress, ssh(4000, TCP_ACK), 1.0, expected),
+                ("web-1", Ingress, ssh(4001, TCP_SYN), 1.1, NoRule),
+            ],
         );
     }
 }
@@ -530,41 +417,31 @@ addresses = ["10.1.1.1"]
 security_groups = ["dns"]
 conntrack = { udp_timeout = 30, udp_stream_timeout = 120 }
 "#;
+    let query = || udp("10.2.2.2", 5000, "10.1.1.1", 53);
+    let answer = || udp("10.1.1.1", 53, "10.2.2.2", 5000);
     let mut session = Session::new(config(text));
-    let query = udp("10.2.2.2", 5000, "10.1.1.1", 53);
-    let answer = udp("10.1.1.1", 53, "10.2.2.2", 5000);
-    session.process("i", Direction::Ingress, &query, 0.0);
-    assert_eq!(
-        session
-            .process("i", Direction::Egress, &answer, 29.0)
-            .reason,
-        Reason::Reply
-    );
-    assert_eq!(
-        session
-            .process("i", Direction::Egress, &answer, 59.5)
-            .reason,
-        Reason::NoRule,
-        "30 s idle: gone"
+    expect_steps(
+        &mut session,
+        &[
+            ("i", Ingress, query(), 0.0, NewFlow),
+            ("i", Egress, answer(), 29.0, Reply),
+            // 30 s idle: gone.
+            ("i", Egress, answer(), 59.5, NoRule),
+        ],
     );
 
     // Both ways more than once: a stream, kept for the stream timeout.
     let mut session = Session::new(config(text));
-    for at in [0.0, 1.0] {
-        session.process("i", Direction::Ingress, &query, at);
-        session.process("i", Direction::Egress, &answer, at + 0.5);
-    }
-    assert_eq!(
-        session
-            .process("i", Direction::Egress, &answer, 100.0)
-            .reason,
-        Reason::Reply
-    );
-    assert_eq!(
-        session
-            .process("i", Direction::Egress, &answer, 221.0)
-            .reason,
-        Reason::NoRule
+    expect_steps(
+        &mut session,
+        &[
+            ("i", Ingress, query(), 0.0, NewFlow),
+            ("i", Egress, answer(), 0.5, Reply),
+            ("i", Ingress, query(), 1.0, Tracked),
+            ("i", Egress, answer(), 1.5, Reply),
+            ("i", Egress, answer(), 100.0, Reply),
+            ("i", Egress, answer(), 221.0, NoRule),
+        ],
     );
 }
 
@@ -577,26 +454,16 @@ fn c6_full_allowance_drops_new_flows_and_keeps_established_ones() {
     let mut session = Session::new(config(&text));
     let first = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_SYN);
     let first_reply = tcp("10.0.2.10", 8080, "10.0.1.10", 4000, TCP_SYN | TCP_ACK);
-    session.process("app-1", Direction::Ingress, &first, 0.0);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Egress, &first_reply, 0.1)
-            .reason,
-        Reason::Reply
-    );
     let second = tcp("10.0.1.99", 4000, "10.0.2.10", 8080, TCP_SYN);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Ingress, &second, 0.2)
-            .reason,
-        Reason::ConntrackFull
-    );
     let first_more = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_ACK);
-    assert_eq!(
-        session
-            .process("app-1", Direction::Ingress, &first_more, 0.3)
-            .reason,
-        Reason::Tracked
+    expect_steps(
+        &mut session,
+        &[
+            ("app-1", Ingress, first, 0.0, NewFlow),
+            ("app-1", Egress, first_reply, 0.1, Reply),
+            ("app-1", Ingress, second, 0.2, ConntrackFull),
+            ("app-1", Ingress, first_more, 0.3, Tracked),
+        ],
     );
 }
 
@@ -614,118 +481,92 @@ fn c7_icmp_errors_need_a_rule_unless_related_icmp_is_on() {
         src_port: 5000,
         dst_port: 53,
     };
-    let error = packet(
-        "203.0.113.1",
-        "10.0.1.10",
-        Transport::Icmp {
-            icmp_type: 3,
-            code: 3,
-            echo_id: 0,
-            quoted: Some(quoted),
-        },
-    );
-    let request = udp("10.0.1.10", 5000, "203.0.113.1", 53);
-    for (related, expected) in [(false, Reason::NoRule), (true, Reason::RelatedIcmp)] {
+    let port_unreachable = Transport::Icmp {
+        icmp_type: ICMP_DEST_UNREACHABLE,
+        code: 3,
+        echo_id: 0,
+        quoted: Some(quoted),
+    };
+    let error = || packet("203.0.113.1", "10.0.1.10", port_unreachable);
+    let request = || udp("10.0.1.10", 5000, "203.0.113.1", 53);
+    for (related, expected) in [(false, NoRule), (true, RelatedIcmp)] {
         let line = if related { "related_icmp = true" } else { "" };
         let mut session = Session::new(config(&text.replace("RELATED", line)));
-        session.process("web-1", Direction::Egress, &request, 0.0);
-        assert_eq!(
-            session
-                .process("web-1", Direction::Ingress, &error, 0.1)
-                .reason,
-            expected,
-            "related_icmp = {related}"
+        expect_steps(
+            &mut session,
+            &[
+                ("web-1", Egress, request(), 0.0, NewFlow),
+                ("web-1", Ingress, error(), 0.1, expected),
+            ],
         );
     }
     // An error about a flow that does not exist is never related.
     let mut session = Session::new(config(&text.replace("RELATED", "related_icmp = true")));
-    assert_eq!(
-        session
-            .process("web-1", Direction::Ingress, &error, 0.0)
-            .reason,
-        Reason::NoRule
-    );
+    expect_steps(&mut session, &[("web-1", Ingress, error(), 0.0, NoRule)]);
 }
 
 #[test]
 fn c8_flows_open_both_ways_from_anywhere_are_untracked() {
     let config = config(WEB_APP_DB);
     let http = tcp("203.0.113.1", 4000, "10.0.1.10", 80, TCP_SYN);
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &http).reason,
-        Reason::Untracked
-    );
     let ssh = tcp("198.51.100.7", 4000, "10.0.1.10", 22, TCP_SYN);
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &ssh).reason,
-        Reason::NewFlow,
-        "not from anywhere: tracked"
-    );
     let outbound = tcp("10.0.1.10", 4000, "203.0.113.1", 443, TCP_SYN);
-    assert_eq!(
-        judge(&config, "web-1", Direction::Egress, &outbound).reason,
-        Reason::NewFlow,
-        "inbound is not open on all ports: tracked"
+    expect_judged(
+        &config,
+        &[
+            ("web-1", Ingress, http, Untracked),
+            // Not from anywhere: tracked.
+            ("web-1", Ingress, ssh, NewFlow),
+            // Inbound is not open on all ports: tracked.
+            ("web-1", Egress, outbound, NewFlow),
+        ],
     );
 }
 
 #[test]
 fn i1_source_destination_check() {
     let config_on = config(WEB_APP_DB);
-    let spoofed = udp("10.9.9.9", 5000, "203.0.113.1", 53);
-    assert_eq!(
-        judge(&config_on, "web-1", Direction::Egress, &spoofed).reason,
-        Reason::SpoofedSource
-    );
+    let spoofed = || udp("10.9.9.9", 5000, "203.0.113.1", 53);
     let misaddressed = tcp("203.0.113.1", 4000, "10.0.1.11", 80, TCP_SYN);
-    assert_eq!(
-        judge(&config_on, "web-1", Direction::Ingress, &misaddressed).reason,
-        Reason::SpoofedDestination
+    expect_judged(
+        &config_on,
+        &[
+            ("web-1", Egress, spoofed(), SpoofedSource),
+            ("web-1", Ingress, misaddressed, SpoofedDestination),
+        ],
     );
     let config_off = config(&WEB_APP_DB.replacen(
         "security_groups = [\"web\"]\n",
         "security_groups = [\"web\"]\nsource_dest_check = false\n",
         1,
     ));
-    assert!(
-        judge(&config_off, "web-1", Direction::Egress, &spoofed).admitted(),
-        "NAT instance"
-    );
+    // A NAT instance.
+    expect_judged(&config_off, &[("web-1", Egress, spoofed(), NewFlow)]);
 }
 
 #[test]
 fn i2_arp_and_neighbour_discovery_bypass_rules_but_arp_is_checked() {
     let config = config(WEB_APP_DB);
-    let own = Frame::Arp {
-        sender: "10.0.1.10".parse().expect("v4"),
+    let arp = |sender: &str| Frame::Arp {
+        sender: sender.parse().expect("v4"),
     };
-    let probe = Frame::Arp {
-        sender: Ipv4Addr::UNSPECIFIED,
-    };
-    let stolen = Frame::Arp {
-        sender: "10.0.2.10".parse().expect("v4"),
-    };
-    assert_eq!(
-        judge(&config, "web-1", Direction::Egress, &own).reason,
-        Reason::Arp
+    let solicitation = icmp(
+        "fe80::1",
+        "ff02::1:ff00:10",
+        ICMPV6_NEIGHBOR_SOLICITATION,
+        0,
     );
-    assert_eq!(
-        judge(&config, "web-1", Direction::Egress, &probe).reason,
-        Reason::Arp
-    );
-    assert_eq!(
-        judge(&config, "web-1", Direction::Egress, &stolen).reason,
-        Reason::ArpSpoof
-    );
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &stolen).reason,
-        Reason::Arp,
-        "inbound ARP is not checked"
-    );
-    let solicitation = icmp("fe80::1", "ff02::1:ff00:10", 135, 0);
-    assert_eq!(
-        judge(&config, "app-1", Direction::Egress, &solicitation).reason,
-        Reason::Icmpv6Link
+    expect_judged(
+        &config,
+        &[
+            ("web-1", Egress, arp("10.0.1.10"), Arp),
+            // An address probe.
+            ("web-1", Egress, arp("0.0.0.0"), Arp),
+            ("web-1", Egress, arp("10.0.2.10"), ArpSpoof),
+            // Inbound ARP is not checked.
+            ("web-1", Ingress, arp("10.0.2.10"), Arp),
+            ("app-1", Egress, solicitation, Icmpv6Link),
+        ],
     );
 }
 
@@ -735,84 +576,56 @@ fn i3_exempt_destinations_skip_the_rules() {
         "security_groups = [\"app\"]\n",
         "security_groups = [\"app\"]\nexempt = [\"169.254.169.254/32\"]\n",
     ));
-    let metadata = tcp("10.0.2.10", 4000, "169.254.169.254", 80, TCP_SYN);
-    assert_eq!(
-        judge(&config, "app-1", Direction::Egress, &metadata).reason,
-        Reason::Exempt
-    );
-    let elsewhere = tcp("10.0.2.10", 4000, "169.254.169.253", 80, TCP_SYN);
-    assert_eq!(
-        judge(&config, "app-1", Direction::Egress, &elsewhere).reason,
-        Reason::NoRule,
-        "nothing is exempt by default"
+    let to = |destination| tcp("10.0.2.10", 4000, destination, 80, TCP_SYN);
+    expect_judged(
+        &config,
+        &[
+            ("app-1", Egress, to("169.254.169.254"), Exempt),
+            // Nothing is exempt by default.
+            ("app-1", Egress, to("169.254.169.253"), NoRule),
+        ],
     );
 }
 
 #[test]
 fn i4_non_ip_frames_drop() {
     let config = config(WEB_APP_DB);
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &Frame::NonIp).reason,
-        Reason::NonIp
-    );
+    expect_judged(&config, &[("web-1", Ingress, Frame::NonIp, NonIp)]);
 }
 
 #[test]
 fn h1_later_fragments_follow_their_first_fragment() {
     let mut session = Session::new(config(WEB_APP_DB));
-    let fragment = |fragment: Fragment, dport: u16| {
+    let fragment = |transport, fragment| {
         Frame::Ip(IpPacket {
             src: ip("10.0.1.10"),
             dst: ip("203.0.113.1"),
-            transport: Transport::Udp {
-                src_port: 5000,
-                dst_port: dport,
-            },
+            transport,
             fragment,
         })
     };
-    let orphan = fragment(Fragment::Later { id: 9, offset: 185 }, 0);
-    assert_eq!(
-        session
-            .process("web-1", Direction::Egress, &orphan, 0.0)
-            .reason,
-        Reason::FragmentWithoutFirst
-    );
-    let first = fragment(Fragment::First { id: 9 }, 53);
-    assert!(
-        session
-            .process("web-1", Direction::Egress, &first, 0.1)
-            .admitted()
-    );
-    assert_eq!(
-        session
-            .process("web-1", Direction::Egress, &orphan, 0.2)
-            .reason,
-        Reason::Fragment
-    );
-    assert_eq!(
-        session
-            .process("web-1", Direction::Egress, &orphan, 40.0)
-            .reason,
-        Reason::FragmentWithoutFirst,
-        "too late"
-    );
-
-    let overlap = Frame::Ip(IpPacket {
-        src: ip("10.0.1.10"),
-        dst: ip("203.0.113.1"),
-        transport: Transport::Tcp {
-            src_port: 1,
-            dst_port: 2,
-            flags: 0,
-        },
-        fragment: Fragment::Later { id: 3, offset: 1 },
-    });
-    assert_eq!(
-        session
-            .process("web-1", Direction::Egress, &overlap, 0.3)
-            .reason,
-        Reason::OverlappingFragment
+    let udp = |dst_port| Transport::Udp {
+        src_port: 5000,
+        dst_port,
+    };
+    let orphan = || fragment(udp(0), Fragment::Later { id: 9, offset: 185 });
+    let first = fragment(udp(53), Fragment::First { id: 9 });
+    let tcp = Transport::Tcp {
+        src_port: 1,
+        dst_port: 2,
+        flags: 0,
+    };
+    let overlap = fragment(tcp, Fragment::Later { id: 3, offset: 1 });
+    expect_steps(
+        &mut session,
+        &[
+            ("web-1", Egress, orphan(), 0.0, FragmentWithoutFirst),
+            ("web-1", Egress, first, 0.1, NewFlow),
+            ("web-1", Egress, orphan(), 0.2, Reason::Fragment),
+            ("web-1", Egress, overlap, 0.3, OverlappingFragment),
+            // Too late.
+            ("web-1", Egress, orphan(), 40.0, FragmentWithoutFirst),
+        ],
     );
 }
 
@@ -828,14 +641,15 @@ fn g5_r7_r8_are_validation_errors_not_verdicts() {
 #[test]
 fn h2_ipv6_unknown_extension_headers_drop_but_the_same_number_in_ipv4_is_a_protocol() {
     let config = config(WEB_APP_DB);
-    let v6 = packet("2001:db8::1", "fd00:1::10", Transport::Other(253));
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &v6).reason,
-        Reason::Ipv6UnknownExtension
-    );
-    let v4 = packet("203.0.113.1", "10.0.1.10", Transport::Other(253));
-    assert_eq!(
-        judge(&config, "web-1", Direction::Ingress, &v4).reason,
-        Reason::NoRule
-    );
+    for next_header in IPV6_UNWALKABLE_EXTENSIONS {
+        let v6 = packet("2001:db8::1", "fd00:1::10", Transport::Other(next_header));
+        let v4 = packet("203.0.113.1", "10.0.1.10", Transport::Other(next_header));
+        expect_judged(
+            &config,
+            &[
+                ("web-1", Ingress, v6, Ipv6UnknownExtension),
+                ("web-1", Ingress, v4, NoRule),
+            ],
+        );
+    }
 }

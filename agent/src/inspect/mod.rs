@@ -9,8 +9,8 @@ use std::{collections::BTreeMap, os::fd::AsFd as _, path::PathBuf};
 use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use filter_common::{
     COUNTERS_LEN, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, Counter, CtCount, CtEntry, CtKey,
-    DIR_INGRESS, IFSLOT_UNCONFIGURED, REASON_COUNT, counter_index, map_names, reason_name,
-    reason_passes, rule_hit_index, slot_of_generation,
+    DIR_INGRESS, IFSLOT_UNCONFIGURED, Reason, counter_index, map_names, rule_hit_index,
+    slot_of_generation,
 };
 use serde::Serialize;
 
@@ -128,9 +128,9 @@ impl Pinned {
         let mut rows = Vec::new();
         for (ifslot, interface) in rows_of {
             for dir in [DIR_INGRESS, filter_common::DIR_EGRESS] {
-                for reason in 0..REASON_COUNT as u32 {
-                    let index = counter_index(ifslot, dir, reason);
-                    if index >= COUNTERS_LEN || reason_name(reason).is_empty() {
+                for reason in Reason::ALL {
+                    let index = counter_index(ifslot, dir, reason as u32);
+                    if index >= COUNTERS_LEN {
                         continue;
                     }
                     let values = counters
@@ -145,13 +145,8 @@ impl Pinned {
                     rows.push(CounterRow {
                         interface: interface.clone(),
                         direction: direction_name(dir).to_string(),
-                        verdict: if reason_passes(reason) {
-                            "pass"
-                        } else {
-                            "drop"
-                        }
-                        .to_string(),
-                        reason: reason_name(reason).to_string(),
+                        verdict: if reason.passes() { "pass" } else { "drop" }.to_string(),
+                        reason: reason.name().to_string(),
                         packets,
                         bytes,
                     });

@@ -336,7 +336,7 @@ pub fn expect(
                 passes: false,
                 why: format!(
                     "{what} on {instance} {direction}: {}",
-                    reason_text(decision.reason)
+                    decision.reason.describe()
                 ),
             };
         }
@@ -388,33 +388,6 @@ fn describe_rule(
         rule.protocol,
         rule.peer,
     ))
-}
-
-/// Why the evaluator drops a packet, with the statement behind it.
-pub fn reason_text(reason: Reason) -> &'static str {
-    match reason {
-        Reason::NoRule => "no rule admits it (R1)",
-        Reason::SpoofedSource => "its source is not the instance's address (I1)",
-        Reason::SpoofedDestination => "its destination is not the instance's address (I1)",
-        Reason::ArpSpoof => "ARP claiming another address (I2)",
-        Reason::NonIp => "not IP (I4)",
-        Reason::FragmentWithoutFirst => "a fragment whose first fragment was not admitted (H1)",
-        Reason::OverlappingFragment => "an overlapping fragment (H1)",
-        Reason::Ipv6UnknownExtension => "an IPv6 extension header that cannot be walked (H2)",
-        Reason::ConntrackFull => "the interface's flow allowance is used up (C6)",
-        Reason::ConntrackCut => "its flow's rule was removed (C4, cut_on_rule_removal)",
-        Reason::Tracked
-        | Reason::Reply
-        | Reason::NewFlow
-        | Reason::Untracked
-        | Reason::Fragment
-        | Reason::Arp
-        | Reason::Icmpv6Link
-        | Reason::Exempt
-        | Reason::RelatedIcmp
-        | Reason::RuleUntrackedIcmp
-        | Reason::RuleNoEntry => "admitted",
-    }
 }
 
 /// How probes run.

@@ -23,8 +23,7 @@ use aya::{
     maps::{HashMap, MapData, RingBuf},
 };
 use filter_common::{
-    CtEntry, CtKey, DIR_INGRESS, EVENT_FLOW_DENIED, EVENT_FLOW_NEW, FlowEvent, REASON_NEW_FLOW,
-    map_names,
+    CtEntry, CtKey, DIR_INGRESS, EVENT_FLOW_DENIED, EVENT_FLOW_NEW, FlowEvent, Reason, map_names,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -268,7 +267,7 @@ pub fn record_event(
 ) {
     let accept = match event.kind {
         // Tracked flows are counted from conntrack; only flows without an entry count here.
-        EVENT_FLOW_NEW if u32::from(event.reason) != REASON_NEW_FLOW => true,
+        EVENT_FLOW_NEW if u32::from(event.reason) != Reason::NewFlow as u32 => true,
         EVENT_FLOW_DENIED => false,
         _ => return,
     };
