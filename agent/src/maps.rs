@@ -753,7 +753,8 @@ pub struct ModelMatch {
 
 impl MemoryMaps {
     /// The rule the datapath would pick for the first packet of a flow, by the same lookups:
-    /// `(CIDRS | GROUP_BITS[MEMBERS]) & (PORTS | all_protocols)`, lowest bit. `None` when the
+    /// `(CIDRS | GROUP_BITS[MEMBERS] | PREFIX_LIST_BITS[PREFIX_LISTS]) & (PORTS |
+    /// all_protocols)`, lowest bit. `None` when the
     /// interface has no configuration in the active slot; `Some(None)` when no rule matches.
     pub fn classify(&self, flow: &FlowStart) -> Option<Option<ModelMatch>> {
         let slot = slot_of_generation(self.generation);

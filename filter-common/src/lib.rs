@@ -144,6 +144,7 @@ pub mod map_names {
     pub const EVENTS: &str = "SGW_EVENTS";
     pub const DENY_RATE: &str = "SGW_DENY_RATE";
     pub const SCRATCH: &str = "SGW_SCRATCH";
+    pub const DECIDE_SCRATCH: &str = "SGW_DECIDE";
     /// One program array per program type: the kernel lets a program array serve one type only.
     pub const DECIDE_XDP: &str = "SGW_DECIDE_XDP";
     pub const DECIDE_TC: &str = "SGW_DECIDE_TC";
@@ -663,9 +664,8 @@ pub fn first_match(
 ) -> Option<u16> {
     let mut index = 0;
     while index < BITMAP_WORDS {
-        let source = peer.word(index);
         let service = port.map_or(0, |b| b.words[index]) | all_protocols.words[index];
-        let matched = source & service;
+        let matched = peer.word(index) & service;
         if matched != 0 {
             return Some((index * 64) as u16 + matched.trailing_zeros() as u16);
         }
@@ -683,15 +683,42 @@ pub fn any_match_in(
 ) -> bool {
     let mut index = 0;
     while index < BITMAP_WORDS {
-        let source = peer.word(index);
         let service = port.map_or(0, |b| b.words[index]) | all_protocols.words[index];
-        if source & service & mask.words[index] != 0 {
+        if peer.word(index) & service & mask.words[index] != 0 {
             return true;
         }
         index += 1;
     }
     false
 }
+
+/// `SGW_DECIDE[0]` (per CPU): what the decide stage's two lookups in their own BPF functions
+/// (the network ACL, rule classification) answer. Kept in map memory rather than returned in
+/// registers so that, however a lookup went, the verifier resumes the caller in one state
+/// instead of walking the rest of the verdict once per outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecideScratch {
+    /// [`ACL_PASSES`], [`ACL_DENIES`] or [`ACL_NO_ENTRY`].
+    pub acl_verdict: u32,
+    /// Global rule id of the ACL entry that matched (it counts a hit), or [`RULE_ID_NONE`]: no
+    /// ACL, the own subnet, or no entry.
+    pub acl_entry: u32,
+    /// The interface's rule bit that admits the flow, or [`NO_RULE`].
+    pub rule: u32,
+    /// Non-zero: some admitting rule makes the flow untracked (C8).
+    pub untracked: u32,
+}
+const _: () = assert!(core::mem::size_of::<DecideScratch>() == 16);
+
+/// Not filtered, inside the own subnet, or an entry that allows.
+pub const ACL_PASSES: u32 = 0;
+/// An entry that denies matched first.
+pub const ACL_DENIES: u32 = 1;
+/// No entry matched: the final `*` denies.
+pub const ACL_NO_ENTRY: u32 = 2;
+/// [`DecideScratch::rule`] when no rule admits the flow.
+pub const NO_RULE: u32 = u32::MAX;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -718,4 +745,5 @@ mod pod {
     unsafe impl aya::Pod for RateWindow {}
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for PacketFacts {}
+    unsafe impl aya::Pod for DecideScratch {}
 }

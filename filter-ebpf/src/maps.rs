@@ -98,6 +98,10 @@ pub static DENY_RATE: PerCpuArray<RateWindow> = PerCpuArray::with_max_entries(1,
 #[map(name = "SGW_SCRATCH")]
 pub static SCRATCH: PerCpuArray<PacketFacts> = PerCpuArray::with_max_entries(1, 0);
 
+/// The answers of the decide stage's own BPF functions (see `DecideScratch`); not pinned.
+#[map(name = "SGW_DECIDE")]
+pub static DECIDE_SCRATCH: PerCpuArray<DecideScratch> = PerCpuArray::with_max_entries(1, 0);
+
 /// The decide program for XDP hooks, at index 0. A program array serves one program type.
 #[map(name = "SGW_DECIDE_XDP")]
 pub static DECIDE_XDP: ProgramArray = ProgramArray::with_max_entries(1, 0);

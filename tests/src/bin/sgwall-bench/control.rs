@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use filter_common::{
-    AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue, PortKey,
+    AclBits, AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue, PortKey,
     RuleBitmap,
 };
 use serde::Serialize;
@@ -178,6 +178,18 @@ impl PolicyMaps for TimedMaps<'_> {
     }
     fn local_addrs(&mut self) -> &mut dyn Table<LocalAddrKey, u32> {
         self.inner.local_addrs()
+    }
+    fn acl_cidrs(&mut self) -> &mut dyn Table<Lpm<CidrKey>, AclBits> {
+        self.inner.acl_cidrs()
+    }
+    fn acl_ports(&mut self) -> &mut dyn Table<Lpm<PortKey>, AclBits> {
+        self.inner.acl_ports()
+    }
+    fn prefix_lists(&mut self) -> &mut dyn Table<Lpm<AddrKey>, MemberValue> {
+        self.inner.prefix_lists()
+    }
+    fn prefix_list_bits(&mut self) -> &mut dyn Table<GroupBitsKey, RuleBitmap> {
+        self.inner.prefix_list_bits()
     }
 }
 
