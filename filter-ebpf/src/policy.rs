@@ -4,18 +4,20 @@
 //! network ACL (two lookups and one word, whatever the number of entries), the exempt list and
 //! the instance's own addresses.
 
+use core::ptr::read_volatile;
+
 use aya_ebpf::maps::lpm_trie::Key;
 use filter_common::{
-    ACL_DENIES, ACL_NO_ENTRY, ACL_PASSES, ACL_SAME_SUBNET_BIT, AddrKey, NO_RULE, RULE_BITS,
-    RULE_ID_NONE, CIDR_KEY_FIXED_BITS, CidrKey, DIR_EXEMPT, GroupBitsKey,
-    IFACE_F_HAS_ACL, IFACE_F_HAS_PREFIX_LISTS, IfaceConfig, IfaceKey, LocalAddrKey,
-    PORT_KEY_FIXED_BITS, PREFIX_LIST_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PeerBits, PortKey,
-    RuleBitmap, acl_first_match, any_match_in, first_match, slot_of_generation,
+    ACL_DENIES, ACL_NO_ENTRY, ACL_PASSES, ACL_SAME_SUBNET_BIT, AddrKey, CIDR_KEY_FIXED_BITS,
+    CidrKey, DIR_EXEMPT, GroupBitsKey, IFACE_F_HAS_ACL, IFACE_F_HAS_PREFIX_LISTS, IfaceConfig,
+    IfaceKey, LocalAddrKey, NO_RULE, PORT_KEY_FIXED_BITS, PREFIX_LIST_KEY_FIXED_BITS, PROTO_TCP,
+    PROTO_UDP, PeerBits, PortKey, RULE_BITS, RULE_ID_NONE, RuleBitmap, acl_first_match,
+    any_match_in, first_match, slot_of_generation,
 };
 
 use crate::maps::{
-    ACL_CIDRS, ACL_PORTS, CIDRS, DECIDE_SCRATCH, GROUP_BITS, IFACES, LOCAL_ADDRS, MEMBERS, PORTS, PREFIX_LIST_BITS,
-    PREFIX_LISTS,
+    ACL_CIDRS, ACL_PORTS, CIDRS, DECIDE_SCRATCH, GROUP_BITS, IFACES, LOCAL_ADDRS, MEMBERS, PORTS,
+    PREFIX_LIST_BITS, PREFIX_LISTS,
 };
 
 /// The policy generation in force and one interface's configuration in its slot.
@@ -104,7 +106,9 @@ pub fn classify(policy: &Policy, lookup: Lookup) -> Option<Match> {
     // SAFETY: this CPU's slot; nothing else uses it while this program runs. No rule unless the
     // function below says otherwise: a stale answer must never admit.
     unsafe { (*out).rule = NO_RULE };
-    classify_into_scratch(policy, &lookup);
+    if classify_into_scratch(policy, &lookup) != DONE {
+        return None;
+    }
     let answer = DECIDE_SCRATCH.get(0)?;
     if answer.rule >= RULE_BITS as u32 {
         return None;
@@ -115,11 +119,12 @@ pub fn classify(policy: &Policy, lookup: Lookup) -> Option<Match> {
     })
 }
 
-/// [`classify`]'s lookups in a BPF function of their own, answering in `DECIDE_SCRATCH`.
+/// [`classify`]'s lookups in a BPF function of their own, answering in `DECIDE_SCRATCH`
+/// (see `DecideScratch`); returns [`done`].
 #[inline(never)]
-fn classify_into_scratch(policy: &Policy, lookup: &Lookup) {
+fn classify_into_scratch(policy: &Policy, lookup: &Lookup) -> u32 {
     let Some(out) = DECIDE_SCRATCH.get_ptr_mut(0) else {
-        return;
+        return done();
     };
     let (rule, untracked) = match lookup_rule(policy, *lookup) {
         Some(matched) => (u32::from(matched.rule), u32::from(matched.untracked)),
@@ -130,6 +135,22 @@ fn classify_into_scratch(policy: &Policy, lookup: &Lookup) {
         (*out).rule = rule;
         (*out).untracked = untracked;
     }
+    done()
+}
+
+/// What the BPF functions of their own return when done.
+const DONE: u32 = 0;
+
+/// [`DONE`] as a BPF function returns it: read back from a volatile stack slot, so the
+/// compiler can neither fold it into the caller nor drop the return value (R0 then holds
+/// whatever the function left in it, a pointer to the caller's stack for one, which the
+/// verifier refuses), while the verifier knows the value: every path through the function
+/// resumes the caller in one state.
+#[inline(always)]
+fn done() -> u32 {
+    let done = DONE;
+    // SAFETY: a read of a local.
+    unsafe { read_volatile(&done) }
 }
 
 #[inline(always)]
@@ -234,18 +255,20 @@ pub fn judge_acl(policy: &Policy, lookup: &Lookup) {
             (*out).acl_verdict = ACL_DENIES;
             (*out).acl_entry = RULE_ID_NONE;
         }
-        judge_acl_into_scratch(policy, lookup);
+        // Whatever it returns, the verdict is in the slot (denied until written).
+        let _ = judge_acl_into_scratch(policy, lookup) != DONE;
     }
 }
 
 /// N2: two lookups and one word, whatever the number of entries: the entries whose CIDR covers
 /// the peer, AND those whose protocol and ports admit this packet's service; the lowest bit is
 /// the first entry in number order (bit 0: the own subnet, N4), and the allow mask says what it
-/// does. A BPF function of its own, answering in map memory (see `DecideScratch`).
+/// does. A BPF function of its own, answering in map memory (see `DecideScratch`); returns
+/// [`done`].
 #[inline(never)]
-fn judge_acl_into_scratch(policy: &Policy, lookup: &Lookup) {
+fn judge_acl_into_scratch(policy: &Policy, lookup: &Lookup) -> u32 {
     let Some(out) = DECIDE_SCRATCH.get_ptr_mut(0) else {
-        return;
+        return done();
     };
     let iface = policy.iface;
     let (verdict, entry) = if iface.flags & IFACE_F_HAS_ACL == 0 {
@@ -287,6 +310,7 @@ fn judge_acl_into_scratch(policy: &Policy, lookup: &Lookup) {
         (*out).acl_verdict = verdict;
         (*out).acl_entry = entry;
     }
+    done()
 }
 
 /// The verdict [`judge_acl`] left: (`ACL_*` verdict, entry id). A missing slot denies.

@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use filter_common::{
-    AclBits, AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue, PortKey,
-    RuleBitmap,
+    AclBits, AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue,
+    PortKey, RuleBitmap,
 };
 use serde::Serialize;
 use sgwall::{
