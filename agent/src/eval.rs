@@ -309,15 +309,14 @@ fn rule_admits(config: &Config, rule: &EffectiveRule, peer: IpAddr, service: &Se
     if !service_admits(rule.protocol, rule.ports, service) {
         return false;
     }
-    let peer_ok = match &rule.peer {
+    match &rule.peer {
         // ipnet's `contains` is false across families: 0.0.0.0/0 never matches IPv6 (R5).
         Peer::Cidr(net) => net.contains(&peer),
         Peer::Group(group) => config.group_members(group).contains(&peer),
         Peer::PrefixList(list) => config
             .prefix_list(list)
             .is_some_and(|list| list.contains(peer)),
-    };
-    peer_ok
+    }
 }
 
 /// N1-N4: what the network ACL of the instance's subnet says of this packet. Every packet is
