@@ -6,6 +6,7 @@
 pub mod compile;
 pub mod config;
 pub mod datapath;
+pub mod error_text;
 pub mod eval;
 pub mod import;
 pub mod inspect;
@@ -13,7 +14,10 @@ pub mod lab;
 pub mod maps;
 pub mod model;
 pub mod netns;
+pub mod pins;
 pub mod plan;
 pub mod probe;
+pub mod process;
 pub mod runtime;
+pub mod table;
 pub mod testgen;

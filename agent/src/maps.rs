@@ -29,11 +29,14 @@ pub struct Lpm<K> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
-    #[error("{map}: {operation} failed: {detail}")]
+    /// The kernel refused an operation. The source is the kernel side's own error (aya's,
+    /// boxed so that this module stays free of aya types).
+    #[error("{map}: {operation} failed: {source}")]
     Kernel {
         map: &'static str,
         operation: &'static str,
-        detail: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{map} is full ({capacity} entries); raise its capacity or reduce the policy")]
     Full { map: &'static str, capacity: usize },
@@ -175,12 +178,6 @@ pub struct Applied {
     pub policy: CompiledPolicy,
     /// Interface name → ifindex, for the interfaces present when applied.
     pub ifindexes: BTreeMap<String, u32>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Map(#[from] MapError),
 }
 
 fn iface_key(slot: u8, ifindex: u32) -> IfaceKey {
@@ -344,7 +341,7 @@ pub fn apply_full(
     previous: Option<&Applied>,
     next: CompiledPolicy,
     ifindexes: BTreeMap<String, u32>,
-) -> Result<Applied, ApplyError> {
+) -> Result<Applied, MapError> {
     let generation = maps.generation()?;
     let active = slot_of_generation(generation);
     let next_generation = generation + 1;
@@ -606,7 +603,7 @@ pub fn apply_membership(
     maps: &mut dyn PolicyMaps,
     applied: &mut Applied,
     change: &MembershipChange,
-) -> Result<MembershipDelta, ApplyError> {
+) -> Result<MembershipDelta, MapError> {
     let delta = applied.policy.apply_membership(change);
     let active = slot_of_generation(maps.generation()?);
     for set in &delta.new_sets {
@@ -630,7 +627,7 @@ pub fn set_interface_index(
     applied: &mut Applied,
     interface: &str,
     ifindex: Option<u32>,
-) -> Result<(), ApplyError> {
+) -> Result<(), MapError> {
     let active = slot_of_generation(maps.generation()?);
     if let Some(old) = applied.ifindexes.remove(interface) {
         maps.ifaces().delete(&iface_key(active, old))?;

@@ -450,6 +450,44 @@ pub enum HostIngressHook {
     Tc,
 }
 
+/// Where on an interface a program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    XdpIngress,
+    TcIngress,
+    TcEgress,
+}
+
+impl Hook {
+    pub fn program(self) -> &'static str {
+        match self {
+            Hook::XdpIngress => filter_common::program_names::XDP_INGRESS,
+            Hook::TcIngress => filter_common::program_names::TC_INGRESS,
+            Hook::TcEgress => filter_common::program_names::TC_EGRESS,
+        }
+    }
+
+    /// A short name, used in pin file names and in `status`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::XdpIngress => "xdp",
+            Hook::TcIngress => "tc-ingress",
+            Hook::TcEgress => "tc-egress",
+        }
+    }
+
+    /// The hooks an instance's interface needs: both TC hooks for a port; for the host's own
+    /// NIC, XDP (or TC) for inbound and TC egress for outbound.
+    pub fn for_instance(instance: &Instance) -> [Hook; 2] {
+        match (instance.attach, instance.host_ingress_hook) {
+            (AttachMode::Port, _) => [Hook::TcIngress, Hook::TcEgress],
+            (AttachMode::Host, HostIngressHook::Xdp) => [Hook::XdpIngress, Hook::TcEgress],
+            (AttachMode::Host, HostIngressHook::Tc) => [Hook::TcIngress, Hook::TcEgress],
+        }
+    }
+}
+
 /// An interface on this host that sgwall enforces.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Instance {

@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::{
     compile::{self, CompileError, untracked_index},
-    inspect::table,
-    maps::{ApplyError, Capacities, MemoryMaps, apply_full},
-    model::{AttachMode, Config},
-    runtime::state::{RULE_COLUMNS, RuleState, rule_table},
+    maps::{Capacities, MapError, MemoryMaps, apply_full},
+    model::{AttachMode, Config, Hook},
+    pins::state::{RULE_COLUMNS, RuleState, rule_table},
+    table::table,
 };
 
 #[derive(Clone, Debug, Serialize)]
@@ -59,7 +59,7 @@ pub enum PlanError {
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error(transparent)]
-    Apply(#[from] ApplyError),
+    Map(#[from] MapError),
 }
 
 pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError> {
@@ -82,7 +82,7 @@ pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError>
             let instance = config.instance(&interface.instance);
             let hooks = instance
                 .map(|i| {
-                    crate::datapath::attach::Hook::for_instance(i)
+                    Hook::for_instance(i)
                         .iter()
                         .map(|h| h.name().to_string())
                         .collect()

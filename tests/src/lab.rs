@@ -22,12 +22,13 @@ use sgwall::{
     config,
     lab::{
         Lab, LabSettings, UpOptions,
-        matrix::{self, Expectation, Matrix, RunOptions},
-        topology::Host,
+        matrix::{self, Expectation, Matrix, ProbeOptions},
+        topology::{self, Host, HostKind},
     },
     model::Config,
     netns,
     probe::{Outcome, Probe, Service},
+    runtime::console::{AgentEvent, Rejection},
 };
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -46,12 +47,20 @@ pub struct TestLab {
     state_dir: PathBuf,
     config_path: PathBuf,
     // Dropped after the lab, whose `sgwall down` empties it.
-    _pins: PinDir,
+    pins: PinDir,
 }
+
+/// How long the agent may take to report an event (a reload, an interface).
+const AGENT_EVENT: Duration = Duration::from_secs(10);
 
 impl TestLab {
     /// Builds the lab for `config` (TOML) and waits until every instance is enforced.
     pub fn up(config: &str) -> Self {
+        Self::up_with(config, &[])
+    }
+
+    /// [`TestLab::up`], with more `sgwall run` options for the agent.
+    pub fn up_with(config: &str, agent_args: &[&str]) -> Self {
         let name = unique_name();
         let state_dir = Path::new(STATE_ROOT).join(&name);
         std::fs::create_dir_all(&state_dir)
@@ -65,6 +74,7 @@ impl TestLab {
             state_dir: state_dir.clone(),
             pin_dir: pins.path().to_path_buf(),
             agent_binary: sgwall_bin(),
+            agent_args: agent_args.iter().map(|a| a.to_string()).collect(),
             agent_dies_with_caller: true,
             agent_timeout: Duration::from_secs(60),
         };
@@ -72,7 +82,7 @@ impl TestLab {
             lab: None,
             state_dir: state_dir.clone(),
             config_path: config_path.clone(),
-            _pins: pins,
+            pins,
         };
         match Lab::up(&settings, &config_path, UpOptions::default()) {
             Ok((lab, _)) => test_lab.lab = Some(lab),
@@ -202,7 +212,7 @@ impl TestLab {
                 &self.config(),
                 services,
                 Some((sources, destinations)),
-                RunOptions {
+                ProbeOptions {
                     timeout: PROBE_TIMEOUT,
                     parallelism: 32,
                 },
@@ -226,6 +236,161 @@ impl TestLab {
         self.lab_mut()
             .write_config(config)
             .unwrap_or_else(|e| panic!("reconfiguring: {e}"));
+    }
+
+    /// Replaces the config file only, as an editor saves it (no SIGHUP: the agent's file
+    /// watch must see it). Returns the agent log position before, for the `wait_*` methods.
+    pub fn replace_config(&mut self, config: &str) -> u64 {
+        self.lab_mut()
+            .replace_config(config)
+            .unwrap_or_else(|e| panic!("replacing the config: {e}"))
+    }
+
+    /// Waits for the agent's reload event after log position `since`; a rejection fails.
+    pub fn wait_reloaded(&mut self, since: u64) -> AgentEvent {
+        self.lab_mut()
+            .wait_reloaded(since)
+            .unwrap_or_else(|e| panic!("waiting for the reload: {e}"))
+    }
+
+    /// Waits for the agent to reject a reload after log position `since`.
+    pub fn wait_rejected(&mut self, since: u64) -> Rejection {
+        self.wait_event(since, "a rejected reload", |event| match event {
+            AgentEvent::ReloadRejected { rejection, .. } => Some(rejection.clone()),
+            _ => None,
+        })
+    }
+
+    /// Waits for an agent event after log position `since` that `wanted` picks.
+    pub fn wait_event<T>(
+        &mut self,
+        since: u64,
+        what: &str,
+        wanted: impl FnMut(&AgentEvent) -> Option<T>,
+    ) -> T {
+        self.lab_mut()
+            .wait_event(since, what, wanted)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until `interface` is enforced, as the agent reports after log position `since`.
+    pub fn wait_enforcing(&mut self, interface: &str, since: u64) -> AgentEvent {
+        let mut events = self
+            .lab_mut()
+            .wait_enforcing(&[interface.to_string()], since)
+            .unwrap_or_else(|e| panic!("{e}"));
+        events.remove(0)
+    }
+
+    /// Waits until the agent's log, after position `since`, holds `text` (a log line of its
+    /// own or of the datapath's, not an event).
+    pub fn wait_log(&mut self, since: u64, text: &str) {
+        let deadline = Instant::now() + AGENT_EVENT;
+        let agent = self.lab_mut().agent_mut().unwrap_or_else(|e| panic!("{e}"));
+        loop {
+            let log = agent.log_since(since).unwrap_or_else(|e| panic!("{e}"));
+            if log.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent never logged {text:?} within {AGENT_EVENT:?}; its log ends with:\n{}",
+                agent.log_tail(20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The agent log position: what the agent says from now on is after it.
+    pub fn log_position(&self) -> u64 {
+        self.lab().log_position()
+    }
+
+    pub fn agent_pid(&mut self) -> u32 {
+        self.lab_mut()
+            .agent_mut()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .pid
+    }
+
+    /// SIGKILL, as a crash would: what the agent pinned keeps enforcing.
+    pub fn kill_agent(&mut self) {
+        self.lab_mut()
+            .kill_agent()
+            .unwrap_or_else(|e| panic!("killing the agent: {e}"));
+    }
+
+    /// Starts the agent again over the same pins (after a crash, or as an upgrade would) and
+    /// waits until it enforces every instance again.
+    pub fn restart_agent(&mut self, instance_interfaces: &[&str]) {
+        let since = self.log_position();
+        let lab = self.lab_mut();
+        lab.start_agent()
+            .unwrap_or_else(|e| panic!("starting the agent: {e}"));
+        let interfaces: Vec<String> = instance_interfaces.iter().map(|i| i.to_string()).collect();
+        lab.wait_enforcing(&interfaces, since)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Adds instance `name` to the running lab as a VM's tap made before the VM starts: the
+    /// router-side `interface` exists, down, until [`TestLab::bring_link_up`].
+    pub fn add_instance_link_down(
+        &mut self,
+        name: &str,
+        interface: &str,
+        addresses: &[IpAddr],
+    ) -> Host {
+        let host = Host {
+            name: name.to_string(),
+            kind: HostKind::Instance,
+            namespace: topology::namespace_name(&self.lab().state().prefix, name),
+            router_interface: interface.to_string(),
+            addresses: addresses.to_vec(),
+        };
+        self.lab_mut()
+            .add_hosts_link_down(std::slice::from_ref(&host))
+            .unwrap_or_else(|e| panic!("adding {name}: {e}"));
+        host
+    }
+
+    pub fn bring_link_up(&mut self, host: &Host) {
+        self.lab_mut()
+            .bring_link_up(host)
+            .unwrap_or_else(|e| panic!("bringing {} up: {e}", host.name));
+    }
+
+    /// The agent's pin directory.
+    pub fn pin_dir(&self) -> &Path {
+        self.pins.path()
+    }
+
+    /// The config file the agent watches.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Runs `sgwall ARGS --pin-dir PINS` (an inspection command, `down`) and returns its
+    /// stdout; a failure fails the test.
+    pub fn sgwall(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new(sgwall_bin())
+            .args(args)
+            .arg("--pin-dir")
+            .arg(self.pin_dir())
+            .output()
+            .unwrap_or_else(|e| panic!("running sgwall {args:?}: {e}"));
+        assert!(
+            output.status.success(),
+            "sgwall {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// [`TestLab::sgwall`] of a `--json` command, parsed.
+    pub fn sgwall_json(&self, args: &[&str]) -> serde_json::Value {
+        let text = self.sgwall(args);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("sgwall {args:?} is not JSON ({e}): {text}"))
     }
 
     /// Adds an address to `host`'s interface that the config does not know, with a router

@@ -19,15 +19,17 @@ use std::{
 };
 
 pub use sgwall::probe::{Listener, Outcome, Probe, Service};
+use sgwall::runtime::console::{AgentEvent, LogFormat};
 
 /// Prefix of every namespace, interface and pin directory a test makes.
 const NAME_PREFIX: &str = "sgwt";
 
-/// Whether privileged tests can run here. When they cannot: under `CI=true` this panics (a
-/// privileged test may never skip in CI); otherwise it prints why and returns false so the test
-/// returns early, visibly.
+/// Whether privileged tests can run here (the check `cargo xtask test` makes too: root, BTF,
+/// bpffs, kernel 6.6 or newer). When they cannot: under `CI=true` this panics (a privileged test
+/// may never skip in CI); otherwise it prints why and returns false so the test returns early,
+/// visibly.
 pub fn privileged() -> bool {
-    let problem = privilege_problem();
+    let problem = sgwall_preflight::privilege_problem();
     match problem {
         None => {
             sweep_stale();
@@ -43,21 +45,6 @@ pub fn privileged() -> bool {
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-fn privilege_problem() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root".into());
-    }
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Some("kernel has no BTF".into());
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if !mounts.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")) {
-        return Some("bpffs is not mounted on /sys/fs/bpf (cargo xtask setup mounts it)".into());
-    }
-    None
 }
 
 /// Runs a command, panicking with its output when it fails: test setup that fails is a failure.
@@ -126,15 +113,11 @@ fn pid_of_name(name: &str) -> Option<u32> {
     u32::from_str_radix(token, 36).ok()
 }
 
-fn process_alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-}
-
 /// Removes namespaces, interfaces and pin directories left by test processes that died.
 pub fn sweep_stale() {
     static SWEPT: Once = Once::new();
     SWEPT.call_once(|| {
-        let stale = |name: &str| pid_of_name(name).is_some_and(|pid| !process_alive(pid));
+        let stale = |name: &str| pid_of_name(name).is_some_and(|pid| !sgwall::process::alive(pid));
         if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let name = line.split_whitespace().next().unwrap_or("");
@@ -418,114 +401,143 @@ impl Drop for PinDir {
     }
 }
 
-/// A running `sgwall run`, killed (SIGKILL: the harshest exit) and cleaned up with `sgwall
-/// down` when dropped, so no test leaves programs attached or maps pinned.
+/// A running `sgwall run` (for the benchmarks and the smoke tests; integration tests use
+/// [`lab::TestLab`]), killed (SIGKILL: the harshest exit) and cleaned up with `sgwall down` when
+/// dropped, so nothing is left attached or pinned.
 pub struct AgentProcess {
     child: Option<std::process::Child>,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
+    /// Each line the agent printed, and whether it was on stdout.
+    lines: std::sync::mpsc::Receiver<(bool, String)>,
+    seen: Vec<(bool, String)>,
     pub pin_dir: PathBuf,
-    pub config: PathBuf,
-    pub netns: String,
-    pub extra_args: Vec<String>,
 }
 
 impl AgentProcess {
-    /// Starts `sgwall run --config CONFIG --netns NETNS --pin-dir PIN_DIR ...`.
-    pub fn start(config: &Path, netns: &str, pin_dir: &Path, extra_args: &[&str]) -> Self {
-        let mut agent = Self {
-            child: None,
-            lines: std::sync::mpsc::channel().1,
-            seen: Vec::new(),
-            pin_dir: pin_dir.to_path_buf(),
-            config: config.to_path_buf(),
-            netns: netns.to_string(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+    /// Starts `sgwall run --log-format FORMAT --config CONFIG --netns NETNS --pin-dir PIN_DIR
+    /// EXTRA_ARGS...`.
+    pub fn start(
+        format: LogFormat,
+        config: &Path,
+        netns: &str,
+        pin_dir: &Path,
+        extra_args: &[&str],
+    ) -> Self {
+        let format = match format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         };
-        agent.spawn();
-        agent
-    }
-
-    fn spawn(&mut self) {
         let mut child = Command::new(sgwall_bin())
-            .arg("run")
-            .arg("--config")
-            .arg(&self.config)
+            .args(["run", "--log-format", format, "--config"])
+            .arg(config)
             .arg("--netns")
-            .arg(&self.netns)
+            .arg(netns)
             .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .args(&self.extra_args)
+            .arg(pin_dir)
+            .args(extra_args)
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("starting sgwall run: {e}"));
         let (tx, rx) = std::sync::mpsc::channel();
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
+        for (is_stdout, stream) in [
+            (
+                true,
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ),
+            (
+                false,
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            ),
+        ] {
+            let (Some(stream), tx) = (stream, tx.clone()) else {
+                continue;
+            };
             std::thread::spawn(move || {
                 use std::io::BufRead as _;
                 for line in std::io::BufReader::new(stream)
                     .lines()
                     .map_while(Result::ok)
                 {
-                    if tx.send(line).is_err() {
+                    if tx.send((is_stdout, line)).is_err() {
                         break;
                     }
                 }
             });
         }
-        self.child = Some(child);
-        self.lines = rx;
+        Self {
+            child: Some(child),
+            lines: rx,
+            seen: Vec::new(),
+            pin_dir: pin_dir.to_path_buf(),
+        }
     }
 
-    /// Waits until a line containing `text` appears (stdout or stderr), within `timeout`.
-    pub fn wait_for(&mut self, text: &str, timeout: std::time::Duration) {
+    /// Reads what the agent prints until `done` is satisfied with it (or `timeout` passes,
+    /// which fails).
+    fn read_until(
+        &mut self,
+        what: &str,
+        timeout: std::time::Duration,
+        done: impl Fn(&[(bool, String)]) -> bool,
+    ) {
         let deadline = std::time::Instant::now() + timeout;
-        if self.seen.iter().any(|l| l.contains(text)) {
-            return;
-        }
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(text);
-                    self.seen.push(line);
-                    if found {
-                        return;
-                    }
-                }
-                Err(_) => break,
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "the agent never printed {what} within {timeout:?}; output:\n{}",
+                    self.output()
+                ),
             }
         }
-        panic!(
-            "agent never printed {text:?} within {timeout:?}; output:\n{}",
-            self.output()
-        );
     }
 
-    /// Everything the agent printed so far.
+    /// Waits until the agent reports an event `wanted` accepts (`what` names it).
+    pub fn wait_event(
+        &mut self,
+        what: &str,
+        timeout: std::time::Duration,
+        wanted: impl Fn(&AgentEvent) -> bool,
+    ) {
+        self.read_until(what, timeout, |seen| {
+            seen.iter().any(|(is_stdout, line)| {
+                *is_stdout && AgentEvent::from_line(line).is_some_and(|e| wanted(&e))
+            })
+        });
+    }
+
+    /// The first `count` lines the agent printed on stdout (its events), as printed.
+    pub fn stdout_lines(&mut self, count: usize, timeout: std::time::Duration) -> Vec<String> {
+        let on_stdout = |seen: &[(bool, String)]| {
+            seen.iter()
+                .filter(|(is_stdout, _)| *is_stdout)
+                .map(|(_, line)| line.clone())
+                .collect::<Vec<_>>()
+        };
+        self.read_until(&format!("{count} lines"), timeout, |seen| {
+            on_stdout(seen).len() >= count
+        });
+        on_stdout(&self.seen).into_iter().take(count).collect()
+    }
+
+    /// Everything the agent printed so far, stdout and stderr interleaved.
     pub fn output(&mut self) -> String {
         while let Ok(line) = self.lines.try_recv() {
             self.seen.push(line);
         }
-        self.seen.join("\n")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, std::process::Child::id)
+        self.seen
+            .iter()
+            .map(|(_, line)| line.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// SIGKILL, as a crash would: enforcement must stay (pinned).
@@ -534,29 +546,6 @@ impl AgentProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-
-    /// Starts the agent again over the same pins, as after a crash or an upgrade.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.seen.clear();
-        self.spawn();
-    }
-
-    /// Runs `sgwall <args> --pin-dir PIN_DIR` and returns its stdout.
-    pub fn command(&self, args: &[&str]) -> String {
-        let output = Command::new(sgwall_bin())
-            .args(args)
-            .arg("--pin-dir")
-            .arg(&self.pin_dir)
-            .output()
-            .unwrap_or_else(|e| panic!("running sgwall {args:?}: {e}"));
-        assert!(
-            output.status.success(),
-            "sgwall {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
 

@@ -5,10 +5,11 @@ use std::{collections::BTreeMap, time::Duration};
 use sgwall::{
     compile,
     datapath::{
-        attach::{Hook, XdpAttachMode, attach},
+        attach::{XdpAttachMode, attach},
         loader::{Datapath, LoadOptions},
     },
     maps::apply_full,
+    model::Hook,
 };
 use sgwall_tests::{
     Listener, NetNs, Outcome, Probe, Service, VethPair, datapath::parse, packet::v4, privileged,

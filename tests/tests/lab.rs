@@ -19,7 +19,7 @@ use sgwall::{
         Decision, Fragment, Frame, IpPacket, QuotedFlow, Reason, Session, TCP_ACK, TCP_SYN,
         Transport, classify, evaluate,
     },
-    lab::matrix::{Family, Matrix, RunOptions, expect},
+    lab::matrix::{Family, Matrix, ProbeOptions, expect},
     model::{Config, Direction},
     probe::{Outcome, Service},
 };
@@ -1024,7 +1024,7 @@ fn lab_probe_three_tier_matrix_agrees_with_the_evaluator() {
     };
     let matrix = lab
         .lab()
-        .probe(RunOptions::default())
+        .probe(ProbeOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     let disagreements = sgwall::lab::render::disagreement_lines(&matrix);
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));

@@ -1,12 +1,11 @@
-//! Tier 3: `sgwall run` as a daemon, with real traffic through a router namespace. Each test
-//! starts the real binary over its own pin directory; guards stop it and run `sgwall down`.
-//!
-//! Topology: a router namespace holds every instance's host-side interface (named as the config
-//! names it) and the client's link; instances sit behind it in their own namespaces.
+//! Tier 3: `sgwall run` as a daemon, with real traffic. Each test builds a `sgwall lab`
+//! (instances behind a router namespace where the agent enforces their ports, and a client)
+//! over its own pin directory, and drives the real agent: config edits through its file
+//! watch, crashes, restarts, interfaces that come late, `sgwall down`, the inspection commands.
+//! The lab's guard stops the agent and runs `sgwall down` on drop.
 
 use std::{
     net::{IpAddr, SocketAddr, UdpSocket},
-    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -14,127 +13,25 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sgwall::{
+    netns,
+    runtime::console::{AgentEvent, Rejection, ReloadOutcome},
+};
 use sgwall_tests::{
-    AgentProcess, Listener, NetNs, Outcome, PinDir, Probe, Service, VethPair, privileged,
+    Outcome, Service,
+    lab::{TcpEchoServer, TcpSession, TestLab},
+    privileged,
 };
 
-const PROBE: Duration = Duration::from_millis(800);
-const ENFORCING: Duration = Duration::from_secs(60);
+/// The client every test probes from: inside the CIDR the web rules admit.
+const CLIENT: &str = r#"
+[[lab.client]]
+name = "client"
+addresses = ["10.6.0.10"]
+"#;
 
-struct Net {
-    router: NetNs,
-    client: NetNs,
-    instances: Vec<NetNs>,
-    _links: Vec<VethPair>,
-}
-
-/// Instance `i` is 10.7.i.10 behind router interface `names[i]` (10.7.i.1); the client is
-/// 10.6.0.10 behind 10.6.0.1.
-fn net(names: &[&str]) -> Net {
-    let router = NetNs::new();
-    let client = NetNs::new();
-    router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    let mut links = vec![VethPair::named(
-        &client,
-        "eth0",
-        &["10.6.0.10/24"],
-        &router,
-        "client0",
-        &["10.6.0.1/24"],
-    )];
-    client.exec(&["ip", "route", "add", "default", "via", "10.6.0.1"]);
-    let mut instances = Vec::new();
-    for (index, name) in names.iter().enumerate() {
-        let instance = NetNs::new();
-        links.push(VethPair::named(
-            &instance,
-            "eth0",
-            &[&format!("10.7.{index}.10/24")],
-            &router,
-            name,
-            &[&format!("10.7.{index}.1/24")],
-        ));
-        instance.exec(&[
-            "ip",
-            "route",
-            "add",
-            "default",
-            "via",
-            &format!("10.7.{index}.1"),
-        ]);
-        instances.push(instance);
-    }
-    Net {
-        router,
-        client,
-        instances,
-        _links: links,
-    }
-}
-
-fn instance_address(index: usize) -> IpAddr {
-    format!("10.7.{index}.10").parse().expect("address")
-}
-
-fn probe(from: &NetNs, to: IpAddr, service: Service) -> Outcome {
-    Probe {
-        source: None,
-        destination: to,
-        service,
-        timeout: PROBE,
-    }
-    .run_in(from.name())
-    .expect("probe runs")
-}
-
-/// Polls until `probe` gives `expected` (config reloads take effect asynchronously), bounded.
-fn eventually(what: &str, expected: Outcome, mut probe: impl FnMut() -> Outcome) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut last = probe();
-    while last != expected && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        last = probe();
-    }
-    assert_eq!(last, expected, "{what}");
-}
-
-struct ConfigFile {
-    path: PathBuf,
-    _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn config_file(text: &str) -> ConfigFile {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "sgwt-runtime-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("sgwall.toml");
-    std::fs::write(&path, text).expect("config");
-    ConfigFile {
-        path,
-        _dir: TempDir(dir),
-    }
-}
-
-fn rewrite(path: &Path, text: &str) {
-    // Like an editor: write elsewhere, rename over.
-    let temporary = path.with_extension("toml.new");
-    std::fs::write(&temporary, text).expect("write");
-    std::fs::rename(&temporary, path).expect("rename");
-}
-
-fn web_config(port: &str) -> String {
+/// Group `web` admits TCP `port` from the client's network.
+fn web_group(port: &str) -> String {
     format!(
         r#"
 [[security_group]]
@@ -143,13 +40,38 @@ name = "web"
   protocol = "tcp"
   ports = "{port}"
   cidr = ["10.6.0.0/24"]
+"#
+    )
+}
+
+/// `web-1`: 10.7.0.10 on sgw-web1, in `web`.
+const WEB_INSTANCE: &str = r#"
 [[instance]]
 name = "web-1"
 interface = "sgw-web1"
 addresses = ["10.7.0.10"]
 security_groups = ["web"]
-"#
-    )
+"#;
+
+/// `web-1` admitting TCP `port` from the client.
+fn web_config(port: &str) -> String {
+    format!("{}{WEB_INSTANCE}{CLIENT}", web_group(port))
+}
+
+fn web_address() -> IpAddr {
+    IpAddr::from([10, 7, 0, 10])
+}
+
+/// One TCP probe from the client to web-1.
+fn probe_web(lab: &TestLab, port: u16) -> Outcome {
+    lab.probe("client", "web-1", Service::Tcp(port), false)
+}
+
+fn assert_reloaded(event: &AgentEvent, expected: ReloadOutcome) {
+    assert!(
+        matches!(event, AgentEvent::Reloaded { outcome, .. } if *outcome == expected),
+        "expected a reload with {expected:?}, got {event:?}"
+    );
 }
 
 #[test]
@@ -157,54 +79,43 @@ fn rule_change_takes_effect_and_invalid_config_keeps_the_old_policy() {
     if !privileged() {
         return;
     }
-    let net = net(&["sgw-web1"]);
-    let _a = Listener::start(net.instances[0].name(), Service::Tcp(8080)).unwrap();
-    let _b = Listener::start(net.instances[0].name(), Service::Tcp(9090)).unwrap();
-    let pins = PinDir::new();
-    let config = config_file(&web_config("8080"));
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for(
-        "enforcing sgw-web1 (web-1): port via tc-ingress,tc-egress",
-        ENFORCING,
-    );
-    let web = instance_address(0);
-    assert_eq!(
-        probe(&net.client, web, Service::Tcp(8080)),
-        Outcome::Reached
-    );
-    assert_eq!(
-        probe(&net.client, web, Service::Tcp(9090)),
-        Outcome::TimedOut,
-        "R1"
-    );
+    let mut lab = TestLab::up(&web_config("8080"));
+    let _a = lab.listen("web-1", Service::Tcp(8080));
+    let _b = lab.listen("web-1", Service::Tcp(9090));
+    assert_eq!(probe_web(&lab, 8080), Outcome::Reached);
+    assert_eq!(probe_web(&lab, 9090), Outcome::TimedOut, "R1");
 
-    rewrite(&config.path, &web_config("9090"));
-    eventually("the new rule admits 9090", Outcome::Reached, || {
-        probe(&net.client, web, Service::Tcp(9090))
-    });
+    // Saved like an editor does; the agent's file watch alone makes it reload.
+    let since = lab.replace_config(&web_config("9090"));
+    let reloaded = lab.wait_reloaded(since);
+    assert_reloaded(&reloaded, ReloadOutcome::Flipped);
     assert_eq!(
-        probe(&net.client, web, Service::Tcp(8080)),
+        probe_web(&lab, 9090),
+        Outcome::Reached,
+        "the new rule admits"
+    );
+    assert_eq!(
+        probe_web(&lab, 8080),
         Outcome::TimedOut,
         "the old rule is gone"
     );
 
-    rewrite(&config.path, &web_config("90x0"));
-    agent.wait_for(
-        "config rejected, the running policy stays in force",
-        Duration::from_secs(10),
-    );
+    let since = lab.replace_config(&web_config("90x0"));
+    match lab.wait_rejected(since) {
+        Rejection::InvalidConfig { errors } => assert!(errors.contains("ports"), "{errors}"),
+        other => panic!("rejected for another reason: {other:?}"),
+    }
     assert_eq!(
-        probe(&net.client, web, Service::Tcp(9090)),
+        probe_web(&lab, 9090),
         Outcome::Reached,
         "old policy still enforced"
     );
     assert_eq!(
-        probe(&net.client, web, Service::Tcp(8080)),
+        probe_web(&lab, 8080),
         Outcome::TimedOut,
         "old policy still enforced"
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.command(&["status", "--json"])).expect("status json");
+    let status = lab.sgwall_json(&["status", "--json"]);
     assert_eq!(status["reloads_rejected"], 1);
     assert!(
         status["last_reload_error"]
@@ -220,10 +131,10 @@ fn g3_membership_change_admits_a_new_app_instance_without_touching_db_sg() {
     if !privileged() {
         return;
     }
-    // The client plays app-2: once it is a member of app-sg it reaches the database.
-    let net = net(&["sgw-db1"]);
-    let _mysql = Listener::start(net.instances[0].name(), Service::Tcp(3306)).unwrap();
-    let db_sg = r#"
+    // The client plays app-2 from a second address of its own, which the config does not
+    // know until app-2 joins as a member: then it reaches the database.
+    let db_sg = format!(
+        r#"
 [[security_group]]
 name = "app-sg"
 [[security_group]]
@@ -237,34 +148,39 @@ name = "db-1"
 interface = "sgw-db1"
 addresses = ["10.7.0.10"]
 security_groups = ["db-sg"]
-"#;
-    let pins = PinDir::new();
-    let config = config_file(db_sg);
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for("enforcing sgw-db1", ENFORCING);
-    let db = instance_address(0);
-    assert_eq!(
-        probe(&net.client, db, Service::Tcp(3306)),
-        Outcome::TimedOut,
-        "not a member yet"
+{CLIENT}"#
     );
+    let app_2 = IpAddr::from([10, 6, 0, 20]);
+    let mut lab = TestLab::up(&db_sg);
+    lab.add_unconfigured_address("client", app_2);
+    let _mysql = lab.listen("db-1", Service::Tcp(3306));
+    let probe_db = |lab: &TestLab| lab.probe_from("client", app_2, "db-1", Service::Tcp(3306));
+    assert_eq!(probe_db(&lab), Outcome::TimedOut, "not a member yet");
 
     let joined = format!(
-        "{db_sg}\n[[member]]\nname = \"app-2\"\naddresses = [\"10.6.0.10\"]\nsecurity_groups = [\"app-sg\"]\n"
+        "{db_sg}\n[[member]]\nname = \"app-2\"\naddresses = [\"{app_2}\"]\nsecurity_groups = [\"app-sg\"]\n"
     );
-    rewrite(&config.path, &joined);
-    eventually(
-        "app-2 reaches db-1 once in app-sg",
+    // Joining and leaving are membership deltas of app-2's one address: no new generation.
+    let change_membership = |lab: &mut TestLab, config: &str| {
+        let since = lab.replace_config(config);
+        let reloaded = lab.wait_reloaded(since);
+        assert_reloaded(
+            &reloaded,
+            ReloadOutcome::MembershipDelta { members_written: 1 },
+        );
+    };
+    change_membership(&mut lab, &joined);
+    assert_eq!(
+        probe_db(&lab),
         Outcome::Reached,
-        || probe(&net.client, db, Service::Tcp(3306)),
+        "app-2 reaches db-1 in app-sg"
     );
-    agent.wait_for("membership delta", Duration::from_secs(5));
 
-    rewrite(&config.path, db_sg);
-    eventually(
-        "app-2 no longer reaches db-1 after leaving",
+    change_membership(&mut lab, &db_sg);
+    assert_eq!(
+        probe_db(&lab),
         Outcome::TimedOut,
-        || probe(&net.client, db, Service::Tcp(3306)),
+        "app-2 no longer reaches db-1 after leaving"
     );
 }
 
@@ -273,49 +189,14 @@ fn h4_kill_9_keeps_established_tcp_and_a_denied_probe_gets_nothing_through_a_res
     if !privileged() {
         return;
     }
-    let net = net(&["sgw-web1"]);
-    let pins = PinDir::new();
-    let config = config_file(&web_config("7000"));
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for("enforcing sgw-web1", ENFORCING);
-    let web = instance_address(0);
-
-    // An echo server on 7000 and an established connection to it from the client.
-    let echo = net.instances[0].run(|| std::net::TcpListener::bind("0.0.0.0:7000").expect("bind"));
-    let server = std::thread::spawn(move || {
-        use std::io::{Read as _, Write as _};
-        let (mut stream, _) = echo.accept().expect("accept");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("timeout");
-        let mut buffer = [0u8; 64];
-        while let Ok(n) = stream.read(&mut buffer) {
-            if n == 0 || stream.write_all(&buffer[..n]).is_err() {
-                break;
-            }
-        }
-    });
-    let mut connection = net.client.run(move || {
-        let stream = std::net::TcpStream::connect_timeout(
-            &SocketAddr::new(web, 7000),
-            Duration::from_secs(2),
-        )
-        .expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(3)))
-            .expect("timeout");
-        stream
-    });
-    let mut round_trip = |message: &[u8]| {
-        use std::io::{Read as _, Write as _};
-        connection.write_all(message).expect("send");
-        let mut answer = vec![0u8; message.len()];
-        connection
-            .read_exact(&mut answer)
-            .expect("the established connection answers");
-        assert_eq!(answer, message);
-    };
-    round_trip(b"before");
+    let mut lab = TestLab::up(&web_config("7000"));
+    let web = web_address();
+    let web_ns = lab.namespace("web-1");
+    let client_ns = lab.namespace("client");
+    let _echo = TcpEchoServer::start(&web_ns, 7000);
+    let mut session = TcpSession::connect(&client_ns, lab.address("client", false), web, 7000)
+        .expect("the client connects to web-1:7000");
+    assert!(session.exchange(), "before");
 
     // A denied UDP flood runs throughout the crash and the restart; a receiver counts arrivals.
     let received = Arc::new(AtomicU64::new(0));
@@ -323,7 +204,7 @@ fn h4_kill_9_keeps_established_tcp_and_a_denied_probe_gets_nothing_through_a_res
     let stop = Arc::new(AtomicBool::new(false));
     let receiver = {
         let (received, stop) = (received.clone(), stop.clone());
-        net.instances[0].run(move || {
+        netns::run_in(&web_ns, move || {
             let socket = UdpSocket::bind("0.0.0.0:5353").expect("bind");
             socket
                 .set_read_timeout(Some(Duration::from_millis(100)))
@@ -337,10 +218,11 @@ fn h4_kill_9_keeps_established_tcp_and_a_denied_probe_gets_nothing_through_a_res
                 }
             })
         })
+        .expect("receiver in web-1")
     };
     let sender = {
         let (sent, stop) = (sent.clone(), stop.clone());
-        net.client.run(move || {
+        netns::run_in(&client_ns, move || {
             let socket = UdpSocket::bind("0.0.0.0:0").expect("bind");
             std::thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(90);
@@ -355,24 +237,37 @@ fn h4_kill_9_keeps_established_tcp_and_a_denied_probe_gets_nothing_through_a_res
                 }
             })
         })
+        .expect("sender in the client")
     };
 
-    agent.kill();
-    round_trip(b"agent dead");
-    agent.restart();
-    agent.wait_for("enforcing sgw-web1", ENFORCING);
-    round_trip(b"after restart");
+    // The flood is under way before the crash and goes on after the restart.
+    let flood_passes = |count: u64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sent.load(Ordering::Relaxed) < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            sent.load(Ordering::Relaxed) >= count,
+            "the flood really runs"
+        );
+    };
+    flood_passes(500);
+    lab.kill_agent();
+    assert!(
+        session.exchange(),
+        "agent dead: the pinned datapath still tracks the session"
+    );
+    lab.restart_agent(&["sgw-web1"]);
+    assert!(session.exchange(), "after restart");
+    flood_passes(sent.load(Ordering::Relaxed) + 500);
     stop.store(true, Ordering::Relaxed);
     sender.join().expect("sender");
     receiver.join().expect("receiver");
-    assert!(sent.load(Ordering::Relaxed) > 1000, "the flood really ran");
     assert_eq!(
         received.load(Ordering::Relaxed),
         0,
         "H4: no denied packet got through"
     );
-    drop(connection);
-    let _ = server.join();
 }
 
 #[test]
@@ -380,38 +275,43 @@ fn an_interface_created_after_start_gets_enforced() {
     if !privileged() {
         return;
     }
-    let net = net(&[]);
-    let pins = PinDir::new();
-    let config = config_file(&web_config("8080"));
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for("waiting for sgw-web1 (web-1): no such interface", ENFORCING);
+    // The lab starts with another instance; web-1 joins the config before its interface
+    // exists.
+    let other = r#"
+[[instance]]
+name = "other-1"
+interface = "sgw-oth1"
+addresses = ["10.7.1.10"]
+security_groups = ["web"]
+"#;
+    let mut lab = TestLab::up(&format!("{}{other}{CLIENT}", web_group("8080")));
+    let since = lab.log_position();
+    lab.reconfigure(&format!(
+        "{}{WEB_INSTANCE}{other}{CLIENT}",
+        web_group("8080")
+    ));
+    lab.wait_event(since, "web-1 waiting for its interface", |event| {
+        let waiting = AgentEvent::Waiting {
+            interface: "sgw-web1".into(),
+            instance: "web-1".into(),
+        };
+        (*event == waiting).then_some(())
+    });
 
     // The VM comes up later, its tap created down: the agent attaches at once, and only then
     // does the link come up, so not one packet crosses it unfiltered.
-    let late = NetNs::new();
-    let _link = VethPair::named_with_right_up(
-        &late,
-        "eth0",
-        &["10.7.0.10/24"],
-        &net.router,
-        "sgw-web1",
-        &["10.7.0.1/24"],
-        false,
-    );
-    agent.wait_for("enforcing sgw-web1 (web-1)", Duration::from_secs(10));
-    net.router.exec(&["ip", "link", "set", "sgw-web1", "up"]);
-    late.exec(&["ip", "route", "add", "default", "via", "10.7.0.1"]);
-    let _a = Listener::start(late.name(), Service::Tcp(8080)).unwrap();
-    let _b = Listener::start(late.name(), Service::Tcp(9090)).unwrap();
-    let web = instance_address(0);
+    let since = lab.log_position();
+    let host = lab.add_instance_link_down("web-1", "sgw-web1", &[web_address()]);
+    let enforcing = lab.wait_enforcing("sgw-web1", since);
     assert_eq!(
-        probe(&net.client, web, Service::Tcp(8080)),
-        Outcome::Reached
+        enforcing.to_string(),
+        "enforcing sgw-web1 (web-1): port via tc-ingress,tc-egress"
     );
-    assert_eq!(
-        probe(&net.client, web, Service::Tcp(9090)),
-        Outcome::TimedOut
-    );
+    lab.bring_link_up(&host);
+    let _a = lab.listen("web-1", Service::Tcp(8080));
+    let _b = lab.listen("web-1", Service::Tcp(9090));
+    assert_eq!(probe_web(&lab, 8080), Outcome::Reached);
+    assert_eq!(probe_web(&lab, 9090), Outcome::TimedOut);
 }
 
 #[test]
@@ -419,41 +319,29 @@ fn down_restores_open_traffic() {
     if !privileged() {
         return;
     }
-    let net = net(&["sgw-web1"]);
-    let _b = Listener::start(net.instances[0].name(), Service::Tcp(9090)).unwrap();
-    let pins = PinDir::new();
-    let config = config_file(&web_config("8080"));
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for("enforcing sgw-web1", ENFORCING);
-    let web = instance_address(0);
-    assert_eq!(
-        probe(&net.client, web, Service::Tcp(9090)),
-        Outcome::TimedOut
-    );
+    let mut lab = TestLab::up(&web_config("8080"));
+    let _b = lab.listen("web-1", Service::Tcp(9090));
+    assert_eq!(probe_web(&lab, 9090), Outcome::TimedOut);
 
     // A second agent on the same pins would fight the first over maps and links.
     let second = std::process::Command::new(sgwall_tests::sgwall_bin())
         .args(["run", "--config"])
-        .arg(&config.path)
-        .args(["--netns", net.router.name(), "--pin-dir"])
-        .arg(pins.path())
+        .arg(lab.config_path())
+        .args(["--netns", lab.lab().router_namespace(), "--pin-dir"])
+        .arg(lab.pin_dir())
         .output()
         .expect("second agent runs");
     assert!(!second.status.success());
     let refusal = String::from_utf8_lossy(&second.stderr);
     assert!(
-        refusal.contains(&format!("another agent (pid {})", agent.pid())),
+        refusal.contains(&format!("another agent (pid {})", lab.agent_pid())),
         "{refusal}"
     );
 
-    let out = agent.command(&["down"]);
+    let out = lab.sgwall(&["down"]);
     assert!(out.contains("detached tc-ingress from sgw-web1"), "{out}");
-    assert_eq!(
-        probe(&net.client, web, Service::Tcp(9090)),
-        Outcome::Reached,
-        "open again"
-    );
-    assert!(!pins.path().exists(), "pins removed");
+    assert_eq!(probe_web(&lab, 9090), Outcome::Reached, "open again");
+    assert!(!lab.pin_dir().exists(), "pins removed");
 }
 
 #[test]
@@ -461,32 +349,23 @@ fn inspection_commands_report_a_real_run() {
     if !privileged() {
         return;
     }
-    let net = net(&["sgw-web1"]);
-    let _a = Listener::start(net.instances[0].name(), Service::Tcp(8080)).unwrap();
-    let pins = PinDir::new();
-    let config = config_file(&web_config("8080"));
     let metrics_port = 19_000 + (std::process::id() % 1000) as u16;
     let metrics = format!("127.0.0.1:{metrics_port}");
-    let mut agent = AgentProcess::start(
-        &config.path,
-        net.router.name(),
-        pins.path(),
+    let mut lab = TestLab::up_with(
+        &web_config("8080"),
         &["--flow-window", "1", "--metrics-addr", &metrics],
     );
-    agent.wait_for("enforcing sgw-web1", ENFORCING);
-    let web = instance_address(0);
+    let _a = lab.listen("web-1", Service::Tcp(8080));
+    let web = web_address();
     // A connection held open (so conntrack shows it), and a denied attempt.
-    let held = net.client.run(move || {
+    let held = netns::run_in(&lab.namespace("client"), move || {
         std::net::TcpStream::connect_timeout(&SocketAddr::new(web, 8080), Duration::from_secs(2))
             .expect("connect")
-    });
-    assert_eq!(
-        probe(&net.client, web, Service::Tcp(9999)),
-        Outcome::TimedOut
-    );
+    })
+    .expect("in the client");
+    assert_eq!(probe_web(&lab, 9999), Outcome::TimedOut);
 
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.command(&["status", "--json"])).expect("json");
+    let status = lab.sgwall_json(&["status", "--json"]);
     assert_eq!(status["interfaces"][0]["status"], "enforcing", "{status}");
     assert_eq!(
         status["interfaces"][0]["hooks"],
@@ -509,10 +388,9 @@ fn inspection_commands_report_a_real_run() {
             .as_array()
             .is_some_and(|m| m.iter().any(|m| m["map"] == "SGW_CT_EST"))
     );
-    assert!(agent.command(&["status"]).contains("enforcing"));
+    assert!(lab.sgwall(&["status"]).contains("enforcing"));
 
-    let flows: serde_json::Value =
-        serde_json::from_str(&agent.command(&["conntrack", "--json"])).expect("json");
+    let flows = lab.sgwall_json(&["conntrack", "--json"]);
     let flow = flows
         .as_array()
         .and_then(|f| f.iter().find(|f| f["local"] == "10.7.0.10:8080"))
@@ -527,10 +405,9 @@ fn inspection_commands_report_a_real_run() {
         flow["packets"][1].as_u64().unwrap_or(0) > 0,
         "replies counted: {flow}"
     );
-    assert!(agent.command(&["conntrack"]).contains("10.7.0.10:8080"));
+    assert!(lab.sgwall(&["conntrack"]).contains("10.7.0.10:8080"));
 
-    let rules: serde_json::Value =
-        serde_json::from_str(&agent.command(&["rules", "--hits", "--json"])).expect("json");
+    let rules = lab.sgwall_json(&["rules", "--hits", "--json"]);
     let rules = rules.as_array().expect("rules");
     let ingress = rules
         .iter()
@@ -545,21 +422,24 @@ fn inspection_commands_report_a_real_run() {
         rules.iter().any(|r| r["unused"] == true),
         "default egress to ::/0 never used"
     );
-    assert!(agent.command(&["rules", "--hits"]).contains("unused"));
+    assert!(lab.sgwall(&["rules", "--hits"]).contains("unused"));
 
     // A reload that flips the generation (a new rule) keeps the hits of the rules that stay.
     let with_more = web_config("8080").replace(
         "[[instance]]",
         "  [[security_group.ingress]]\n  protocol = \"udp\"\n  ports = \"53\"\n  cidr = [\"10.6.0.0/24\"]\n[[instance]]",
     );
-    rewrite(&config.path, &with_more);
-    agent.wait_for(
-        "reloaded generation 2: new policy generation",
-        Duration::from_secs(10),
+    let since = lab.replace_config(&with_more);
+    assert_eq!(
+        lab.wait_reloaded(since),
+        AgentEvent::Reloaded {
+            generation: 2,
+            outcome: ReloadOutcome::Flipped
+        }
     );
+    // Past the grace period, the retired generation's hits are folded into the totals.
     std::thread::sleep(Duration::from_millis(600));
-    let rules: serde_json::Value =
-        serde_json::from_str(&agent.command(&["rules", "--hits", "--json"])).expect("json");
+    let rules = lab.sgwall_json(&["rules", "--hits", "--json"]);
     let kept = rules
         .as_array()
         .and_then(|r| {
@@ -574,7 +454,7 @@ fn inspection_commands_report_a_real_run() {
     let mut records = String::new();
     while Instant::now() < deadline && !(records.contains("ACCEPT") && records.contains("REJECT")) {
         std::thread::sleep(Duration::from_millis(500));
-        records = agent.command(&["flows"]);
+        records = lab.sgwall(&["flows"]);
     }
     assert!(
         records.starts_with("version account-id interface-id"),
@@ -588,10 +468,10 @@ fn inspection_commands_report_a_real_run() {
         records.contains("ACCEPT") && records.contains("REJECT"),
         "{records}"
     );
-    let json_line = agent.command(&["flows", "--json"]);
+    let json_line = lab.sgwall(&["flows", "--json"]);
     assert!(json_line.contains("\"action\":\"REJECT\""), "{json_line}");
 
-    let body = net.router.run(move || {
+    let body = netns::run_in(lab.lab().router_namespace(), move || {
         use std::io::{Read as _, Write as _};
         let mut stream = std::net::TcpStream::connect(metrics.as_str()).expect("metrics endpoint");
         stream
@@ -600,7 +480,8 @@ fn inspection_commands_report_a_real_run() {
         let mut body = String::new();
         stream.read_to_string(&mut body).expect("response");
         body
-    });
+    })
+    .expect("in the router");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     for metric in [
         "sgwall_packets_total{interface=\"sgw-web1\",direction=\"ingress\",verdict=\"drop\",reason=\"no_rule\"}",
@@ -614,43 +495,35 @@ fn inspection_commands_report_a_real_run() {
     drop(held);
 }
 
+/// Established flows counted against web-1's allowance (C6), as `sgwall status` says.
+fn established(lab: &TestLab) -> u64 {
+    lab.sgwall_json(&["status", "--json"])["allowances"][0]["established"]
+        .as_u64()
+        .expect("count")
+}
+
 #[test]
 fn c5_c6_expired_flows_are_swept_and_credited_back_to_the_allowance() {
     if !privileged() {
         return;
     }
-    let net = net(&["sgw-web1"]);
-    let _a = Listener::start(net.instances[0].name(), Service::Tcp(8080)).unwrap();
-    let pins = PinDir::new();
-    let config = config_file(&web_config("8080"));
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for("enforcing sgw-web1", ENFORCING);
+    let lab = TestLab::up(&web_config("8080"));
+    let _a = lab.listen("web-1", Service::Tcp(8080));
     // The listener answers and closes: the flow is established, then closing (10 s, C5).
+    assert_eq!(probe_web(&lab, 8080), Outcome::Reached);
     assert_eq!(
-        probe(&net.client, instance_address(0), Service::Tcp(8080)),
-        Outcome::Reached
-    );
-    let established = |agent: &AgentProcess| {
-        let status: serde_json::Value =
-            serde_json::from_str(&agent.command(&["status", "--json"])).expect("json");
-        status["allowances"][0]["established"]
-            .as_u64()
-            .expect("count")
-    };
-    assert_eq!(
-        established(&agent),
+        established(&lab),
         1,
         "the flow counts against the allowance (C6)"
     );
 
     // No packet meets the entry again: only the agent's sweep can remove it.
     let deadline = Instant::now() + Duration::from_secs(40);
-    while established(&agent) != 0 && Instant::now() < deadline {
+    while established(&lab) != 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_secs(1));
     }
-    assert_eq!(established(&agent), 0, "swept and credited back");
-    let flows: serde_json::Value =
-        serde_json::from_str(&agent.command(&["conntrack", "--json"])).expect("json");
+    assert_eq!(established(&lab), 0, "swept and credited back");
+    let flows = lab.sgwall_json(&["conntrack", "--json"]);
     assert!(
         flows
             .as_array()
@@ -664,34 +537,26 @@ fn c6_allowance_exceeded_is_counted_and_logged_from_the_datapath() {
     if !privileged() {
         return;
     }
-    let net = net(&["sgw-web1"]);
-    let _a = Listener::start(net.instances[0].name(), Service::Tcp(8080)).unwrap();
-    let pins = PinDir::new();
     let limited = web_config("8080").replace(
         "security_groups = [\"web\"]\n",
         "security_groups = [\"web\"]\nconntrack = { max_flows = 1 }\n",
     );
-    let config = config_file(&limited);
-    let mut agent = AgentProcess::start(&config.path, net.router.name(), pins.path(), &[]);
-    agent.wait_for("enforcing sgw-web1", ENFORCING);
-    let web = instance_address(0);
+    let mut lab = TestLab::up(&limited);
+    let since = lab.log_position();
+    let _a = lab.listen("web-1", Service::Tcp(8080));
     assert_eq!(
-        probe(&net.client, web, Service::Tcp(8080)),
+        probe_web(&lab, 8080),
         Outcome::Reached,
         "the first flow fits"
     );
     assert_eq!(
-        probe(&net.client, web, Service::Tcp(8080)),
+        probe_web(&lab, 8080),
         Outcome::TimedOut,
         "C6: the allowance is used up, a new flow is dropped"
     );
     // The eBPF program's own log line (aya-log) reaches the agent's log.
-    agent.wait_for(
-        "conntrack allowance or table full on ifindex",
-        Duration::from_secs(5),
-    );
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.command(&["status", "--json"])).expect("json");
+    lab.wait_log(since, "conntrack allowance or table full on ifindex");
+    let status = lab.sgwall_json(&["status", "--json"]);
     let exceeded = status["counters"]
         .as_array()
         .into_iter()

@@ -1,8 +1,9 @@
 //! Tier 4: the `sgwall` binary as a user runs it.
 
-use std::{path::Path, process::Command};
+use std::{path::Path, process::Command, time::Duration};
 
-use sgwall_tests::{privileged, sgwall_bin};
+use sgwall::runtime::console::{AgentEvent, LogFormat};
+use sgwall_tests::{AgentProcess, privileged, sgwall_bin};
 
 fn example(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -135,6 +136,8 @@ fn run_refuses_an_invalid_config_and_pins_nothing() {
         0,
         "nothing was loaded or pinned"
     );
+    // The refused agent took its pin directory's lock (under /run/sgwall); `down` removes it.
+    let _ = sgwall(&["down", "--pin-dir", pins.path().to_str().unwrap()]);
 }
 
 #[test]
@@ -169,5 +172,124 @@ fn version_and_help_name_every_command() {
         "flows",
     ] {
         assert!(help.contains(command), "{command} missing from --help");
+    }
+}
+
+#[test]
+fn errors_print_one_line_with_their_cause_and_no_backtrace_even_with_rust_backtrace() {
+    if !privileged() {
+        return;
+    }
+    let pins = sgwall_tests::PinDir::new();
+    let missing = pins.path().join("no-such-config.toml");
+    for (args, message) in [
+        (
+            vec!["status", "--pin-dir", pins.path().to_str().unwrap()],
+            "error: no sgwall datapath is pinned under",
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                missing.to_str().unwrap(),
+                "--pin-dir",
+                pins.path().to_str().unwrap(),
+            ],
+            "error: ",
+        ),
+    ] {
+        let output = Command::new(sgwall_bin())
+            .args(&args)
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("running sgwall {args:?}: {e}"));
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with(message), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        for trace in ["backtrace", "Caused by", "panicked", "Error: "] {
+            assert!(
+                !stderr.contains(trace),
+                "{args:?} printed {trace:?}: {stderr}"
+            );
+        }
+    }
+    // The refused `run` made the agent's state directory; `down` removes it.
+    let _ = sgwall(&["down", "--pin-dir", pins.path().to_str().unwrap()]);
+}
+
+#[test]
+fn run_under_ip_netns_exec_says_the_pins_are_off_bpffs_and_names_netns() {
+    if !privileged() {
+        return;
+    }
+    // `ip netns exec` remounts /sys for the namespace, so /sys/fs/bpf is a bare sysfs
+    // directory there and the pin directory (on the host's bpffs) is out of sight.
+    let namespace = sgwall_tests::NetNs::new();
+    let pins = sgwall_tests::PinDir::new();
+    let config = example("three-tier.toml");
+    let output = Command::new("ip")
+        .args(["netns", "exec", namespace.name()])
+        .arg(sgwall_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--pin-dir")
+        .arg(pins.path())
+        .output()
+        .unwrap_or_else(|e| panic!("running ip netns exec: {e}"));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "error: the pin directory {} is not on bpffs",
+            pins.path().display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sgwall run --netns NAME"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(pins.path()).unwrap().count(),
+        0,
+        "nothing was pinned"
+    );
+}
+
+#[test]
+fn run_prints_its_events_as_stable_text_lines_or_as_json_objects() {
+    if !privileged() {
+        return;
+    }
+    // A namespace without the config's interfaces: the agent reports each one waiting.
+    let namespace = sgwall_tests::NetNs::new();
+    let config = example("three-tier.toml");
+    let expected = [
+        "waiting for sgw-web1 (web-1): no such interface",
+        "waiting for sgw-app1 (app-1): no such interface",
+        "waiting for sgw-db1 (db-1): no such interface",
+    ];
+    for format in [LogFormat::Text, LogFormat::Json] {
+        let pins = sgwall_tests::PinDir::new();
+        let mut agent = AgentProcess::start(format, &config, namespace.name(), pins.path(), &[]);
+        // The datapath loads first.
+        let lines = agent.stdout_lines(expected.len(), Duration::from_secs(60));
+        let texts: Vec<String> = lines
+            .iter()
+            .map(|line| {
+                AgentEvent::from_line(line)
+                    .unwrap_or_else(|| panic!("not an event: {line}"))
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(texts, expected, "{format:?}");
+        match format {
+            // Byte for byte what scripts and the docs know.
+            LogFormat::Text => assert_eq!(lines, expected),
+            LogFormat::Json => {
+                for line in &lines {
+                    let object: serde_json::Value = serde_json::from_str(line).unwrap();
+                    assert_eq!(object["event"], "waiting", "{line}");
+                }
+            }
+        }
     }
 }

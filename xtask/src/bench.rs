@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::{cargo, run_checked, setup, target_dir, workspace_root};
+use crate::{cargo, run_checked, target_dir, workspace_root};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -30,7 +30,7 @@ pub struct BenchArgs {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    if !setup::is_root() {
+    if !sgwall_preflight::is_root() {
         bail!("the benchmarks load eBPF programs and create namespaces: run them as root");
     }
     // The agent binary too: the file-save figure runs `sgwall run` as a user would.

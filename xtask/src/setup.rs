@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+use sgwall_preflight::{BPFFS, bpffs_mounted, is_root};
+
 use crate::run_checked;
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -167,11 +169,6 @@ fn missing_packages() -> Vec<&'static str> {
         .collect()
 }
 
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 fn ensure_packages(done: &mut Vec<String>) -> Result<()> {
     let missing = missing_packages();
     if missing.is_empty() {
@@ -198,16 +195,6 @@ fn ensure_packages(done: &mut Vec<String>) -> Result<()> {
     )?;
     done.push(missing.join(" "));
     Ok(())
-}
-
-const BPFFS: &str = "/sys/fs/bpf";
-
-pub fn bpffs_mounted() -> bool {
-    std::fs::read_to_string("/proc/self/mounts").is_ok_and(|mounts| {
-        mounts
-            .lines()
-            .any(|line| line.split_whitespace().nth(1) == Some(BPFFS) && line.contains(" bpf "))
-    })
 }
 
 fn ensure_bpffs(done: &mut Vec<String>) -> Result<()> {

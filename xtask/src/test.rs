@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo, run_checked, setup, target_dir, workspace_root};
+use crate::{cargo, run_checked, target_dir, workspace_root};
 
 #[derive(clap::Args)]
 pub struct TestArgs {
@@ -116,34 +116,6 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// What stops privileged tests from running here, if anything.
-pub fn privilege_problem() -> Option<String> {
-    if !setup::is_root() {
-        return Some("needs root (loading eBPF programs, creating network namespaces)".into());
-    }
-    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Some("the kernel has no BTF (/sys/kernel/btf/vmlinux)".into());
-    }
-    if !setup::bpffs_mounted() {
-        return Some("bpffs is not mounted on /sys/fs/bpf".into());
-    }
-    match kernel_version() {
-        Some((major, minor)) if (major, minor) >= (6, 6) => None,
-        Some((major, minor)) => Some(format!(
-            "kernel {major}.{minor} lacks tcx links (needs 6.6 or newer)"
-        )),
-        None => Some("cannot read the kernel version".into()),
-    }
-}
-
-fn kernel_version() -> Option<(u32, u32)> {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    let mut parts = release.trim().split(['.', '-']);
-    let major = parts.next()?.parse().ok()?;
-    let minor = parts.next()?.parse().ok()?;
-    Some((major, minor))
-}
-
 pub fn run(args: &TestArgs) -> Result<()> {
     let selected: Vec<&Tier> = TIERS
         .iter()
@@ -153,7 +125,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         bail!("no tier matches {:?}; tiers are 1-4", args.tier);
     }
     let ci = in_ci();
-    let problem = privilege_problem();
+    let problem = sgwall_preflight::privilege_problem();
 
     if selected.iter().any(|tier| tier.privileged) && problem.is_none() {
         // Tiers 3 and 4 drive the binary itself.

@@ -5,6 +5,7 @@
 //! [`FdLink`]: pin it and the program stays attached after the agent exits; drop it unpinned and
 //! the program detaches.
 
+use crate::model::Hook;
 use aya::{
     Ebpf,
     programs::{
@@ -13,47 +14,6 @@ use aya::{
         tc::TcAttachOptions,
     },
 };
-use filter_common::program_names;
-
-use crate::model::{AttachMode, HostIngressHook, Instance};
-
-/// Where on an interface a program runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Hook {
-    XdpIngress,
-    TcIngress,
-    TcEgress,
-}
-
-impl Hook {
-    pub fn program(self) -> &'static str {
-        match self {
-            Hook::XdpIngress => program_names::XDP_INGRESS,
-            Hook::TcIngress => program_names::TC_INGRESS,
-            Hook::TcEgress => program_names::TC_EGRESS,
-        }
-    }
-
-    /// A short name, used in pin file names and in `status`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::XdpIngress => "xdp",
-            Hook::TcIngress => "tc-ingress",
-            Hook::TcEgress => "tc-egress",
-        }
-    }
-
-    /// The hooks an instance's interface needs: both TC hooks for a port; for the host's own
-    /// NIC, XDP (or TC) for inbound and TC egress for outbound.
-    pub fn for_instance(instance: &Instance) -> [Hook; 2] {
-        match (instance.attach, instance.host_ingress_hook) {
-            (AttachMode::Port, _) => [Hook::TcIngress, Hook::TcEgress],
-            (AttachMode::Host, HostIngressHook::Xdp) => [Hook::XdpIngress, Hook::TcEgress],
-            (AttachMode::Host, HostIngressHook::Tc) => [Hook::TcIngress, Hook::TcEgress],
-        }
-    }
-}
 
 /// How XDP attaches: native in the driver, generic in the stack, or native when possible.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

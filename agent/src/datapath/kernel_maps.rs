@@ -15,7 +15,7 @@ fn kernel_error(map: &'static str, operation: &'static str) -> impl Fn(AyaMapErr
     move |error| MapError::Kernel {
         map,
         operation,
-        detail: error.to_string(),
+        source: Box::new(error),
     }
 }
 

@@ -1,19 +1,19 @@
 //! Loading the datapath: map sizes, pins, the five programs, and the decide program array.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use aya::{
     Ebpf, EbpfError, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, Map, MapData, MapError as AyaMapError, ProgramArray},
     programs::{ProgramError, SchedClassifier, Xdp},
 };
-use filter_common::{LAYOUT_VERSION, Settings, map_names, program_names};
+use filter_common::{Settings, map_names, program_names};
 
 use super::{
     kernel_maps::{KernelHash, KernelLpm, KernelMaps},
     object::{self, ObjectError},
 };
-use crate::maps::Capacities;
+use crate::{maps::Capacities, pins::Paths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
@@ -48,16 +48,6 @@ pub struct LoadOptions {
     pub capacities: Capacities,
     /// Verifier log detail; `None` keeps aya's default (statistics on failure).
     pub verifier_log: Option<aya::VerifierLogLevel>,
-}
-
-/// Where maps of this layout are pinned under `pin_root`. Maps of another layout are never
-/// reused: their bytes would be misread.
-pub fn layout_dir(pin_root: &Path) -> PathBuf {
-    pin_root.join(format!("v{LAYOUT_VERSION}"))
-}
-
-pub fn maps_dir(pin_root: &Path) -> PathBuf {
-    layout_dir(pin_root).join("maps")
 }
 
 /// A loaded datapath: programs verified and loaded, decide array filled, policy maps open.
@@ -144,7 +134,7 @@ impl Datapath {
             loader.map_max_entries(name, u32::try_from(size).unwrap_or(u32::MAX));
         }
         if let Some(root) = &options.pin_root {
-            let dir = maps_dir(root);
+            let dir = Paths::new(root).maps_dir();
             std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir {
                 path: dir.clone(),
                 source,

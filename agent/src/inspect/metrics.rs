@@ -10,16 +10,26 @@ use tokio::{
 };
 
 use super::Pinned;
-use crate::runtime::{RunError, paths::Paths};
+use crate::pins::Paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("serving metrics on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 const REQUEST_LIMIT: usize = 8192;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Binds `address` and serves `/metrics` in the background for as long as the runtime lives.
-pub async fn serve(address: SocketAddr, paths: Paths) -> Result<(), RunError> {
+pub async fn serve(address: SocketAddr, paths: Paths) -> Result<(), MetricsError> {
     let listener = TcpListener::bind(address)
         .await
-        .map_err(RunError::EventLoop)?;
+        .map_err(|source| MetricsError::Bind { address, source })?;
     tracing::info!("serving Prometheus metrics on http://{address}/metrics");
     tokio::spawn(async move {
         loop {

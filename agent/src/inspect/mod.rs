@@ -4,80 +4,53 @@
 
 pub mod metrics;
 
-use std::{collections::BTreeMap, os::fd::AsFd as _, path::PathBuf};
+use std::{collections::BTreeMap, path::PathBuf};
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
 use filter_common::{
-    COUNTERS_LEN, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, Counter, CtCount, CtEntry, CtKey,
-    DIR_INGRESS, IFSLOT_UNCONFIGURED, Reason, counter_index, map_names, rule_hit_index,
-    slot_of_generation,
+    COUNTERS_LEN, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CtEntry, CtKey, DIR_INGRESS,
+    IFSLOT_UNCONFIGURED, Reason, counter_index, map_names, rule_hit_index, slot_of_generation,
 };
 use serde::Serialize;
 
 use crate::{
     compile::ip_of,
     model::Protocol,
-    runtime::{
-        agent::monotonic_ns,
-        paths::Paths,
-        running_agent,
+    pins::{
+        Paths,
+        maps::{CtPool, PinnedMapError, PinnedMaps, monotonic_ns},
         state::{self, RuleState, State, StateError},
     },
+    table::table,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("no sgwall datapath is pinned under {0} (is `sgwall run` using another --pin-dir?)")]
-    NotPinned(PathBuf),
-    #[error("opening pinned map {path}: {source}")]
-    Open { path: PathBuf, source: MapError },
-    #[error("reading map {map}: {source}")]
-    Read { map: &'static str, source: MapError },
+    #[error(transparent)]
+    Map(#[from] PinnedMapError),
     #[error(transparent)]
     State(#[from] StateError),
 }
 
-/// The pinned maps of one agent, opened read-only in spirit.
+fn read_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> InspectError {
+    move |source| InspectError::Map(PinnedMapError::Read { map, source })
+}
+
+/// The pinned maps and the state of one agent, opened read-only in spirit.
 pub struct Pinned {
     pub paths: Paths,
+    pub maps: PinnedMaps,
     pub state: State,
 }
 
 impl Pinned {
     pub fn open(paths: Paths) -> Result<Self, InspectError> {
-        if !paths.maps_dir().exists() {
-            return Err(InspectError::NotPinned(paths.pin_root.clone()));
-        }
+        let maps = PinnedMaps::open(&paths)?;
         let state = state::read(&paths.state_file())?;
-        Ok(Self { paths, state })
-    }
-
-    fn map(&self, name: &'static str) -> Result<Map, InspectError> {
-        self.typed(name, self.map_data(name)?)
-    }
-
-    fn map_data(&self, name: &'static str) -> Result<MapData, InspectError> {
-        let path = self.paths.map(name);
-        MapData::from_pin(&path).map_err(|source| InspectError::Open { path, source })
-    }
-
-    fn typed(&self, name: &'static str, data: MapData) -> Result<Map, InspectError> {
-        Map::from_map_data(data).map_err(|source| InspectError::Open {
-            path: self.paths.map(name),
-            source,
-        })
-    }
-
-    fn read_error(map: &'static str) -> impl Fn(MapError) -> InspectError {
-        move |source| InspectError::Read { map, source }
+        Ok(Self { paths, maps, state })
     }
 
     pub fn generation(&self) -> Result<u64, InspectError> {
-        let active: Array<MapData, u64> = Array::try_from(self.map(map_names::ACTIVE)?)
-            .map_err(Self::read_error(map_names::ACTIVE))?;
-        active
-            .get(&0, 0)
-            .map_err(Self::read_error(map_names::ACTIVE))
+        Ok(self.maps.generation()?)
     }
 
     /// Entries in use and capacity of every pinned map with a meaningful fill.
@@ -94,15 +67,7 @@ impl Pinned {
             map_names::CT_ESTABLISHED,
             map_names::FRAGMENTS,
         ] {
-            let data = self.map_data(name)?;
-            let info = data.info().map_err(Self::read_error(name))?;
-            let capacity = info.max_entries();
-            let entries = match self.typed(name, data)? {
-                Map::HashMap(data) | Map::LruHashMap(data) | Map::LpmTrie(data) => {
-                    raw_key_count(&data, info.key_size() as usize)
-                }
-                _ => 0,
-            };
+            let (entries, capacity) = self.maps.fill(name)?;
             fills.push(MapFill {
                 map: name.to_string(),
                 entries,
@@ -115,9 +80,7 @@ impl Pinned {
     /// Packets and bytes per (interface, direction, reason), summed over CPUs; zero rows left
     /// out.
     pub fn counters(&self) -> Result<Vec<CounterRow>, InspectError> {
-        let counters: PerCpuArray<MapData, Counter> =
-            PerCpuArray::try_from(self.map(map_names::COUNTERS)?)
-                .map_err(Self::read_error(map_names::COUNTERS))?;
+        let counters = self.maps.counters()?;
         let mut rows_of: Vec<(u16, String)> = self
             .state
             .interfaces
@@ -135,7 +98,7 @@ impl Pinned {
                     }
                     let values = counters
                         .get(&index, 0)
-                        .map_err(Self::read_error(map_names::COUNTERS))?;
+                        .map_err(read_error(map_names::COUNTERS))?;
                     let (packets, bytes) = values
                         .iter()
                         .fold((0, 0), |(p, b), c| (p + c.packets, b + c.bytes));
@@ -158,19 +121,16 @@ impl Pinned {
 
     /// Established flows per interface, against its allowance (C6).
     pub fn allowances(&self) -> Result<Vec<Allowance>, InspectError> {
-        let counts: Array<MapData, CtCount> = Array::try_from(self.map(map_names::CT_COUNT)?)
-            .map_err(Self::read_error(map_names::CT_COUNT))?;
-        let removed: Array<MapData, u64> =
-            Array::try_from(self.map(map_names::CT_REMOVED_BY_AGENT)?)
-                .map_err(Self::read_error(map_names::CT_REMOVED_BY_AGENT))?;
+        let counts = self.maps.ct_count()?;
+        let removed = self.maps.ct_removed_by_agent()?;
         let mut allowances = Vec::new();
         for interface in &self.state.interfaces {
             let count = counts
                 .get(&u32::from(interface.ifslot), 0)
-                .map_err(Self::read_error(map_names::CT_COUNT))?;
+                .map_err(read_error(map_names::CT_COUNT))?;
             let agent = removed
                 .get(&u32::from(interface.ifslot), 0)
-                .map_err(Self::read_error(map_names::CT_REMOVED_BY_AGENT))?;
+                .map_err(read_error(map_names::CT_REMOVED_BY_AGENT))?;
             allowances.push(Allowance {
                 interface: interface.interface.clone(),
                 established: count
@@ -192,14 +152,10 @@ impl Pinned {
             .collect();
         let now = monotonic_ns();
         let mut flows = Vec::new();
-        for (name, pool) in [
-            (map_names::CT_ESTABLISHED, "established"),
-            (map_names::CT_EMBRYONIC, "embryonic"),
-        ] {
-            let table: HashMap<MapData, CtKey, CtEntry> =
-                HashMap::try_from(self.map(name)?).map_err(Self::read_error(name))?;
+        for pool in CtPool::BOTH {
+            let table = self.maps.conntrack(pool)?;
             for (key, entry) in table.iter().filter_map(Result::ok) {
-                flows.push(TrackedFlow::new(&key, &entry, pool, &names, now));
+                flows.push(TrackedFlow::new(&key, &entry, pool.name(), &names, now));
             }
         }
         flows.sort_by(|a, b| (&a.interface, a.idle_seconds).cmp(&(&b.interface, b.idle_seconds)));
@@ -208,15 +164,13 @@ impl Pinned {
 
     /// Hits per rule: retired generations' totals plus the generation in force.
     pub fn rule_hits(&self) -> Result<Vec<RuleHits>, InspectError> {
-        let hits: PerCpuArray<MapData, u64> =
-            PerCpuArray::try_from(self.map(map_names::RULE_HITS)?)
-                .map_err(Self::read_error(map_names::RULE_HITS))?;
+        let hits = self.maps.rule_hits()?;
         let slot = slot_of_generation(self.generation()?);
         let mut rows = Vec::new();
         for rule in &self.state.rules {
             let current: u64 = hits
                 .get(&rule_hit_index(slot, rule.id), 0)
-                .map_err(Self::read_error(map_names::RULE_HITS))?
+                .map_err(read_error(map_names::RULE_HITS))?
                 .iter()
                 .sum();
             let total = current
@@ -233,47 +187,6 @@ impl Pinned {
             });
         }
         Ok(rows)
-    }
-}
-
-/// Counts keys with BPF_MAP_GET_NEXT_KEY, whatever the key type.
-fn raw_key_count(data: &MapData, key_size: usize) -> u64 {
-    if key_size == 0 {
-        return 0;
-    }
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&data.fd().as_fd());
-    let mut current: Option<Vec<u8>> = None;
-    let mut next = vec![0u8; key_size];
-    let mut count = 0;
-    loop {
-        #[repr(C)]
-        struct Attr {
-            map_fd: u32,
-            _pad: u32,
-            key: u64,
-            next_key: u64,
-        }
-        let attr = Attr {
-            map_fd: fd as u32,
-            _pad: 0,
-            key: current.as_ref().map_or(0, |k| k.as_ptr() as u64),
-            next_key: next.as_mut_ptr() as u64,
-        };
-        // SAFETY: BPF_MAP_GET_NEXT_KEY (4) reads `key_size` bytes at `key` (or none when null)
-        // and writes `key_size` bytes at `next_key`; both buffers are that large.
-        let result = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                4,
-                &attr as *const Attr,
-                std::mem::size_of::<Attr>(),
-            )
-        };
-        if result < 0 {
-            return count;
-        }
-        count += 1;
-        current = Some(next.clone());
     }
 }
 
@@ -395,7 +308,7 @@ pub fn status(paths: Paths) -> Result<Status, InspectError> {
     let pinned = Pinned::open(paths.clone())?;
     Ok(Status {
         pin_dir: paths.pin_root.clone(),
-        agent_pid: running_agent(&paths),
+        agent_pid: paths.running_agent(),
         config: pinned.state.config.clone(),
         generation: pinned.generation()?,
         reloads_applied: pinned.state.reloads.applied,
@@ -406,33 +319,6 @@ pub fn status(paths: Paths) -> Result<Status, InspectError> {
         allowances: pinned.allowances()?,
         counters: pinned.counters()?,
     })
-}
-
-/// Lays out rows as aligned columns under a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect::<Vec<_>>()
-            .join("  ")
-            .trim_end()
-            .to_string()
-    };
-    let mut out = line(header.iter().map(|h| h.to_string()).collect());
-    out.push('\n');
-    for row in rows {
-        out.push_str(&line(row.clone()));
-        out.push('\n');
-    }
-    out
 }
 
 impl Status {
@@ -466,7 +352,7 @@ impl Status {
                     i.ifindex.map_or("-".to_string(), |x| x.to_string()),
                     match &i.detail {
                         Some(detail) => format!("{} ({detail})", i.status),
-                        None => i.status.clone(),
+                        None => i.status.to_string(),
                     },
                 ]
             })

@@ -5,7 +5,7 @@ use std::{io::Write, path::Path, time::Duration};
 use super::{
     Lab, LabError, LabSettings, UpOptions,
     demo::{self, DemoOptions},
-    matrix::RunOptions,
+    matrix::ProbeOptions,
     render::{bold, dim, green, paint, red},
 };
 
@@ -64,8 +64,8 @@ pub fn up(
             .map_or("?".to_string(), |a| a.log.display().to_string())
     )
     .map_err(w)?;
-    for line in &report.enforcing {
-        writeln!(out, "  {}", paint(green(), line)).map_err(w)?;
+    for event in &report.enforcing {
+        writeln!(out, "  {}", paint(green(), &event.to_string())).map_err(w)?;
     }
     for problem in &report.problems {
         writeln!(out, "{} {problem}", paint(red(), "problem:")).map_err(w)?;
@@ -91,7 +91,7 @@ pub fn up(
 pub fn probe(
     settings: &LabSettings,
     json: bool,
-    options: RunOptions,
+    options: ProbeOptions,
     out: &mut dyn Write,
 ) -> Result<bool, LabError> {
     let mut lab = Lab::open(settings)?;
@@ -186,9 +186,9 @@ pub fn demo(
         settings,
         DemoOptions {
             keep,
-            probe: RunOptions {
+            probe: ProbeOptions {
                 timeout,
-                ..RunOptions::default()
+                ..ProbeOptions::default()
             },
         },
         out,

@@ -10,7 +10,7 @@ use std::{
 
 use super::{
     Lab, LabError, LabSettings, UpOptions,
-    matrix::{Cell, Family, Matrix, RunOptions},
+    matrix::{Cell, Family, Matrix, ProbeOptions},
     render::{self, bold, dim, green, paint, red},
     topology::{self, Host, HostKind},
 };
@@ -35,7 +35,7 @@ const DIAGRAM: &str = concat!(
 pub struct DemoOptions {
     /// Leave the lab up at the end.
     pub keep: bool,
-    pub probe: RunOptions,
+    pub probe: ProbeOptions,
 }
 
 /// How the demo went.
@@ -201,8 +201,8 @@ fn run_with_lab(
         lab.settings().state_dir.join(super::AGENT_LOG).display(),
     )
     .map_err(w)?;
-    for line in &report.enforcing {
-        writeln!(out, "  {}", paint(green(), line)).map_err(w)?;
+    for event in &report.enforcing {
+        writeln!(out, "  {}", paint(green(), &event.to_string())).map_err(w)?;
     }
     writeln!(
         out,
@@ -342,13 +342,13 @@ fn live_change(
         paint(bold(), "edit  "),
     )
     .map_err(w)?;
-    let lines = lab.wait_enforcing(&[NEW_INTERFACE.to_string()], since)?;
-    for line in lines {
+    let events = lab.wait_enforcing(&[NEW_INTERFACE.to_string()], since)?;
+    for event in events {
         writeln!(
             out,
             "  {}   {} ({:.1} s after the edit)",
             paint(bold(), "agent "),
-            paint(green(), &line),
+            paint(green(), &event.to_string()),
             edited.elapsed().as_secs_f64()
         )
         .map_err(w)?;

@@ -392,13 +392,13 @@ fn describe_rule(
 
 /// How probes run.
 #[derive(Clone, Copy, Debug)]
-pub struct RunOptions {
+pub struct ProbeOptions {
     pub timeout: Duration,
     /// Probes in flight at once.
     pub parallelism: usize,
 }
 
-impl Default for RunOptions {
+impl Default for ProbeOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_millis(1000),
@@ -414,7 +414,7 @@ impl Default for RunOptions {
 pub fn run(
     matrix: &mut Matrix,
     namespace_of: &(dyn Fn(&str) -> Option<String> + Sync),
-    options: RunOptions,
+    options: ProbeOptions,
 ) -> Result<(), ProbeError> {
     let started = Instant::now();
     let first: Vec<usize> = (0..matrix.cells.len()).collect();

@@ -31,10 +31,12 @@ use serde::{Deserialize, Serialize};
 use crate::{
     config::{self, ConfigError},
     model::Config,
+    pins::Paths,
     probe::{Listener, ProbeError, Service},
+    runtime::console::AgentEvent,
 };
-use agent::{Agent, AgentError, AgentSpec};
-use matrix::{Matrix, Participants, RunOptions};
+use agent::{LabAgent, LabAgentError, LabAgentSpec};
+use matrix::{Matrix, Participants, ProbeOptions};
 use topology::{Host, HostKind, Topology, TopologyError};
 
 pub const DEFAULT_PREFIX: &str = "sgwl-";
@@ -51,7 +53,7 @@ pub enum LabError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
     #[error(transparent)]
-    Agent(#[from] AgentError),
+    Agent(#[from] LabAgentError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
     #[error("{what} {path}: {source}")]
@@ -95,6 +97,8 @@ pub struct LabSettings {
     pub pin_dir: PathBuf,
     /// The `sgwall` binary to run the agent and `sgwall down` with.
     pub agent_binary: PathBuf,
+    /// More `sgwall run` options for the agent (`--flow-window 1`, `--metrics-addr ...`).
+    pub agent_args: Vec<String>,
     /// Tie the agent's life to the thread that starts it (tests).
     pub agent_dies_with_caller: bool,
     /// How long to wait for the agent to enforce every interface.
@@ -109,6 +113,7 @@ impl LabSettings {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             pin_dir: PathBuf::from(DEFAULT_PIN_DIR),
             agent_binary,
+            agent_args: Vec::new(),
             agent_dies_with_caller: false,
             agent_timeout: Duration::from_secs(60),
         }
@@ -151,8 +156,8 @@ pub struct UpOptions {
 pub struct UpReport {
     pub namespaces: usize,
     pub agent_pid: Option<u32>,
-    /// The agent's `enforcing ...` lines, one per instance.
-    pub enforcing: Vec<String>,
+    /// The agent's enforcing events, one per instance.
+    pub enforcing: Vec<AgentEvent>,
     pub topology_time: Duration,
     pub agent_time: Duration,
     /// Failed steps (only with `keep_going`; otherwise the first failure is the error).
@@ -161,7 +166,7 @@ pub struct UpReport {
 
 /// What `lab down` removed.
 #[derive(Clone, Debug, Default)]
-pub struct DownReport {
+pub struct LabDownReport {
     pub agent_stopped: Option<u32>,
     pub namespaces: Vec<String>,
     pub pins_removed: bool,
@@ -169,7 +174,7 @@ pub struct DownReport {
     pub problems: Vec<String>,
 }
 
-impl DownReport {
+impl LabDownReport {
     pub fn removed_anything(&self) -> bool {
         self.agent_stopped.is_some() || !self.namespaces.is_empty() || self.pins_removed
     }
@@ -180,7 +185,7 @@ impl DownReport {
 pub struct Lab {
     settings: LabSettings,
     state: LabState,
-    agent: Option<Agent>,
+    agent: Option<LabAgent>,
 }
 
 impl Lab {
@@ -248,7 +253,7 @@ impl Lab {
         self.start_agent()?;
         let interfaces = self.instance_interfaces();
         match self.wait_enforcing(&interfaces, 0) {
-            Ok(lines) => enforcing = lines,
+            Ok(events) => enforcing = events,
             Err(error) if options.keep_going => problems.push(error.to_string()),
             Err(error) => return Err(error),
         }
@@ -263,14 +268,17 @@ impl Lab {
         Ok(report)
     }
 
-    fn start_agent(&mut self) -> Result<(), LabError> {
+    /// Starts the lab's agent over the lab's pins (again, after [`Lab::kill_agent`]: as after
+    /// a crash or an upgrade). Its log is appended to.
+    pub fn start_agent(&mut self) -> Result<(), LabError> {
         let log = self.settings.state_dir.join(AGENT_LOG);
-        let agent = agent::spawn(&AgentSpec {
+        let agent = agent::spawn(&LabAgentSpec {
             binary: self.settings.agent_binary.clone(),
             config: self.state.config.clone(),
             netns: self.state.topology.router.clone(),
             pin_dir: self.state.pin_dir.clone(),
             log: log.clone(),
+            extra_args: self.settings.agent_args.clone(),
             die_with_caller: self.settings.agent_dies_with_caller,
         })?;
         self.state.agent = Some(AgentRecord {
@@ -293,7 +301,7 @@ impl Lab {
             .agent
             .as_ref()
             .filter(|record| agent::is_lab_agent(record.pid, &state.pin_dir))
-            .map(|record| Agent::adopt(record.pid, record.log.clone()));
+            .map(|record| LabAgent::adopt(record.pid, record.log.clone()));
         Ok(Lab {
             settings: settings.clone(),
             state,
@@ -345,17 +353,25 @@ impl Lab {
             .collect()
     }
 
-    pub fn agent_mut(&mut self) -> Result<&mut Agent, LabError> {
+    pub fn agent_mut(&mut self) -> Result<&mut LabAgent, LabError> {
         self.agent.as_mut().ok_or(LabError::NoAgent)
     }
 
     pub fn agent_running(&mut self) -> bool {
-        self.agent.as_mut().is_some_and(Agent::running)
+        self.agent.as_mut().is_some_and(LabAgent::running)
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would; what it pinned keeps enforcing.
+    pub fn kill_agent(&mut self) -> Result<(), LabError> {
+        if let Some(mut agent) = self.agent.take() {
+            agent.kill()?;
+        }
+        Ok(())
     }
 
     /// Current length of the agent log (see [`Lab::wait_enforcing`]).
     pub fn log_position(&self) -> u64 {
-        self.agent.as_ref().map_or(0, Agent::log_len)
+        self.agent.as_ref().map_or(0, LabAgent::log_len)
     }
 
     /// Waits until the agent says it enforces each of `interfaces`, counting only what it
@@ -364,7 +380,7 @@ impl Lab {
         &mut self,
         interfaces: &[String],
         since: u64,
-    ) -> Result<Vec<String>, LabError> {
+    ) -> Result<Vec<AgentEvent>, LabError> {
         let timeout = self.settings.agent_timeout;
         Ok(self
             .agent_mut()?
@@ -373,34 +389,79 @@ impl Lab {
 
     /// Replaces the config the agent enforces, has it reload (SIGHUP, besides its own file
     /// watch) and waits until it says it did: the new policy is in force on return. Returns
-    /// the agent's log line about the reload. The file is replaced by a rename, so the agent
-    /// never reads half of it.
-    pub fn write_config(&mut self, text: &str) -> Result<String, LabError> {
+    /// the agent's reload event.
+    pub fn write_config(&mut self, text: &str) -> Result<AgentEvent, LabError> {
+        let since = self.replace_config(text)?;
+        self.agent_mut()?.reload()?;
+        self.wait_reloaded(since)
+    }
+
+    /// Replaces the config file only, as an editor would, by a rename (the agent never reads
+    /// half of it); the agent's file watch makes it reload. Returns the log position before
+    /// the change, for [`Lab::wait_reloaded`].
+    pub fn replace_config(&mut self, text: &str) -> Result<u64, LabError> {
         let since = self.log_position();
         let path = self.state.config.clone();
         let temporary = path.with_extension("toml.new");
         std::fs::write(&temporary, text).map_err(io_error("writing", &temporary))?;
         std::fs::rename(&temporary, &path).map_err(io_error("replacing", &path))?;
+        Ok(since)
+    }
+
+    /// Waits until the agent reports a reload after log position `since`; a rejected reload
+    /// is an error.
+    pub fn wait_reloaded(&mut self, since: u64) -> Result<AgentEvent, LabError> {
         let timeout = self.settings.agent_timeout;
-        let agent = self.agent_mut()?;
-        agent.reload()?;
-        Ok(agent.wait_reloaded(since, timeout)?)
+        Ok(self.agent_mut()?.wait_reloaded(since, timeout)?)
+    }
+
+    /// Waits until the agent reports an event after log position `since` for which `wanted`
+    /// gives a value (`what` names it in the error).
+    pub fn wait_event<T>(
+        &mut self,
+        since: u64,
+        what: &str,
+        wanted: impl FnMut(&AgentEvent) -> Option<T>,
+    ) -> Result<T, LabError> {
+        let timeout = self.settings.agent_timeout;
+        Ok(self.agent_mut()?.wait_event(since, timeout, what, wanted)?)
     }
 
     /// Adds hosts to the running lab: namespaces, veths, addresses and routes. The caller
     /// updates the config if they are to be instances.
     pub fn add_hosts(&mut self, hosts: Vec<Host>) -> Result<(), LabError> {
-        // Recorded first, so that cleanup knows them even if creating them fails halfway.
+        self.record_new_hosts(&hosts)?;
+        topology::add_hosts(&self.state.topology, &hosts)?;
+        Ok(())
+    }
+
+    /// Adds hosts as a tap made before its VM runs: the router-side interface exists (the
+    /// agent can attach to it) but stays down, so nothing crosses it until
+    /// [`Lab::bring_link_up`].
+    pub fn add_hosts_link_down(&mut self, hosts: &[Host]) -> Result<(), LabError> {
+        self.record_new_hosts(hosts)?;
+        topology::add_links(&self.state.topology, hosts)?;
+        Ok(())
+    }
+
+    /// Records new hosts, then makes their namespaces. Recorded first, so that cleanup knows
+    /// them even if creating them fails halfway.
+    fn record_new_hosts(&mut self, hosts: &[Host]) -> Result<(), LabError> {
         self.state.topology.hosts.extend(hosts.iter().cloned());
         self.save()?;
-        topology::create_namespaces(&hosts)?;
-        topology::add_hosts(&self.state.topology, &hosts)?;
+        topology::create_namespaces(hosts)?;
+        Ok(())
+    }
+
+    /// Brings the link of a host added by [`Lab::add_hosts_link_down`] up, with its routes.
+    pub fn bring_link_up(&mut self, host: &Host) -> Result<(), LabError> {
+        topology::bring_link_up(&self.state.topology, host)?;
         Ok(())
     }
 
     /// Probes every source host against every instance of the current config that has a
     /// namespace here, with listeners on every probed TCP and UDP port.
-    pub fn probe(&self, options: RunOptions) -> Result<Matrix, LabError> {
+    pub fn probe(&self, options: ProbeOptions) -> Result<Matrix, LabError> {
         let config = self.config()?;
         let services = matrix::services(&config);
         self.probe_services(&config, &services, None, options)
@@ -413,7 +474,7 @@ impl Lab {
         config: &Config,
         services: &[Service],
         only: Option<(&[&str], &[&str])>,
-        options: RunOptions,
+        options: ProbeOptions,
     ) -> Result<Matrix, LabError> {
         let hosts = &self.state.topology.hosts;
         let (sources, destinations): (Vec<&Host>, Vec<&Host>) = match only {
@@ -467,12 +528,12 @@ impl Lab {
     }
 
     /// Takes this lab down (see [`Lab::down`]).
-    pub fn take_down(mut self) -> DownReport {
+    pub fn take_down(mut self) -> LabDownReport {
         self.stop_and_remove(None)
     }
 
-    fn stop_and_remove(&mut self, keep: Option<&Path>) -> DownReport {
-        let mut report = DownReport::default();
+    fn stop_and_remove(&mut self, keep: Option<&Path>) -> LabDownReport {
+        let mut report = LabDownReport::default();
         if let Some(mut agent) = self.agent.take() {
             let pid = agent.pid;
             match agent.stop() {
@@ -487,18 +548,18 @@ impl Lab {
     /// Removes everything the lab under `settings` made: stops the agent, runs `sgwall down`
     /// on its pins, deletes its namespaces (and any other with its prefix), removes the pin
     /// and state directories. Idempotent: with nothing there it does nothing.
-    pub fn down(settings: &LabSettings) -> DownReport {
+    pub fn down(settings: &LabSettings) -> LabDownReport {
         Lab::down_keeping(settings, None)
     }
 
     /// [`Lab::down`], leaving the file `keep` in the state directory (the config a new lab
     /// is about to use).
-    fn down_keeping(settings: &LabSettings, keep: Option<&Path>) -> DownReport {
+    fn down_keeping(settings: &LabSettings, keep: Option<&Path>) -> LabDownReport {
         match Lab::open(settings) {
             Ok(mut lab) => lab.stop_and_remove(keep),
             Err(_) => {
                 let state = read_state(&settings.state_file()).ok().flatten();
-                let mut report = DownReport::default();
+                let mut report = LabDownReport::default();
                 finish_down(settings, state.as_ref(), keep, &mut report);
                 report
             }
@@ -540,12 +601,12 @@ fn finish_down(
     settings: &LabSettings,
     state: Option<&LabState>,
     keep: Option<&Path>,
-    report: &mut DownReport,
+    report: &mut LabDownReport,
 ) {
     let pin_dir = state.map_or(settings.pin_dir.clone(), |s| s.pin_dir.clone());
     let existing = topology::existing_namespaces().unwrap_or_default();
 
-    let agent_paths = crate::runtime::paths::Paths::new(&pin_dir);
+    let agent_paths = Paths::new(&pin_dir);
     if pin_dir.exists() || agent_paths.state_dir.exists() {
         // What `sgwall down` does: detach every pinned link, remove the pins and the agent's
         // state.

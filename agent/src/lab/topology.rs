@@ -203,18 +203,33 @@ fn check_unique_namespaces(topology: &Topology) -> Result<(), TopologyError> {
 pub fn router_commands(hosts: &[Host]) -> Vec<String> {
     let mut lines = vec!["link set lo up".to_string()];
     for host in hosts {
-        let interface = &host.router_interface;
-        lines.push(format!(
+        lines.extend(router_link_commands(host));
+        lines.extend(router_up_commands(host));
+    }
+    lines
+}
+
+/// The router side of a host's veth, with the gateway addresses, still down.
+fn router_link_commands(host: &Host) -> Vec<String> {
+    let interface = &host.router_interface;
+    vec![
+        format!(
             "link add {interface} type veth peer name {HOST_INTERFACE} netns {}",
             host.namespace
-        ));
-        lines.push(format!("link set {interface} up"));
-        lines.push(format!("addr add {GATEWAY_V4}/32 dev {interface}"));
-        lines.push(format!("addr add {GATEWAY_V6}/64 dev {interface} nodad"));
-        for address in &host.addresses {
-            let prefix = if address.is_ipv6() { 128 } else { 32 };
-            lines.push(format!("route add {address}/{prefix} dev {interface}"));
-        }
+        ),
+        format!("addr add {GATEWAY_V4}/32 dev {interface}"),
+        format!("addr add {GATEWAY_V6}/64 dev {interface} nodad"),
+    ]
+}
+
+/// The router side of a host's veth brought up, and the host routes through it (a route
+/// needs its device up).
+fn router_up_commands(host: &Host) -> Vec<String> {
+    let interface = &host.router_interface;
+    let mut lines = vec![format!("link set {interface} up")];
+    for address in &host.addresses {
+        let prefix = if address.is_ipv6() { 128 } else { 32 };
+        lines.push(format!("route add {address}/{prefix} dev {interface}"));
     }
     lines
 }
@@ -297,6 +312,19 @@ pub fn add_hosts(topology: &Topology, hosts: &[Host]) -> Result<(), TopologyErro
         ip_batch(Some(&host.namespace), &host_commands(host), false)?;
     }
     Ok(())
+}
+
+/// Like [`add_hosts`] up to the router side of each veth, which stays down: see
+/// [`bring_link_up`].
+pub fn add_links(topology: &Topology, hosts: &[Host]) -> Result<(), TopologyError> {
+    let lines: Vec<String> = hosts.iter().flat_map(router_link_commands).collect();
+    ip_batch(Some(&topology.router), &lines, false)
+}
+
+/// The rest of [`add_hosts`] for a host whose link [`add_links`] made.
+pub fn bring_link_up(topology: &Topology, host: &Host) -> Result<(), TopologyError> {
+    ip_batch(Some(&topology.router), &router_up_commands(host), false)?;
+    ip_batch(Some(&host.namespace), &host_commands(host), false)
 }
 
 /// Creates the namespaces of hosts that join a running lab.

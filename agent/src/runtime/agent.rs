@@ -9,34 +9,37 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::Write,
     net::IpAddr,
     path::PathBuf,
     time::{Duration, Instant, SystemTime},
 };
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::PerCpuValues;
 use filter_common::{
-    CtEntry, CtKey, IFSLOT_UNCONFIGURED, MAX_RULE_IDS_PER_SLOT, Timeouts, ct_entry_is_live,
-    map_names, rule_hit_index, slot_of_generation, timeout_secs,
+    IFSLOT_UNCONFIGURED, MAX_RULE_IDS_PER_SLOT, Timeouts, ct_entry_is_live, map_names,
+    rule_hit_index, slot_of_generation, timeout_secs,
 };
 
 use super::{
-    events::epoch_seconds,
+    console::{AgentEvent, Console, ReloadOutcome},
     links::{self, LinkOutcome, LinkPinError},
-    paths::Paths,
-    state::{self, InterfaceState, Reloads, RuleState, State, StateError},
 };
 use crate::{
     compile::{self, CompileError, CompiledPolicy, MembershipChange, ip_of},
     config::{self, ConfigError},
     datapath::{
-        attach::{Hook, XdpAttachMode},
+        attach::XdpAttachMode,
         loader::{Datapath, DatapathError, LoadOptions},
         sys,
     },
-    maps::{self, Applied, ApplyError, Capacities, MapError, PolicyMaps},
-    model::Config,
+    error_text::with_causes,
+    maps::{self, Applied, Capacities, MapError, PolicyMaps},
+    model::{Config, Hook},
+    pins::{
+        Paths, epoch_seconds,
+        maps::{CtPool, PinnedMapError, PinnedMaps, monotonic_ns},
+        state::{self, InterfaceState, InterfaceStatus, Reloads, RuleState, State, StateError},
+    },
 };
 
 /// How long after a generation flip the retired slot is left alone: far longer than any packet
@@ -57,9 +60,9 @@ pub enum RuntimeError {
     #[error(transparent)]
     Datapath(#[from] DatapathError),
     #[error(transparent)]
-    Apply(#[from] ApplyError),
-    #[error(transparent)]
     Map(#[from] MapError),
+    #[error(transparent)]
+    Pinned(#[from] PinnedMapError),
     #[error(transparent)]
     Link(#[from] LinkPinError),
     #[error(transparent)]
@@ -69,8 +72,6 @@ pub enum RuntimeError {
         map: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("the eBPF object has no map {0}")]
-    MissingMap(&'static str),
     #[error("writing to the console: {0}")]
     Console(std::io::Error),
     #[error("counting possible CPUs for per-CPU maps: {0}")]
@@ -103,6 +104,9 @@ pub struct Agent {
     pub paths: Paths,
     pub config: Config,
     pub datapath: Datapath,
+    /// The same maps as `datapath`'s, opened through their pins: what the agent reads besides
+    /// the policy it writes (conntrack, rule hits).
+    pub pinned: PinnedMaps,
     pub applied: Applied,
     pub state: State,
     retiring: Option<Retiring>,
@@ -110,23 +114,9 @@ pub struct Agent {
     sweep_interval: Duration,
 }
 
-/// What a reload did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    Unchanged,
-    /// Only memberships changed: applied as deltas, no generation flip (G3).
-    MembershipDelta {
-        members_written: usize,
-    },
-    /// Rules or interfaces changed: a new generation.
-    Flipped {
-        generation: u64,
-    },
-}
-
 impl Agent {
     /// Loads (or reuses) the datapath, applies the config and attaches every present interface.
-    pub fn start(options: AgentOptions, out: &mut dyn Write) -> Result<Agent, RuntimeError> {
+    pub fn start(options: AgentOptions, console: &mut Console) -> Result<Agent, RuntimeError> {
         let loaded = config::load(&options.config_path)?;
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
@@ -137,6 +127,7 @@ impl Agent {
             capacities: options.capacities,
             verifier_log: None,
         })?;
+        let pinned = PinnedMaps::open(&paths)?;
 
         // What a previous agent left: its interface slots (counters and allowances are indexed
         // by them) and, if its state matches the maps, its rule table and hit totals.
@@ -171,13 +162,14 @@ impl Agent {
             paths,
             config: loaded.config,
             datapath,
+            pinned,
             applied,
             retiring,
             last_sweep: Instant::now(),
             sweep_interval: CONNTRACK_SWEEP_INTERVAL,
         };
         agent.detach_unconfigured()?;
-        agent.attach_all(out)?;
+        agent.attach_all(console)?;
         // Every link now runs this version's programs on this layout's maps: an older layout's
         // maps are unused (their conntrack state is not carried over: see docs/operations.md).
         for stale in agent.paths.stale_layouts() {
@@ -191,12 +183,12 @@ impl Agent {
     }
 
     /// Re-reads the config. An invalid config changes nothing and is reported as an error.
-    pub fn reload(&mut self, out: &mut dyn Write) -> Result<ReloadOutcome, RuntimeError> {
+    pub fn reload(&mut self, console: &mut Console) -> Result<ReloadOutcome, RuntimeError> {
         let loaded = match config::load(&self.options.config_path) {
             Ok(loaded) => loaded,
             Err(error) => {
                 self.state.reloads.rejected += 1;
-                self.state.reloads.last_error = Some(error.to_string());
+                self.state.reloads.last_error = Some(with_causes(&error));
                 self.write_state()?;
                 return Err(error.into());
             }
@@ -240,22 +232,20 @@ impl Agent {
                 rules: retired_rules,
                 slot: retired_slot,
             });
-            ReloadOutcome::Flipped {
-                generation: self.applied.generation,
-            }
+            ReloadOutcome::Flipped
         };
         self.config = loaded.config;
         self.state.reloads.applied += 1;
         self.state.reloads.last_error = None;
         self.detach_unconfigured()?;
-        self.attach_all(out)?;
+        self.attach_all(console)?;
         self.refresh_state()?;
         Ok(outcome)
     }
 
     /// Attaches interfaces that appeared, re-attaches recreated ones, and stops enforcing the
     /// ones that vanished. Returns true when anything changed.
-    pub fn poll_interfaces(&mut self, out: &mut dyn Write) -> Result<bool, RuntimeError> {
+    pub fn poll_interfaces(&mut self, console: &mut Console) -> Result<bool, RuntimeError> {
         let present = present_ifindexes(&self.config);
         if present == self.applied.ifindexes {
             return Ok(false);
@@ -271,7 +261,7 @@ impl Agent {
                 maps::set_interface_index(&mut self.datapath.maps, &mut self.applied, &name, now)?;
             }
         }
-        self.attach_all(out)?;
+        self.attach_all(console)?;
         // Config and policy are unchanged, so the rule table is too: only the interfaces moved.
         self.write_state()?;
         Ok(true)
@@ -304,13 +294,7 @@ impl Agent {
         let Some(retiring) = self.retiring.take() else {
             return Ok(false);
         };
-        let map = self
-            .datapath
-            .ebpf
-            .map_mut(map_names::RULE_HITS)
-            .ok_or(RuntimeError::MissingMap(map_names::RULE_HITS))?;
-        let mut hits: PerCpuArray<&mut MapData, u64> =
-            PerCpuArray::try_from(map).map_err(aya_error(map_names::RULE_HITS))?;
+        let mut hits = self.pinned.rule_hits()?;
         let cpus = aya::util::nr_cpus().map_err(|(_, source)| RuntimeError::Cpus(source))?;
         for rule in &retiring.rules {
             if rule.id as usize >= MAX_RULE_IDS_PER_SLOT {
@@ -347,14 +331,8 @@ impl Agent {
             })
             .collect();
         let now = monotonic_ns();
-        let map = self
-            .datapath
-            .ebpf
-            .map_mut(map_names::CT_ESTABLISHED)
-            .ok_or(RuntimeError::MissingMap(map_names::CT_ESTABLISHED))?;
-        let mut table: HashMap<&mut MapData, CtKey, CtEntry> =
-            HashMap::try_from(map).map_err(aya_error(map_names::CT_ESTABLISHED))?;
-        let expired: Vec<(CtKey, u16)> = table
+        let mut table = self.pinned.conntrack(CtPool::Established)?;
+        let expired: Vec<_> = table
             .iter()
             .filter_map(Result::ok)
             .filter_map(|(key, entry)| {
@@ -377,13 +355,7 @@ impl Agent {
                 *removed_per_slot.entry(*ifslot).or_default() += 1;
             }
         }
-        let map = self
-            .datapath
-            .ebpf
-            .map_mut(map_names::CT_REMOVED_BY_AGENT)
-            .ok_or(RuntimeError::MissingMap(map_names::CT_REMOVED_BY_AGENT))?;
-        let mut removed: Array<&mut MapData, u64> =
-            Array::try_from(map).map_err(aya_error(map_names::CT_REMOVED_BY_AGENT))?;
+        let mut removed = self.pinned.ct_removed_by_agent()?;
         for (ifslot, count) in removed_per_slot {
             if ifslot >= IFSLOT_UNCONFIGURED {
                 continue;
@@ -416,7 +388,7 @@ impl Agent {
         Ok(())
     }
 
-    fn attach_all(&mut self, out: &mut dyn Write) -> Result<(), RuntimeError> {
+    fn attach_all(&mut self, console: &mut Console) -> Result<(), RuntimeError> {
         let mut interfaces = Vec::new();
         let instances = self.config.instances.clone();
         for instance in &instances {
@@ -427,8 +399,6 @@ impl Agent {
                 .interface(&instance.interface)
                 .map_or(0, |i| i.ifslot);
             let ifindex = self.applied.ifindexes.get(&instance.interface).copied();
-            let attach = instance.attach.name();
-            let hook_names: Vec<String> = hooks.iter().map(|h| h.name().to_string()).collect();
             let previous = self
                 .state
                 .interfaces
@@ -436,57 +406,43 @@ impl Agent {
                 .find(|i| i.interface == instance.interface)
                 .cloned();
             let (status, detail) = match ifindex {
-                None => ("waiting", Some("no such interface".to_string())),
+                None => (
+                    InterfaceStatus::Waiting,
+                    Some("no such interface".to_string()),
+                ),
                 Some(index) => {
-                    let already = previous
-                        .as_ref()
-                        .is_some_and(|p| p.status == "enforcing" && p.ifindex == Some(index));
+                    let already = previous.as_ref().is_some_and(|p| {
+                        p.status == InterfaceStatus::Enforcing && p.ifindex == Some(index)
+                    });
                     if already {
-                        ("enforcing", None)
+                        (InterfaceStatus::Enforcing, None)
                     } else {
                         match self.attach_interface(&instance.interface, index, &hooks) {
-                            Ok(()) => ("enforcing", None),
-                            Err(error) => ("failed", Some(error.to_string())),
+                            Ok(()) => (InterfaceStatus::Enforcing, None),
+                            Err(error) => (InterfaceStatus::Failed, Some(with_causes(&error))),
                         }
                     }
                 }
+            };
+            let current = InterfaceState {
+                interface: instance.interface.clone(),
+                instance: instance.name.clone(),
+                attach: instance.attach.name().to_string(),
+                hooks: hooks.iter().map(|h| h.name().to_string()).collect(),
+                ifslot,
+                ifindex,
+                status,
+                detail,
             };
             let changed = previous
                 .as_ref()
                 .is_none_or(|p| p.status != status || p.ifindex != ifindex);
             if changed {
-                let line = match status {
-                    "enforcing" => format!(
-                        "enforcing {} ({}): {attach} via {}",
-                        instance.interface,
-                        instance.name,
-                        hook_names.join(",")
-                    ),
-                    "waiting" => format!(
-                        "waiting for {} ({}): no such interface",
-                        instance.interface, instance.name
-                    ),
-                    _ => format!(
-                        "failed {} ({}): {}",
-                        instance.interface,
-                        instance.name,
-                        detail.clone().unwrap_or_default()
-                    ),
-                };
-                writeln!(out, "{line}").map_err(RuntimeError::Console)?;
-                out.flush().map_err(RuntimeError::Console)?;
-                tracing::info!("{line}");
+                let event = AgentEvent::interface(&current);
+                console.emit(&event).map_err(RuntimeError::Console)?;
+                tracing::info!("{event}");
             }
-            interfaces.push(InterfaceState {
-                interface: instance.interface.clone(),
-                instance: instance.name.clone(),
-                attach: attach.to_string(),
-                hooks: hook_names,
-                ifslot,
-                ifindex,
-                status: status.to_string(),
-                detail,
-            });
+            interfaces.push(current);
         }
         self.state.interfaces = interfaces;
         Ok(())
@@ -579,11 +535,4 @@ fn membership_changes(old: &CompiledPolicy, new: &CompiledPolicy) -> Vec<Members
                 .unwrap_or_default(),
         })
         .collect()
-}
-
-pub fn monotonic_ns() -> u64 {
-    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC) {
-        Ok(now) => now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64,
-        Err(_) => 0,
-    }
 }

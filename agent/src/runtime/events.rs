@@ -1,8 +1,5 @@
-//! Flow events from the datapath, turned into flow records in the AWS VPC Flow Logs version 2
-//! field order, aggregated per capture window:
-//!
-//! `version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start
-//! end action log-status`
+//! Flow events from the datapath, turned into flow records (`pins::flow_log`) aggregated per
+//! capture window.
 //!
 //! ACCEPT records come from conntrack: each tracked flow gives one record per direction with the
 //! packets and bytes it carried during the window (its counters' growth), and flows admitted
@@ -12,80 +9,31 @@
 
 use std::{
     collections::{BTreeMap, HashMap as StdHashMap},
-    io::Write as _,
-    net::IpAddr,
     path::PathBuf,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime},
 };
 
-use aya::{
-    Ebpf,
-    maps::{HashMap, MapData, RingBuf},
-};
+use aya::maps::{MapData, RingBuf};
 use filter_common::{
-    CtEntry, CtKey, DIR_INGRESS, EVENT_FLOW_DENIED, EVENT_FLOW_NEW, FlowEvent, Reason, map_names,
+    CtEntry, CtKey, DIR_INGRESS, EVENT_FLOW_DENIED, EVENT_FLOW_NEW, FlowEvent, Reason,
 };
 use tokio::io::unix::AsyncFd;
 
-use super::agent::Agent;
-use crate::compile::ip_of;
+use crate::{
+    compile::ip_of,
+    pins::{
+        epoch_seconds,
+        flow_log::{self, FlowRecord, RecordKey, Tally},
+        maps::{CtPool, PinnedMapError, PinnedMaps},
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EventsError {
-    #[error("the eBPF object has no map {0}")]
-    MissingMap(&'static str),
     #[error("opening the flow event ring buffer: {0}")]
-    Ring(aya::maps::MapError),
+    Ring(#[from] PinnedMapError),
     #[error("watching the flow event ring buffer: {0}")]
     Poll(std::io::Error),
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RecordKey {
-    pub interface: String,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub src_port: u16,
-    pub dst_port: u16,
-    pub protocol: u8,
-    pub accept: bool,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-/// One flow log record (one line).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FlowRecord {
-    pub key: RecordKey,
-    pub tally: Tally,
-    pub start: u64,
-    pub end: u64,
-    pub skipped_data: bool,
-}
-
-impl std::fmt::Display for FlowRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "2 - {} {} {} {} {} {} {} {} {} {} {} {}",
-            self.key.interface,
-            self.key.src,
-            self.key.dst,
-            self.key.src_port,
-            self.key.dst_port,
-            self.key.protocol,
-            self.tally.packets,
-            self.tally.bytes,
-            self.start,
-            self.end,
-            if self.key.accept { "ACCEPT" } else { "REJECT" },
-            if self.skipped_data { "SKIPDATA" } else { "OK" }
-        )
-    }
 }
 
 pub struct EventConsumer {
@@ -96,20 +44,28 @@ pub struct EventConsumer {
     suppressed: u64,
     /// Conntrack counters at the end of the previous window, per flow.
     baseline: StdHashMap<CtKey, ([u64; 2], [u64; 2])>,
+    maps: PinnedMaps,
     outputs: Vec<PathBuf>,
+}
+
+/// Interface names by ifindex, from the agent's name → ifindex map.
+pub type InterfaceNames = StdHashMap<u32, String>;
+
+pub fn interface_names(ifindexes: &BTreeMap<String, u32>) -> InterfaceNames {
+    ifindexes
+        .iter()
+        .map(|(name, index)| (*index, name.clone()))
+        .collect()
 }
 
 impl EventConsumer {
     pub fn start(
-        ebpf: &mut Ebpf,
+        maps: &PinnedMaps,
         window: Duration,
         extra_log: Option<PathBuf>,
         state_log: PathBuf,
     ) -> Result<Self, EventsError> {
-        let map = ebpf
-            .take_map(map_names::EVENTS)
-            .ok_or(EventsError::MissingMap(map_names::EVENTS))?;
-        let ring = RingBuf::try_from(map).map_err(EventsError::Ring)?;
+        let ring: RingBuf<MapData> = maps.events()?;
         // SAFETY: the ring buffer owns its fd and lives as long as the registration, which is
         // dropped with it; nothing else closes or re-registers that fd.
         let ring = unsafe { AsyncFd::register(ring) }
@@ -123,6 +79,7 @@ impl EventConsumer {
             tallies: BTreeMap::new(),
             suppressed: 0,
             baseline: StdHashMap::new(),
+            maps: maps.clone(),
             outputs,
         })
     }
@@ -135,8 +92,7 @@ impl EventConsumer {
         Ok(())
     }
 
-    pub fn drain(&mut self, agent: &Agent) {
-        let interfaces = interface_names(agent);
+    pub fn drain(&mut self, interfaces: &InterfaceNames) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
             if item.len() < std::mem::size_of::<FlowEvent>() {
@@ -145,23 +101,23 @@ impl EventConsumer {
             // SAFETY: the datapath writes whole FlowEvent records; the length was checked and
             // the read is unaligned-safe.
             let event = unsafe { (item.as_ptr() as *const FlowEvent).read_unaligned() };
-            record_event(&mut self.tallies, &mut self.suppressed, &interfaces, &event);
+            record_event(&mut self.tallies, &mut self.suppressed, interfaces, &event);
         }
     }
 
     /// Writes the window's records once it is over.
-    pub fn flush_window(&mut self, agent: &Agent) {
+    pub fn flush_window(&mut self, interfaces: &InterfaceNames) {
         if self.window_start.elapsed().unwrap_or_default() >= self.window {
-            self.flush_all(agent);
+            self.flush_all(interfaces);
         }
     }
 
     /// Writes the records of the window so far and starts a new one.
-    pub fn flush_all(&mut self, agent: &Agent) {
-        self.drain(agent);
+    pub fn flush_all(&mut self, interfaces: &InterfaceNames) {
+        self.drain(interfaces);
         let start = epoch_seconds(self.window_start);
         let end = epoch_seconds(SystemTime::now());
-        self.collect_conntrack(agent);
+        self.collect_conntrack(interfaces);
         let skipped = self.suppressed > 0;
         let records: Vec<FlowRecord> = std::mem::take(&mut self.tallies)
             .into_iter()
@@ -179,28 +135,18 @@ impl EventConsumer {
         if records.is_empty() {
             return;
         }
-        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
         for output in &self.outputs {
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(output)
-                .and_then(|mut file| file.write_all(text.as_bytes()));
-            if let Err(error) = written {
-                tracing::warn!("writing flow records to {}: {error}", output.display());
+            if let Err(error) = flow_log::append(output, &records) {
+                tracing::warn!("writing flow records: {error}");
             }
         }
     }
 
     /// Adds the traffic tracked flows carried since the last window.
-    fn collect_conntrack(&mut self, agent: &Agent) {
-        let interfaces = interface_names(agent);
+    fn collect_conntrack(&mut self, interfaces: &InterfaceNames) {
         let mut seen: StdHashMap<CtKey, ([u64; 2], [u64; 2])> = StdHashMap::new();
-        for name in [map_names::CT_ESTABLISHED, map_names::CT_EMBRYONIC] {
-            let Some(map) = agent.datapath.ebpf.map(name) else {
-                continue;
-            };
-            let Ok(table) = HashMap::<&MapData, CtKey, CtEntry>::try_from(map) else {
+        for pool in CtPool::BOTH {
+            let Ok(table) = self.maps.conntrack(pool) else {
                 continue;
             };
             for (key, entry) in table.iter().filter_map(Result::ok) {
@@ -228,15 +174,6 @@ impl EventConsumer {
     }
 }
 
-fn interface_names(agent: &Agent) -> StdHashMap<u32, String> {
-    agent
-        .applied
-        .ifindexes
-        .iter()
-        .map(|(name, index)| (*index, name.clone()))
-        .collect()
-}
-
 /// The record key of one direction (`side` 0: as the flow started, 1: replies) of a flow.
 fn ct_record_key(interface: &str, key: &CtKey, entry: &CtEntry, side: usize) -> RecordKey {
     let local = ip_of(key.family, &key.local_addr);
@@ -262,7 +199,7 @@ fn ct_record_key(interface: &str, key: &CtKey, entry: &CtEntry, side: usize) -> 
 pub fn record_event(
     tallies: &mut BTreeMap<RecordKey, Tally>,
     suppressed: &mut u64,
-    interfaces: &StdHashMap<u32, String>,
+    interfaces: &InterfaceNames,
     event: &FlowEvent,
 ) {
     let accept = match event.kind {
@@ -288,8 +225,4 @@ pub fn record_event(
     let tally = tallies.entry(key).or_default();
     tally.packets += 1;
     tally.bytes += event.bytes[0];
-}
-
-pub(crate) fn epoch_seconds(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

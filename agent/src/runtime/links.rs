@@ -17,10 +17,13 @@ use aya::{
     },
 };
 
-use super::paths::Paths;
-use crate::datapath::{
-    attach::{AttachError, Hook, XdpAttachMode, attach},
-    sys::{self, SysError},
+use crate::{
+    datapath::{
+        attach::{AttachError, XdpAttachMode, attach},
+        sys::{self, SysError},
+    },
+    model::Hook,
+    pins::Paths,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -6,11 +6,10 @@
 //! removes the pins, which detaches everything.
 
 pub mod agent;
+pub mod console;
 pub mod events;
 pub mod link_events;
 pub mod links;
-pub mod paths;
-pub mod state;
 
 use std::{
     net::SocketAddr,
@@ -24,8 +23,16 @@ use tokio::{
     sync::mpsc,
 };
 
-pub use self::agent::{Agent, AgentOptions, ReloadOutcome, RuntimeError};
-use self::paths::Paths;
+pub use self::agent::{Agent, AgentOptions, RuntimeError};
+use self::{
+    console::{AgentEvent, Console, LogFormat, Rejection},
+    events::interface_names,
+};
+use crate::{
+    error_text::with_causes,
+    inspect::metrics::{self, MetricsError},
+    pins::{Paths, PinDirError},
+};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -36,6 +43,8 @@ pub struct RunOptions {
     pub flow_window: Duration,
     /// Also append flow records to this file.
     pub flow_log: Option<PathBuf>,
+    /// How events are written on stdout (the log on stderr is set up by the caller).
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +65,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    PinDir(#[from] PinDirError),
     #[error(
         "another agent (pid {pid}) already enforces with the pins under {pin_dir}; stop it first (or use another --pin-dir)"
     )]
@@ -82,7 +95,7 @@ pub fn run(options: RunOptions) -> Result<(), RunError> {
 fn lock_pins(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, RunError> {
     let io_error = |path: PathBuf| move |source| RunError::Io { path, source };
     std::fs::create_dir_all(&paths.state_dir).map_err(io_error(paths.state_dir.clone()))?;
-    let lock_path = paths.state_dir.join("agent.lock");
+    let lock_path = paths.lock_file();
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -100,13 +113,15 @@ fn lock_pins(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, RunError
 }
 
 async fn run_loop(options: RunOptions) -> Result<(), RunError> {
-    let mut stdout = std::io::stdout();
-    let _lock = lock_pins(&Paths::new(&options.agent.pin_root))?;
+    let mut console = Console::stdout(options.log_format);
+    let paths = Paths::new(&options.agent.pin_root);
+    paths.check_on_bpffs()?;
+    let _lock = lock_pins(&paths)?;
     // Watch before starting: a save while the agent starts (after it has read the config) must
     // not be lost. Changes seen meanwhile wait in the channel and cause a reload at once.
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(16);
     let _watcher = watch_config(&options.agent.config_path, changed_tx)?;
-    let mut agent = Agent::start(options.agent.clone(), &mut stdout)?;
+    let mut agent = Agent::start(options.agent.clone(), &mut console)?;
     let pid_file = agent.paths.pid_file();
     std::fs::write(&pid_file, format!("{}\n", std::process::id())).map_err(|source| {
         RunError::Io {
@@ -136,7 +151,7 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     };
 
     let mut events = events::EventConsumer::start(
-        &mut agent.datapath.ebpf,
+        &agent.pinned,
         options.flow_window,
         options.flow_log.clone(),
         agent.paths.flow_log(),
@@ -156,16 +171,16 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     if let Some(address) = options.metrics_addr {
-        crate::inspect::metrics::serve(address, agent.paths.clone()).await?;
+        metrics::serve(address, agent.paths.clone()).await?;
     }
 
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&mut agent, "SIGHUP", &mut stdout),
+            _ = hangup.recv() => reload(&mut agent, "SIGHUP", &mut console),
             Some(()) = changed_rx.recv() => {
                 tokio::time::sleep(CONFIG_SETTLE).await;
                 while changed_rx.try_recv().is_ok() {}
-                reload(&mut agent, "config file changed", &mut stdout);
+                reload(&mut agent, "config file changed", &mut console);
             }
             changed = async {
                 match link_events.as_mut() {
@@ -176,24 +191,24 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
                 if let Err(error) = changed {
                     tracing::warn!("link notifications: {error}");
                 }
-                if let Err(error) = agent.poll_interfaces(&mut stdout) {
+                if let Err(error) = agent.poll_interfaces(&mut console) {
                     tracing::error!("following interfaces: {error}");
                 }
             }
             _ = tick.tick() => {
-                if let Err(error) = agent.poll_interfaces(&mut stdout) {
+                if let Err(error) = agent.poll_interfaces(&mut console) {
                     tracing::error!("following interfaces: {error}");
                 }
                 if let Err(error) = agent.housekeeping() {
                     tracing::error!("housekeeping: {error}");
                 }
-                events.flush_window(&agent);
+                events.flush_window(&interface_names(&agent.applied.ifindexes));
             }
             ready = events.readable() => {
                 if let Err(error) = ready {
                     tracing::error!("reading flow events: {error}");
                 }
-                events.drain(&agent);
+                events.drain(&interface_names(&agent.applied.ifindexes));
             }
             Ok(mut guard) = async {
                 match ebpf_logger.as_mut() {
@@ -208,7 +223,7 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
             _ = interrupt.recv() => break,
         }
     }
-    events.flush_all(&agent);
+    events.flush_all(&interface_names(&agent.applied.ifindexes));
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!(
         "exiting; enforcement stays in place (pinned under {})",
@@ -217,40 +232,41 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Reloads, and says what happened on stdout in a stable form (the lab and scripts wait on
-/// it): `reloaded generation N: ...` or `reload rejected: ...`; details go to the log.
-fn reload(agent: &mut Agent, why: &str, out: &mut std::io::Stdout) {
-    use std::io::Write as _;
-    let line = match agent.reload(out) {
+/// Reloads, and says what happened on stdout ([`AgentEvent::Reloaded`] or
+/// [`AgentEvent::ReloadRejected`]: the lab and scripts wait on it); details go to the log.
+fn reload(agent: &mut Agent, why: &str, console: &mut Console) {
+    let result = agent.reload(console);
+    let generation = agent.applied.generation;
+    let event = match result {
         Ok(outcome) => {
-            let what = match outcome {
-                ReloadOutcome::Unchanged => "unchanged".to_string(),
-                ReloadOutcome::MembershipDelta { members_written } => {
-                    format!("membership delta, {members_written} addresses")
-                }
-                ReloadOutcome::Flipped { .. } => "new policy generation".to_string(),
+            let event = AgentEvent::Reloaded {
+                generation,
+                outcome,
             };
-            let line = format!("reloaded generation {}: {what}", agent.applied.generation);
-            tracing::info!("{why}: {line}");
-            line
+            tracing::info!("{why}: {event}");
+            event
         }
         Err(RuntimeError::Config(error)) => {
             tracing::error!("{why}: config rejected, the running policy stays in force:\n{error}");
-            format!(
-                "reload rejected: invalid config, generation {} stays in force",
-                agent.applied.generation
-            )
+            AgentEvent::ReloadRejected {
+                generation,
+                rejection: Rejection::InvalidConfig {
+                    errors: error.to_string(),
+                },
+            }
         }
         Err(error) => {
+            let error = with_causes(&error);
             tracing::error!("{why}: reload failed, the running policy stays in force: {error}");
-            format!(
-                "reload rejected: {error}; generation {} stays in force",
-                agent.applied.generation
-            )
+            AgentEvent::ReloadRejected {
+                generation,
+                rejection: Rejection::Failed { error },
+            }
         }
     };
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    if let Err(error) = console.emit(&event) {
+        tracing::warn!("writing to the console: {error}");
+    }
 }
 
 /// Watches the config's directory, not the file: editors replace files by renaming.
@@ -314,11 +330,11 @@ pub struct DownReport {
 pub fn down(pin_root: &Path) -> Result<DownReport, DownError> {
     let paths = Paths::new(pin_root);
     let mut report = DownReport::default();
-    if let Some(pid) = running_agent(&paths) {
+    if let Some(pid) = paths.running_agent() {
         // SAFETY: kill(2) with a pid read from the agent's own pid file.
         unsafe { libc::kill(pid, libc::SIGTERM) };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while process_alive(pid) {
+        while u32::try_from(pid).is_ok_and(crate::process::alive) {
             if std::time::Instant::now() > deadline {
                 return Err(DownError::AgentStuck { pid, seconds: 10 });
             }
@@ -348,23 +364,4 @@ pub fn down(pin_root: &Path) -> Result<DownReport, DownError> {
         let _ = std::fs::remove_dir(root);
     }
     Ok(report)
-}
-
-/// The pid of the agent owning these pins, if it is alive.
-pub fn running_agent(paths: &Paths) -> Option<i32> {
-    let text = std::fs::read_to_string(paths.pid_file()).ok()?;
-    let pid: i32 = text.trim().parse().ok()?;
-    (pid > 0 && process_alive(pid)).then_some(pid)
-}
-
-fn process_alive(pid: i32) -> bool {
-    // A zombie still has a /proc entry; its state is 'Z'.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .and_then(|rest| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z"),
-        Err(_) => false,
-    }
 }

@@ -18,12 +18,13 @@ use serde::Serialize;
 use sgwall::{
     compile::{self, MembershipChange},
     datapath::{
-        attach::Hook,
         kernel_maps::KernelMaps,
         loader::{Datapath, LoadOptions},
     },
     maps::{Capacities, Lpm, MapError, PolicyMaps, Table, apply_full, apply_membership},
+    model::Hook,
     netns,
+    runtime::console::{AgentEvent, LogFormat},
 };
 use sgwall_tests::{AgentProcess, PinDir, packet::L4};
 
@@ -541,8 +542,16 @@ fn file_save(saves: usize) -> Result<FileSave> {
         }
     }
     std::fs::write(&path, closed.to_toml())?;
-    let mut agent = AgentProcess::start(&path, topology.server.name(), pins.path(), &[]);
-    agent.wait_for("enforcing", Duration::from_secs(60));
+    let mut agent = AgentProcess::start(
+        LogFormat::Json,
+        &path,
+        topology.server.name(),
+        pins.path(),
+        &[],
+    );
+    agent.wait_event("enforcing", Duration::from_secs(60), |event| {
+        matches!(event, AgentEvent::Enforcing { .. })
+    });
     // `runtime::run` starts watching the config only after it prints "enforcing" (and sets up
     // its event consumers): a save in that window is never seen. Give it a moment.
     std::thread::sleep(Duration::from_secs(1));

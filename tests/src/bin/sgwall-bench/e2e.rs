@@ -21,10 +21,11 @@ use serde::Serialize;
 use sgwall::{
     compile,
     datapath::{
-        attach::{Hook, XdpAttachMode, attach},
+        attach::{XdpAttachMode, attach},
         loader::{Datapath, LoadOptions},
     },
     maps::{Applied, Capacities, apply_full},
+    model::Hook,
     netns,
 };
 use sgwall_tests::{

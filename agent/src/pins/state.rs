@@ -47,9 +47,53 @@ pub struct InterfaceState {
     pub hooks: Vec<String>,
     pub ifslot: u16,
     pub ifindex: Option<u32>,
-    /// "enforcing", "waiting" or "failed".
-    pub status: String,
+    pub status: InterfaceStatus,
     pub detail: Option<String>,
+}
+
+/// Whether the agent enforces an interface of the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterfaceStatus {
+    /// Its hooks run the agent's programs.
+    Enforcing,
+    /// The interface does not exist (yet): it is attached the moment it appears.
+    Waiting,
+    /// Attaching failed; `detail` says why.
+    Failed,
+}
+
+impl InterfaceStatus {
+    pub const ALL: [InterfaceStatus; 3] = [Self::Enforcing, Self::Waiting, Self::Failed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Enforcing => "enforcing",
+            Self::Waiting => "waiting",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for InterfaceStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown interface status {0:?} (enforcing, waiting or failed)")]
+pub struct UnknownStatus(pub String);
+
+impl std::str::FromStr for InterfaceStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.name() == text)
+            .ok_or_else(|| UnknownStatus(text.to_string()))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,4 +231,25 @@ pub fn write(path: &Path, state: &State) -> Result<(), StateError> {
     let temporary = path.with_extension("json.tmp");
     std::fs::write(&temporary, text).map_err(io_error)?;
     std::fs::rename(&temporary, path).map_err(io_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_statuses_print_and_parse_as_state_json_writes_them() {
+        for status in InterfaceStatus::ALL {
+            let text = status.to_string();
+            assert_eq!(text.parse::<InterfaceStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_string(&status).unwrap(),
+                format!("\"{text}\"")
+            );
+        }
+        assert_eq!(
+            "enforced".parse::<InterfaceStatus>(),
+            Err(UnknownStatus("enforced".into()))
+        );
+    }
 }

@@ -1,0 +1,206 @@
+//! Every command and option of `sgwall`, as clap types. The commands themselves are in the
+//! sibling modules, one a file.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Parser, Subcommand};
+use sgwall::{
+    datapath::attach::XdpAttachMode, import::aws::Attachment, lab, pins,
+    runtime::console::LogFormat,
+};
+
+/// EC2 security group semantics on Linux interfaces, enforced with eBPF.
+#[derive(Debug, Parser)]
+#[command(name = "sgwall", version)]
+pub struct Cli {
+    /// Log lines (stderr) and `run`'s events (stdout) as human-readable text or as JSON
+    /// objects, one a line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file: print every error and warning, and a summary when it is valid.
+    Check(CheckArgs),
+    /// Convert another system's security groups into an sgwall config (printed to stdout).
+    #[command(subcommand)]
+    Import(ImportSource),
+    /// What a config compiles to: effective rules per interface, datapath map entries and fill
+    /// against capacity. Needs no privileges and touches nothing.
+    Plan(PlanArgs),
+    /// Enforce a config: load the datapath, attach to every configured interface, and keep
+    /// following the config (file changes, SIGHUP) and the interfaces. Enforcement stays in
+    /// place when the agent exits; `sgwall down` removes it.
+    Run(RunArgs),
+    /// Stop the agent, detach every program and remove the pins: traffic is unfiltered again.
+    Down(PinArgs),
+    /// Interfaces, policy generation, map fill and counters.
+    Status(InspectArgs),
+    /// Tracked flows with their state, age and idle time.
+    Conntrack(InspectArgs),
+    /// Every rule of every interface, with `--hits` how many flows it admitted.
+    Rules(RulesArgs),
+    /// Flow records (AWS VPC Flow Logs version 2 field order), ACCEPT and REJECT.
+    Flows(FlowsArgs),
+    /// A lab of network namespaces enforced by sgwall: build it from a config, probe it with
+    /// real traffic against the reference evaluator, or run the built-in demo.
+    Lab(LabArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: LabCommand,
+    /// Where the lab records its state (namespaces, agent pid, config).
+    #[arg(long, global = true, value_name = "DIR", default_value = lab::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Prefix of every namespace the lab creates; cleanup removes those and nothing else.
+    #[arg(long, global = true, value_name = "PREFIX", default_value = lab::DEFAULT_PREFIX)]
+    pub prefix: String,
+    /// The agent's pin directory on bpffs.
+    #[arg(long, global = true, value_name = "DIR", default_value = lab::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the topology a config describes (a namespace per instance and lab client, behind
+    /// a router) and start `sgwall run` on it.
+    Up {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Leave the lab up when a step fails, for inspection.
+        #[arg(long)]
+        keep_going: bool,
+    },
+    /// Probe every source against every instance and compare with the reference evaluator;
+    /// exits non-zero when any cell disagrees.
+    Probe {
+        /// Print the matrix as JSON.
+        #[arg(long)]
+        json: bool,
+        /// How long a probe waits for an answer.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        timeout_ms: u64,
+        /// Probes in flight at once.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        parallel: usize,
+    },
+    /// Stop the agent, remove its pins, the namespaces and the lab state. Idempotent.
+    Down,
+    /// The built-in three-tier demo: lab up, the matrix, a live membership change, lab down.
+    Demo {
+        /// Leave the lab up at the end.
+        #[arg(long)]
+        keep: bool,
+        /// How long a probe waits for an answer.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The sgwall TOML config.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PinArgs {
+    /// The agent's bpffs pin directory.
+    #[arg(long, value_name = "DIR", default_value = pins::DEFAULT_PIN_DIR)]
+    pub pin_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub pins: PinArgs,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    #[command(flatten)]
+    pub inspect: InspectArgs,
+    /// Show how many new flows each rule admitted, and flag the rules none did.
+    #[arg(long)]
+    pub hits: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FlowsArgs {
+    #[command(flatten)]
+    pub inspect: InspectArgs,
+    /// Keep printing records as the agent writes them (until interrupted).
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The sgwall TOML config.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub pins: PinArgs,
+    /// Enter this network namespace (`ip netns` name) first: the interfaces live there.
+    #[arg(long, value_name = "NAME")]
+    pub netns: Option<String>,
+    /// How XDP attaches on `attach = "host"` interfaces.
+    #[arg(long, value_enum, default_value_t = XdpAttachMode::Auto)]
+    pub xdp_mode: XdpAttachMode,
+    /// Serve Prometheus metrics; without an address, on loopback (127.0.0.1:9469).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9469")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Flow records aggregate traffic over windows of this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub flow_window: u64,
+    /// Also append flow records to this file.
+    #[arg(long, value_name = "FILE")]
+    pub flow_log: Option<PathBuf>,
+    /// Established flows the tracking table holds (all interfaces).
+    #[arg(long, value_name = "N")]
+    pub conntrack_capacity: Option<usize>,
+    /// Addresses with group memberships the member map holds.
+    #[arg(long, value_name = "N")]
+    pub members_capacity: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportSource {
+    /// From the JSON of `aws ec2 describe-security-groups` and `describe-network-interfaces`.
+    Aws(AwsImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The sgwall TOML config.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AwsImportArgs {
+    /// Output of `aws ec2 describe-security-groups`.
+    #[arg(long, value_name = "SG.json")]
+    pub security_groups: PathBuf,
+    /// Output of `aws ec2 describe-network-interfaces`: interfaces become members.
+    #[arg(long, value_name = "ENI.json")]
+    pub network_interfaces: Option<PathBuf>,
+    /// Enforce this ENI on a local interface: it becomes an instance instead of a member.
+    #[arg(long, value_name = "ENI_ID=IFACE")]
+    pub attach: Vec<Attachment>,
+    /// Fail instead of leaving out what sgwall cannot express (prefix lists).
+    #[arg(long)]
+    pub strict: bool,
+}
