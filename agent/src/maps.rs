@@ -543,7 +543,7 @@ pub fn apply_prefix_lists(
     maps: &mut dyn PolicyMaps,
     applied: &mut Applied,
     config: &crate::model::Config,
-) -> Result<PrefixListDelta, ApplyError> {
+) -> Result<PrefixListDelta, MapError> {
     let delta = applied.policy.apply_prefix_lists(config);
     let active = slot_of_generation(maps.generation()?);
     for set in &delta.new_sets {
