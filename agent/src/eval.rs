@@ -348,6 +348,49 @@ pub fn acl_verdict(
     })
 }
 
+/// The ACL entry behind `verdict`, as a REJECT names it: "network ACL public-acl (subnet
+/// public) ingress entry 90: deny all from 198.18.0.0/15", or entry `*` when none matched.
+pub fn describe_acl_verdict(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    verdict: AclVerdict,
+) -> String {
+    let Some((subnet, acl)) = config.acl_of(instance) else {
+        return format!("no network ACL on {}", instance.name);
+    };
+    let head = format!(
+        "network ACL {} (subnet {}) {direction} entry {}",
+        acl.name,
+        subnet.name,
+        verdict.number_text()
+    );
+    let entry = match verdict {
+        AclVerdict::Entry { number, .. } => acl
+            .entries(direction)
+            .iter()
+            .find(|entry| entry.number == number),
+        AclVerdict::NoEntry => None,
+    };
+    let peer_word = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    match entry {
+        Some(entry) => {
+            let ports = match entry.ports {
+                PortRange::Any => String::new(),
+                other => format!(" {other}"),
+            };
+            format!(
+                "{head}: {} {}{ports} {peer_word} {}",
+                entry.action, entry.protocol, entry.cidr
+            )
+        }
+        None => format!("{head}: no entry matches, the final entry denies (N2)"),
+    }
+}
+
 /// The first rule of `instance` for `direction` that admits the packet (R1, R6).
 pub fn first_matching_rule(
     config: &Config,
