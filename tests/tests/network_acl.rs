@@ -188,6 +188,31 @@ fn n2_lowest_number_first_match_wins_and_the_final_entry_denies() {
     assert_cell(&matrix, "client", "a", Service::Tcp(7002), false, true);
     assert!(why(&matrix, "client", "a", Service::Tcp(7002)).contains("entry *"));
     assert_cell(&matrix, "client", "a", Service::IcmpEcho, true, false);
+
+    // `rules --hits` counts ACL entries like rules: 90 refused the 7001 probe (and its retry),
+    // 100 admitted the 7000 one; the ICMP entries saw the echo both ways.
+    let rules = lab.sgwall_json(&["rules", "--hits", "--json"]);
+    let hits = |direction: &str, number: u64| -> u64 {
+        rules
+            .as_array()
+            .expect("rules")
+            .iter()
+            .find(|r| {
+                r["group"] == "acl:numbered"
+                    && r["direction"] == direction
+                    && r["rule_index"] == number
+            })
+            .unwrap_or_else(|| panic!("no ACL entry {direction} {number} in {rules}"))["hits"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert!(hits("ingress", 90) >= 1, "{rules}");
+    assert!(hits("ingress", 100) >= 1, "{rules}");
+    assert!(
+        hits("ingress", 110) >= 1 && hits("egress", 110) >= 1,
+        "{rules}"
+    );
+    assert!(lab.sgwall(&["rules", "--hits"]).contains("acl:numbered#90"));
 }
 
 /// N3's ACL: inbound TCP 7000 from `client`'s network, and with `ephemeral` the replies out.
