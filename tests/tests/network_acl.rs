@@ -6,6 +6,8 @@
 //! The instances use IPv4 only: ACL entries carry one CIDR each (N2), and one family shows each
 //! statement as well as two.
 
+use std::time::{Duration, Instant};
+
 use sgwall::{
     lab::matrix::Matrix,
     probe::Service,
@@ -175,7 +177,8 @@ fn n2_lowest_number_first_match_wins_and_the_final_entry_denies() {
         subnet("s", "10.1.0.0/24", "numbered"),
         instance("a", 1),
     );
-    let Some(lab) = up(&config) else {
+    // Flow records within a second, to see what they say of the refusals.
+    let Some(lab) = privileged().then(|| TestLab::up_with(&config, &["--flow-window", "1"])) else {
         return;
     };
     let mut services = TCP.to_vec();
@@ -213,6 +216,25 @@ fn n2_lowest_number_first_match_wins_and_the_final_entry_denies() {
         "{rules}"
     );
     assert!(lab.sgwall(&["rules", "--hits"]).contains("acl:numbered#90"));
+
+    // Each REJECT record names what refused it: entry 90, or the final entry.
+    let wanted = [
+        "\"reject-reason\":\"acl:numbered#90\"",
+        "\"reject-reason\":\"acl:numbered#*\"",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut records = String::new();
+    while Instant::now() < deadline && !wanted.iter().all(|w| records.contains(w)) {
+        std::thread::sleep(Duration::from_millis(500));
+        records = lab.sgwall(&["flows", "--json"]);
+    }
+    for w in wanted {
+        assert!(records.contains(w), "no record with {w}:\n{records}");
+    }
+    assert!(
+        records.contains("\"reject-reason\":\"-\""),
+        "ACCEPTs name nothing: {records}"
+    );
 }
 
 /// N3's ACL: inbound TCP 7000 from `client`'s network, and with `ephemeral` the replies out.
