@@ -144,6 +144,8 @@ pub fn control_policy(params: &Params, probe_interface: &str) -> Policy {
         members,
         groups_per_interface: 5,
         rules_per_group: 60,
+        prefix_lists: Vec::new(),
+        acl: None,
     }
 }
 

@@ -49,15 +49,19 @@ enum Section {
     MicroRules,
     MicroMembers,
     MicroFlows,
+    MicroAcl,
+    MicroPrefixLists,
     E2e,
     Control,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 7] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
+        Section::MicroAcl,
+        Section::MicroPrefixLists,
         Section::E2e,
         Section::Control,
     ];
@@ -67,6 +71,8 @@ impl Section {
             Section::MicroRules => "micro-rules",
             Section::MicroMembers => "micro-members",
             Section::MicroFlows => "micro-flows",
+            Section::MicroAcl => "micro-acl",
+            Section::MicroPrefixLists => "micro-prefix-lists",
             Section::E2e => "e2e",
             Section::Control => "control",
         }
@@ -132,7 +138,11 @@ fn run() -> Result<()> {
         };
         let header = report::provenance(&machine, &command);
         let (json, fragment, targets) = match section {
-            Section::MicroRules | Section::MicroMembers | Section::MicroFlows => {
+            Section::MicroRules
+            | Section::MicroMembers
+            | Section::MicroFlows
+            | Section::MicroAcl
+            | Section::MicroPrefixLists => {
                 let result = run_micro(*section, cli.mode)?;
                 let (fragment, targets) = report::micro_fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
@@ -202,6 +212,11 @@ fn run_micro(section: Section, mode: Mode) -> Result<micro::SetResult> {
     let (dimension, sizes) = match section {
         Section::MicroRules => (micro::RULES, params.rules.clone()),
         Section::MicroMembers => (micro::MEMBERS, params.members.clone()),
+        Section::MicroAcl => (micro::ACL_ENTRIES, params.acl_entries.clone()),
+        Section::MicroPrefixLists => (
+            micro::PREFIX_LIST_ENTRIES,
+            params.prefix_list_entries.clone(),
+        ),
         _ => (micro::FLOWS, params.flows.clone()),
     };
     // BPF_PROG_TEST_RUN resolves the context's ifindex in the caller's namespace: the runs
