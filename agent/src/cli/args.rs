@@ -5,7 +5,9 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 use sgwall::{
-    datapath::attach::XdpAttachMode, import::aws::Attachment, lab, pins,
+    datapath::attach::XdpAttachMode,
+    import::aws::{Attachment, PrefixListEntries},
+    lab, pins,
     runtime::console::LogFormat,
 };
 
@@ -178,7 +180,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportSource {
-    /// From the JSON of `aws ec2 describe-security-groups` and `describe-network-interfaces`.
+    /// From the JSON of `aws ec2 describe-security-groups`, `describe-network-interfaces`,
+    /// `describe-managed-prefix-lists`, `get-managed-prefix-list-entries`,
+    /// `describe-network-acls` and `describe-subnets`.
     Aws(AwsImportArgs),
 }
 
@@ -197,10 +201,23 @@ pub struct AwsImportArgs {
     /// Output of `aws ec2 describe-network-interfaces`: interfaces become members.
     #[arg(long, value_name = "ENI.json")]
     pub network_interfaces: Option<PathBuf>,
+    /// Output of `aws ec2 describe-managed-prefix-lists`: lists rules name (P1).
+    #[arg(long, value_name = "PL.json")]
+    pub prefix_lists: Option<PathBuf>,
+    /// Output of `aws ec2 get-managed-prefix-list-entries --prefix-list-id PL_ID`, once per
+    /// list: a list is imported only with its entries.
+    #[arg(long, value_name = "PL_ID=ENTRIES.json")]
+    pub prefix_list_entries: Vec<PrefixListEntries>,
+    /// Output of `aws ec2 describe-network-acls` (N2).
+    #[arg(long, value_name = "ACL.json")]
+    pub network_acls: Option<PathBuf>,
+    /// Output of `aws ec2 describe-subnets`: each subnet with the ACL associated with it (N1).
+    #[arg(long, value_name = "SUBNETS.json")]
+    pub subnets: Option<PathBuf>,
     /// Enforce this ENI on a local interface: it becomes an instance instead of a member.
     #[arg(long, value_name = "ENI_ID=IFACE")]
     pub attach: Vec<Attachment>,
-    /// Fail instead of leaving out what sgwall cannot express (prefix lists).
+    /// Fail instead of leaving out what could not be imported (a prefix list without entries).
     #[arg(long)]
     pub strict: bool,
 }

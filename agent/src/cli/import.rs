@@ -10,6 +10,10 @@ pub fn aws(args: AwsImportArgs) -> anyhow::Result<ExitCode> {
     let request = AwsImportRequest {
         security_groups: args.security_groups,
         network_interfaces: args.network_interfaces,
+        prefix_lists: args.prefix_lists,
+        prefix_list_entries: args.prefix_list_entries,
+        network_acls: args.network_acls,
+        subnets: args.subnets,
         attach: args.attach,
         strict: args.strict,
     };

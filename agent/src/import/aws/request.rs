@@ -9,6 +9,14 @@ use super::errors::{ImportError, ImportWarning};
 pub struct AwsImportRequest {
     pub security_groups: PathBuf,
     pub network_interfaces: Option<PathBuf>,
+    /// `describe-managed-prefix-lists` (P1).
+    pub prefix_lists: Option<PathBuf>,
+    /// `get-managed-prefix-list-entries` of each list.
+    pub prefix_list_entries: Vec<PrefixListEntries>,
+    /// `describe-network-acls` (N2).
+    pub network_acls: Option<PathBuf>,
+    /// `describe-subnets` (N1).
+    pub subnets: Option<PathBuf>,
     pub attach: Vec<Attachment>,
     /// Refuse to produce a config when something could not be imported.
     pub strict: bool,
@@ -31,6 +39,30 @@ impl FromStr for Attachment {
                 interface: interface.to_string(),
             }),
             _ => Err(ImportError::AttachSyntax {
+                value: text.to_string(),
+            }),
+        }
+    }
+}
+
+/// `PREFIX_LIST_ID=FILE`: the output of `aws ec2 get-managed-prefix-list-entries
+/// --prefix-list-id PREFIX_LIST_ID`, which does not name the list itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrefixListEntries {
+    pub id: String,
+    pub path: PathBuf,
+}
+
+impl FromStr for PrefixListEntries {
+    type Err = ImportError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('=') {
+            Some((id, path)) if id.starts_with("pl-") && !path.is_empty() => Ok(Self {
+                id: id.to_string(),
+                path: PathBuf::from(path),
+            }),
+            _ => Err(ImportError::PrefixListEntriesSyntax {
                 value: text.to_string(),
             }),
         }

@@ -1,6 +1,7 @@
-//! The JSON the AWS CLI prints, in its exact shapes: `aws ec2 describe-security-groups` and
-//! `aws ec2 describe-network-interfaces`. Fields sgwall does not use (Tags, OwnerId, ...) are
-//! ignored.
+//! The JSON the AWS CLI prints, in its exact shapes: `aws ec2 describe-security-groups`,
+//! `describe-network-interfaces`, `describe-network-acls`, `describe-subnets`,
+//! `describe-managed-prefix-lists` and `get-managed-prefix-list-entries`. Fields sgwall does not
+//! use (OwnerId, Arns, States, ...) are ignored.
 
 use std::path::Path;
 
@@ -88,6 +89,142 @@ pub(super) struct AwsGroupPair {
 #[serde(rename_all = "PascalCase")]
 pub(super) struct AwsPrefixList {
     pub prefix_list_id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsTag {
+    pub key: String,
+    pub value: String,
+}
+
+/// The value of the `Name` tag, which the console shows as the object's name.
+pub(super) fn name_tag(tags: &[AwsTag]) -> Option<&str> {
+    tags.iter()
+        .find(|tag| tag.key == "Name")
+        .map(|tag| tag.value.as_str())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct DescribeManagedPrefixLists {
+    pub prefix_lists: Vec<AwsManagedPrefixList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsManagedPrefixList {
+    pub prefix_list_id: String,
+    pub prefix_list_name: String,
+    /// `IPv4` or `IPv6`.
+    pub address_family: String,
+    #[serde(default)]
+    pub max_entries: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct GetManagedPrefixListEntries {
+    pub entries: Vec<AwsPrefixListEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsPrefixListEntry {
+    pub cidr: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct DescribeNetworkAcls {
+    pub network_acls: Vec<AwsNetworkAcl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsNetworkAcl {
+    pub network_acl_id: String,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub is_default: bool,
+    #[serde(default)]
+    pub associations: Vec<AwsAclAssociation>,
+    #[serde(default)]
+    pub entries: Vec<AwsAclEntry>,
+    #[serde(default)]
+    pub tags: Vec<AwsTag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsAclAssociation {
+    pub subnet_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsAclEntry {
+    #[serde(default)]
+    pub cidr_block: Option<String>,
+    #[serde(default)]
+    pub ipv6_cidr_block: Option<String>,
+    pub egress: bool,
+    /// A protocol number as text, `-1` for all.
+    pub protocol: String,
+    /// `allow` or `deny`.
+    pub rule_action: String,
+    pub rule_number: i64,
+    #[serde(default)]
+    pub port_range: Option<AwsPortRange>,
+    #[serde(default)]
+    pub icmp_type_code: Option<AwsIcmpTypeCode>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsPortRange {
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsIcmpTypeCode {
+    #[serde(default)]
+    pub code: Option<i64>,
+    #[serde(default)]
+    pub r#type: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct DescribeSubnets {
+    pub subnets: Vec<AwsSubnet>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsSubnet {
+    pub subnet_id: String,
+    #[serde(default)]
+    pub vpc_id: Option<String>,
+    #[serde(default)]
+    pub cidr_block: Option<String>,
+    #[serde(default)]
+    pub ipv6_cidr_block_association_set: Vec<AwsIpv6CidrAssociation>,
+    #[serde(default)]
+    pub tags: Vec<AwsTag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct AwsIpv6CidrAssociation {
+    pub ipv6_cidr_block: String,
 }
 
 #[derive(Debug, Deserialize)]

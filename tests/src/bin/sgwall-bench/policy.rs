@@ -255,7 +255,11 @@ impl Policy {
         // A prefix list's entries are CIDR rules of their own here.
         let cidr_elements: Vec<String> = rules
             .iter()
-            .flat_map(|rule| self.cidrs_of(&rule.peer).into_iter().map(move |c| (rule, c)))
+            .flat_map(|rule| {
+                self.cidrs_of(&rule.peer)
+                    .into_iter()
+                    .map(move |c| (rule, c))
+            })
             .map(|(rule, (addr, len))| {
                 format!(
                     "{addr}/{len} . {} . {}",
