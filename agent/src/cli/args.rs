@@ -45,7 +45,8 @@ pub enum Command {
     Conntrack(InspectArgs),
     /// Every rule of every interface, with `--hits` how many flows it admitted.
     Rules(RulesArgs),
-    /// Flow records (AWS VPC Flow Logs version 2 field order), ACCEPT and REJECT.
+    /// Flow records (AWS VPC Flow Logs version 2 field order, then reject-reason), ACCEPT and
+    /// REJECT.
     Flows(FlowsArgs),
     /// A lab of network namespaces enforced by sgwall: build it from a config, probe it with
     /// real traffic against the reference evaluator, or run the built-in demo.
