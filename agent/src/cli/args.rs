@@ -185,6 +185,19 @@ pub enum ImportSource {
     /// `describe-managed-prefix-lists`, `get-managed-prefix-list-entries`,
     /// `describe-network-acls` and `describe-subnets`.
     Aws(AwsImportArgs),
+    /// From the JSON of `terraform show -json` (a state, or a saved plan): security groups and
+    /// their rule resources, network ACLs, subnets and managed prefix lists.
+    Terraform(TerraformImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TerraformImportArgs {
+    /// The output of `terraform show -json` (state) or `terraform show -json PLANFILE` (plan).
+    #[arg(value_name = "PLAN_OR_STATE.json")]
+    pub path: PathBuf,
+    /// Fail instead of leaving out what could not be imported.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,10 +1,17 @@
-//! `sgwall import aws`: security groups from AWS's JSON, as an sgwall config on stdout.
+//! `sgwall import aws` and `sgwall import terraform`: security groups (and network ACLs,
+//! subnets, prefix lists) from AWS's or Terraform's JSON, as an sgwall config on stdout.
 
 use std::process::ExitCode;
 
-use sgwall::import::aws::{self, AwsImportRequest};
+use sgwall::import::{
+    aws::{self, AwsImport, AwsImportRequest},
+    terraform,
+};
 
-use super::{args::AwsImportArgs, output};
+use super::{
+    args::{AwsImportArgs, TerraformImportArgs},
+    output,
+};
 
 pub fn aws(args: AwsImportArgs) -> anyhow::Result<ExitCode> {
     let request = AwsImportRequest {
@@ -17,7 +24,15 @@ pub fn aws(args: AwsImportArgs) -> anyhow::Result<ExitCode> {
         attach: args.attach,
         strict: args.strict,
     };
-    let imported = aws::import_files(&request)?;
+    print(&aws::import_files(&request)?)
+}
+
+pub fn terraform(args: TerraformImportArgs) -> anyhow::Result<ExitCode> {
+    print(&terraform::import_file(&args.path, args.strict)?)
+}
+
+/// Warnings on stderr, the validated config on stdout.
+fn print(imported: &AwsImport) -> anyhow::Result<ExitCode> {
     for warning in &imported.warnings {
         output::diagnostic(&format!("warning: {warning}"));
     }

@@ -1,3 +1,4 @@
 //! Importers that turn another system's description of security groups into a native config.
 
 pub mod aws;
+pub mod terraform;

@@ -15,10 +15,10 @@
 
 mod convert;
 mod errors;
-mod network;
+pub(crate) mod network;
 mod request;
-mod schema;
-mod write;
+pub(crate) mod schema;
+pub(crate) mod write;
 
 use std::{fs, path::Path};
 
@@ -49,7 +49,10 @@ fn read_output<T: serde::de::DeserializeOwned>(
 
 /// Reads the files of `request` and imports them.
 pub fn import_files(request: &AwsImportRequest) -> Result<AwsImport, ImportError> {
-    let mut sources = Sources { files: Vec::new() };
+    let mut sources = Sources {
+        tool: "aws",
+        files: Vec::new(),
+    };
     let groups: DescribeSecurityGroups =
         read_output(&request.security_groups, GROUPS_COMMAND, &mut sources)?;
     let interfaces: Option<DescribeNetworkInterfaces> = request
@@ -109,6 +112,7 @@ pub fn import_json(
         .map(|json| schema::parse(json, Path::new(INPUT), INTERFACES_COMMAND))
         .transpose()?;
     let mut sources = Sources {
+        tool: "aws",
         files: vec![(GROUPS_COMMAND, INPUT.to_string())],
     };
     if interfaces_json.is_some() {
@@ -132,7 +136,7 @@ const SUBNETS_COMMAND: &str = "describe-subnets";
 
 /// Converts, writes, then loads the text like `sgwall check` so that no import that fails it
 /// is ever returned.
-fn import(
+pub(crate) fn import(
     described: &DescribeSecurityGroups,
     interfaces: Option<&DescribeNetworkInterfaces>,
     network: &NetworkInputs,

@@ -71,7 +71,7 @@ impl NativeNetwork {
 
 /// The network inputs, parsed.
 #[derive(Default)]
-pub(super) struct NetworkInputs {
+pub(crate) struct NetworkInputs {
     pub prefix_lists: Option<DescribeManagedPrefixLists>,
     /// (prefix list id, its entries).
     pub prefix_list_entries: Vec<(String, GetManagedPrefixListEntries)>,

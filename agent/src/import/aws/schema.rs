@@ -10,7 +10,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use super::errors::ImportError;
 
 /// Parses the output of `aws ec2 {command}` read from `path`.
-pub(super) fn parse<T: DeserializeOwned>(
+pub(crate) fn parse<T: DeserializeOwned>(
     json: &str,
     path: &Path,
     command: &'static str,
@@ -24,13 +24,13 @@ pub(super) fn parse<T: DeserializeOwned>(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct DescribeSecurityGroups {
+pub(crate) struct DescribeSecurityGroups {
     pub security_groups: Vec<AwsSecurityGroup>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsSecurityGroup {
+pub(crate) struct AwsSecurityGroup {
     pub group_id: String,
     pub group_name: String,
     #[serde(default)]
@@ -45,7 +45,7 @@ pub(super) struct AwsSecurityGroup {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsPermission {
+pub(crate) struct AwsPermission {
     pub ip_protocol: String,
     #[serde(default)]
     pub from_port: Option<i64>,
@@ -63,7 +63,7 @@ pub(super) struct AwsPermission {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsIpRange {
+pub(crate) struct AwsIpRange {
     pub cidr_ip: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -71,7 +71,7 @@ pub(super) struct AwsIpRange {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsIpv6Range {
+pub(crate) struct AwsIpv6Range {
     pub cidr_ipv6: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -79,7 +79,7 @@ pub(super) struct AwsIpv6Range {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsGroupPair {
+pub(crate) struct AwsGroupPair {
     pub group_id: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -87,7 +87,7 @@ pub(super) struct AwsGroupPair {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsPrefixList {
+pub(crate) struct AwsPrefixList {
     pub prefix_list_id: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -95,13 +95,13 @@ pub(super) struct AwsPrefixList {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsTag {
+pub(crate) struct AwsTag {
     pub key: String,
     pub value: String,
 }
 
 /// The value of the `Name` tag, which the console shows as the object's name.
-pub(super) fn name_tag(tags: &[AwsTag]) -> Option<&str> {
+pub(crate) fn name_tag(tags: &[AwsTag]) -> Option<&str> {
     tags.iter()
         .find(|tag| tag.key == "Name")
         .map(|tag| tag.value.as_str())
@@ -109,13 +109,13 @@ pub(super) fn name_tag(tags: &[AwsTag]) -> Option<&str> {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct DescribeManagedPrefixLists {
+pub(crate) struct DescribeManagedPrefixLists {
     pub prefix_lists: Vec<AwsManagedPrefixList>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsManagedPrefixList {
+pub(crate) struct AwsManagedPrefixList {
     pub prefix_list_id: String,
     pub prefix_list_name: String,
     /// `IPv4` or `IPv6`.
@@ -126,13 +126,13 @@ pub(super) struct AwsManagedPrefixList {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct GetManagedPrefixListEntries {
+pub(crate) struct GetManagedPrefixListEntries {
     pub entries: Vec<AwsPrefixListEntry>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsPrefixListEntry {
+pub(crate) struct AwsPrefixListEntry {
     pub cidr: String,
     #[serde(default)]
     pub description: Option<String>,
@@ -140,13 +140,13 @@ pub(super) struct AwsPrefixListEntry {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct DescribeNetworkAcls {
+pub(crate) struct DescribeNetworkAcls {
     pub network_acls: Vec<AwsNetworkAcl>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsNetworkAcl {
+pub(crate) struct AwsNetworkAcl {
     pub network_acl_id: String,
     #[serde(default)]
     pub vpc_id: Option<String>,
@@ -162,13 +162,13 @@ pub(super) struct AwsNetworkAcl {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsAclAssociation {
+pub(crate) struct AwsAclAssociation {
     pub subnet_id: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsAclEntry {
+pub(crate) struct AwsAclEntry {
     #[serde(default)]
     pub cidr_block: Option<String>,
     #[serde(default)]
@@ -187,14 +187,14 @@ pub(super) struct AwsAclEntry {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsPortRange {
+pub(crate) struct AwsPortRange {
     pub from: i64,
     pub to: i64,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsIcmpTypeCode {
+pub(crate) struct AwsIcmpTypeCode {
     #[serde(default)]
     pub code: Option<i64>,
     #[serde(default)]
@@ -203,13 +203,13 @@ pub(super) struct AwsIcmpTypeCode {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct DescribeSubnets {
+pub(crate) struct DescribeSubnets {
     pub subnets: Vec<AwsSubnet>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsSubnet {
+pub(crate) struct AwsSubnet {
     pub subnet_id: String,
     #[serde(default)]
     pub vpc_id: Option<String>,
@@ -223,19 +223,19 @@ pub(super) struct AwsSubnet {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsIpv6CidrAssociation {
+pub(crate) struct AwsIpv6CidrAssociation {
     pub ipv6_cidr_block: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct DescribeNetworkInterfaces {
+pub(crate) struct DescribeNetworkInterfaces {
     pub network_interfaces: Vec<AwsNetworkInterface>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsNetworkInterface {
+pub(crate) struct AwsNetworkInterface {
     pub network_interface_id: String,
     #[serde(default)]
     pub private_ip_address: Option<String>,
@@ -257,25 +257,25 @@ pub(super) struct AwsNetworkInterface {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsPrivateIp {
+pub(crate) struct AwsPrivateIp {
     pub private_ip_address: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsIpv6Address {
+pub(crate) struct AwsIpv6Address {
     pub ipv6_address: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsGroupIdentifier {
+pub(crate) struct AwsGroupIdentifier {
     pub group_id: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsConnectionTracking {
+pub(crate) struct AwsConnectionTracking {
     #[serde(default)]
     pub tcp_established_timeout: Option<i64>,
     #[serde(default)]
@@ -286,7 +286,7 @@ pub(super) struct AwsConnectionTracking {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(super) struct AwsAttachment {
+pub(crate) struct AwsAttachment {
     #[serde(default)]
     pub instance_id: Option<String>,
 }

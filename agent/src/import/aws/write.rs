@@ -9,8 +9,10 @@ use super::{
 };
 use crate::model::{Protocol, Quotas};
 
-/// Where the input came from, for the provenance comment: (command, path) of each file read.
-pub(super) struct Sources {
+/// Where the input came from, for the provenance comment: the importer (`sgwall import TOOL`)
+/// and (command, path) of each file read.
+pub(crate) struct Sources {
+    pub tool: &'static str,
     pub files: Vec<(&'static str, String)>,
 }
 
@@ -114,7 +116,10 @@ pub(super) fn write_config(
         out.push_str(text);
         out.push('\n');
     };
-    line("# Imported by `sgwall import aws` from");
+    line(&format!(
+        "# Imported by `sgwall import {}` from",
+        sources.tool
+    ));
     let width = sources
         .files
         .iter()

@@ -1,0 +1,150 @@
+//! Import of `terraform show -json` output: a state and a saved plan, in the shapes Terraform
+//! documents (JSON output format), each validated like `sgwall check` would.
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::{
+    config,
+    model::{Config, Direction},
+};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/terraform")
+        .join(name)
+}
+
+fn load(imported: &AwsImport) -> Config {
+    match config::load_str(&imported.toml, Path::new("imported.toml")) {
+        Ok(loaded) => loaded.config,
+        Err(error) => panic!("{error}\n--- output ---\n{}", imported.toml),
+    }
+}
+
+/// `protocol ports peer (description)` per effective rule of a group.
+fn rules(config: &Config, group: &str, direction: Direction) -> Vec<String> {
+    config
+        .group(group)
+        .unwrap_or_else(|| panic!("group {group} is imported"))
+        .rules(direction)
+        .iter()
+        .flat_map(|rule| {
+            rule.peers.iter().map(move |peer| {
+                format!(
+                    "{} {} {} ({})",
+                    rule.protocol, rule.ports, peer, rule.description
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_state_imports_every_resource_kind() {
+    let imported = import_file(&fixture("state.json"), true).expect("the state imports");
+    assert!(
+        imported
+            .toml
+            .starts_with("# Imported by `sgwall import terraform` from")
+    );
+    let config = load(&imported);
+    assert_eq!(
+        rules(&config, "web-sg", Direction::Ingress),
+        [
+            "tcp 443 0.0.0.0/0 (HTTPS)",
+            "all all sg:web-sg (web servers talk to each other)",
+        ],
+        "inline rules; `self` is G4's self-reference"
+    );
+    // The explicit allow-all egress of both families is R2's default.
+    assert_eq!(rules(&config, "web-sg", Direction::Egress).len(), 2);
+    assert_eq!(
+        rules(&config, "app-sg", Direction::Ingress),
+        [
+            "tcp 8080 sg:web-sg (app API from the web tier)",
+            "tcp 22 pl:office (SSH from the office)",
+            "icmp type 8 code any sg:web-sg (ping from the web tier)",
+        ],
+        "inline, aws_security_group_rule with a prefix list (P1), aws_vpc_security_group_ingress_rule"
+    );
+    // Terraform removed the default egress; the separate egress rule is all there is.
+    assert_eq!(
+        rules(&config, "app-sg", Direction::Egress),
+        ["tcp 3306 10.0.3.0/24 (MySQL on the db subnet)"]
+    );
+    let office = config.prefix_list("office").expect("prefix list");
+    assert_eq!(
+        (office.id.as_str(), office.max_entries),
+        ("pl-0a1b2c3d4e5f60718", 5)
+    );
+    assert_eq!(office.entries.len(), 2);
+    let acl = config
+        .network_acl("acl-0a1b2c3d4e5f60041")
+        .expect("network ACL");
+    let ingress: Vec<String> = acl
+        .ingress
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {} {}",
+                e.number, e.action, e.protocol, e.ports, e.cidr
+            )
+        })
+        .collect();
+    assert_eq!(
+        ingress,
+        [
+            "90 deny all all 10.0.1.66/32",
+            "100 allow tcp 8080 10.0.1.0/24",
+        ],
+        "aws_network_acl_rule merged into its ACL, sorted by number (N2)"
+    );
+    assert_eq!(acl.egress.len(), 1);
+    let subnet = &config.subnets[0];
+    assert_eq!(
+        (subnet.name.as_str(), subnet.network_acl.as_str()),
+        ("subnet-0a1b2c3d4e5f60031", "acl-0a1b2c3d4e5f60041")
+    );
+}
+
+#[test]
+fn a_plan_resolves_ids_known_only_after_apply_through_its_configuration() {
+    let imported = import_file(&fixture("plan.json"), false).expect("the plan imports");
+    let config = load(&imported);
+    assert_eq!(
+        rules(&config, "app-sg", Direction::Ingress),
+        ["tcp 8080 sg:web-sg (app API from the web tier)"]
+    );
+    // Not yet created: Terraform leaves no default egress.
+    assert!(config.group("web-sg").is_some_and(|g| g.egress.is_empty()));
+}
+
+#[test]
+fn what_cannot_be_resolved_names_the_resource_and_attribute() {
+    let text = std::fs::read_to_string(fixture("plan.json")).expect("fixture");
+    // The configuration no longer says which group the rule belongs to.
+    let mut plan: Value = serde_json::from_str(&text).expect("JSON");
+    let expressions = plan
+        .pointer_mut("/configuration/root_module/resources/2/expressions")
+        .and_then(Value::as_object_mut)
+        .expect("expressions");
+    expressions.remove("security_group_id");
+    let error =
+        import_json(&plan.to_string(), Path::new("plan.json")).expect_err("an unresolvable id");
+    assert_eq!(
+        error.to_string(),
+        "aws_vpc_security_group_ingress_rule.app_from_web: `security_group_id` is not known \
+         until apply and references no resource of this plan; apply first and import the state \
+         (`terraform show -json`)"
+    );
+    let error = import_json("{\"format_version\": \"1.0\"}", Path::new("empty.json"))
+        .expect_err("no values");
+    assert!(matches!(error, TerraformError::NoValues { .. }), "{error}");
+    let error = import_json("not json", Path::new("x.json")).expect_err("not JSON");
+    assert!(
+        error
+            .to_string()
+            .starts_with("x.json: not the JSON printed by `terraform show -json`")
+    );
+}
