@@ -154,10 +154,30 @@ impl<'a> Plan<'a> {
         }
     }
 
+    /// Whether `attribute` (or an element of it) is known only after apply.
     fn is_unknown(&self, address: &str, attribute: &str) -> bool {
         self.unknown
             .get(address)
-            .is_some_and(|unknown| unknown[attribute] == Value::Bool(true))
+            .is_some_and(|unknown| any_true(&unknown[attribute]))
+    }
+
+    /// The first attribute of the `index`-th block of `attribute` (inline rules) known only
+    /// after apply, if any.
+    fn unknown_in_block(&self, address: &str, attribute: &str, index: usize) -> Option<String> {
+        let unknown = self.unknown.get(address)?;
+        let block = unknown[attribute].get(index)?.as_object()?;
+        block
+            .iter()
+            .find(|(_, value)| any_true(value))
+            .map(|(name, _)| format!("{attribute}[{index}].{name}"))
+    }
+
+    /// Whether the configuration sets `attribute` of the resource at `address`: an unknown
+    /// attribute it does not set is a computed one left empty (`None`), not a reference.
+    /// `None` when the resource is not in the root module's configuration.
+    fn configures(&self, address: &str, attribute: &str) -> Option<bool> {
+        let resource = self.configuration.get(address)?;
+        Some(!resource["expressions"][attribute].is_null())
     }
 
     /// The addresses `attribute` of the resource at `address` references in the configuration
@@ -200,6 +220,16 @@ impl Resource<'_> {
         self.values["id"]
             .as_str()
             .map_or_else(|| self.address.clone(), str::to_string)
+    }
+}
+
+/// `true`, or a list or object holding one: Terraform's mark of a value unknown until apply.
+fn any_true(value: &Value) -> bool {
+    match value {
+        Value::Bool(flag) => *flag,
+        Value::Array(items) => items.iter().any(any_true),
+        Value::Object(fields) => fields.values().any(any_true),
+        _ => false,
     }
 }
 
@@ -249,7 +279,9 @@ impl<'a> Resources<'a> {
         if let Some(value) = text(&resource.values[attribute]) {
             return Ok(Some(value));
         }
-        if !self.plan.is_unknown(&resource.address, attribute) {
+        if !self.plan.is_unknown(&resource.address, attribute)
+            || self.plan.configures(&resource.address, attribute) == Some(false)
+        {
             return Ok(None);
         }
         self.resolve(resource, attribute).map(Some)
@@ -282,7 +314,9 @@ impl<'a> Resources<'a> {
         resource: &Resource,
         attribute: &str,
     ) -> Result<Vec<String>, TerraformError> {
-        if !self.plan.is_unknown(&resource.address, attribute) {
+        if !self.plan.is_unknown(&resource.address, attribute)
+            || self.plan.configures(&resource.address, attribute) == Some(false)
+        {
             return Ok(texts(&resource.values[attribute]));
         }
         let targets = self.plan.references(&resource.address, attribute);
@@ -314,7 +348,21 @@ impl<'a> Resources<'a> {
             let mut ingress = Vec::new();
             let mut egress = Vec::new();
             for (attribute, list) in [("ingress", &mut ingress), ("egress", &mut egress)] {
-                for rule in group.values[attribute].as_array().into_iter().flatten() {
+                for (index, rule) in group.values[attribute]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                {
+                    // An inline block's references are not resolved: its peers would be lost.
+                    if let Some(attribute) =
+                        self.plan.unknown_in_block(&group.address, attribute, index)
+                    {
+                        return Err(TerraformError::Unresolved {
+                            address: group.address.clone(),
+                            attribute,
+                        });
+                    }
                     list.push(inline_permission(group, &id, attribute, rule)?);
                 }
             }
@@ -398,14 +446,16 @@ impl<'a> Resources<'a> {
             ip_protocol: protocol_name(rule, &values["protocol"])?,
             from_port: values["from_port"].as_i64(),
             to_port: values["to_port"].as_i64(),
-            ip_ranges: texts(&values["cidr_blocks"])
+            ip_ranges: self
+                .references(rule, "cidr_blocks")?
                 .into_iter()
                 .map(|cidr_ip| AwsIpRange {
                     cidr_ip,
                     description: text(&values["description"]),
                 })
                 .collect(),
-            ipv6_ranges: texts(&values["ipv6_cidr_blocks"])
+            ipv6_ranges: self
+                .references(rule, "ipv6_cidr_blocks")?
                 .into_iter()
                 .map(|cidr_ipv6| AwsIpv6Range {
                     cidr_ipv6,
@@ -413,7 +463,8 @@ impl<'a> Resources<'a> {
                 })
                 .collect(),
             user_id_group_pairs: pairs,
-            prefix_list_ids: texts(&values["prefix_list_ids"])
+            prefix_list_ids: self
+                .references(rule, "prefix_list_ids")?
                 .into_iter()
                 .map(|prefix_list_id| AwsPrefixList {
                     prefix_list_id,

@@ -20,7 +20,7 @@ pub(super) struct NativeRule {
     pub selector: Selector,
     pub cidrs: Vec<String>,
     pub groups: Vec<String>,
-    /// Prefix list ids (P1).
+    /// Prefix list names (P1).
     pub prefix_lists: Vec<String>,
     pub description: String,
 }
@@ -263,10 +263,10 @@ fn convert_permission(
         .iter()
         .partition(|list| network.prefix_list(&list.prefix_list_id).is_some());
     for list in known {
-        add(
-            &list.description,
-            Added::PrefixList(list.prefix_list_id.clone()),
-        );
+        // By name: in a Terraform plan a list not created yet has no id.
+        if let Some(native) = network.prefix_list(&list.prefix_list_id) {
+            add(&list.description, Added::PrefixList(native.name.clone()));
+        }
     }
 
     let has_peer = !rules.is_empty();

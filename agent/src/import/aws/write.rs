@@ -39,11 +39,8 @@ fn quotas_needed(
                 ipv4 += rule.groups.len();
                 ipv6 += rule.groups.len();
                 // P1: a reference counts as the list's max entries (R7).
-                for list in rule
-                    .prefix_lists
-                    .iter()
-                    .filter_map(|id| network.prefix_list(id))
-                {
+                let named = |name: &String| network.prefix_lists.iter().find(|l| &l.name == name);
+                for list in rule.prefix_lists.iter().filter_map(named) {
                     let entries = usize::try_from(list.max_entries).unwrap_or(usize::MAX);
                     if list.family == "IPv6" {
                         ipv6 += entries;
@@ -275,7 +272,9 @@ fn write_network(network: &NativeNetwork, line: &mut impl FnMut(&str)) {
         line("");
         line("[[prefix_list]]");
         line(&format!("name = {}", quoted(&list.name)));
-        line(&format!("id = {}", quoted(&list.id)));
+        if is_aws_id(&list.id, "pl-") {
+            line(&format!("id = {}", quoted(&list.id)));
+        }
         line(&format!("family = {}", quoted(&list.family)));
         line(&format!("max_entries = {}", list.max_entries));
         line("entries = [");
@@ -300,7 +299,9 @@ fn write_network(network: &NativeNetwork, line: &mut impl FnMut(&str)) {
         line("# AWS's final entry (32767, `*`) denies what no entry admits; sgwall's does too.");
         line("[[network_acl]]");
         line(&format!("name = {}", quoted(&acl.id)));
-        line(&format!("id = {}", quoted(&acl.id)));
+        if is_aws_id(&acl.id, "acl-") {
+            line(&format!("id = {}", quoted(&acl.id)));
+        }
         for (direction, entries) in [("ingress", &acl.ingress), ("egress", &acl.egress)] {
             for entry in entries {
                 line("");
@@ -319,6 +320,17 @@ fn write_network(network: &NativeNetwork, line: &mut impl FnMut(&str)) {
         line(&format!("cidr = {}", quoted_list(&subnet.cidrs)));
         line(&format!("network_acl = {}", quoted(&subnet.acl)));
     }
+}
+
+/// Whether `id` is an AWS id sgwall accepts: in a Terraform plan, an object not created yet
+/// has its address instead, and is then known by name only.
+fn is_aws_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
 }
 
 fn write_acl_entry(entry: &NativeAclEntry, line: &mut impl FnMut(&str)) {

@@ -123,13 +123,16 @@ fn a_plan_resolves_ids_known_only_after_apply_through_its_configuration() {
 #[test]
 fn what_cannot_be_resolved_names_the_resource_and_attribute() {
     let text = std::fs::read_to_string(fixture("plan.json")).expect("fixture");
-    // The configuration no longer says which group the rule belongs to.
+    // The rule's group comes from a variable, whose value the plan does not record.
     let mut plan: Value = serde_json::from_str(&text).expect("JSON");
     let expressions = plan
         .pointer_mut("/configuration/root_module/resources/2/expressions")
         .and_then(Value::as_object_mut)
         .expect("expressions");
-    expressions.remove("security_group_id");
+    expressions.insert(
+        "security_group_id".into(),
+        serde_json::json!({ "references": ["var.app_group"] }),
+    );
     let error =
         import_json(&plan.to_string(), Path::new("plan.json")).expect_err("an unresolvable id");
     assert_eq!(
@@ -146,5 +149,33 @@ fn what_cannot_be_resolved_names_the_resource_and_attribute() {
         error
             .to_string()
             .starts_with("x.json: not the JSON printed by `terraform show -json`")
+    );
+}
+
+/// `terraform show -json` of a real saved plan (Terraform 1.11, hashicorp/aws 5.100), made
+/// from `plan-terraform-1.11.tf` with `terraform plan -refresh=false -out`: every id is
+/// unknown, computed attributes nobody set are unknown too, and references resolve.
+#[test]
+fn a_real_terraform_plan_imports() {
+    let imported =
+        import_file(&fixture("plan-terraform-1.11.json"), false).expect("the plan imports");
+    let config = load(&imported);
+    assert_eq!(
+        rules(&config, "app-sg", Direction::Ingress),
+        [
+            "tcp 22 pl:office (SSH from the office)",
+            "tcp 8080 sg:web-sg (app API from the web tier)",
+        ],
+        "aws_security_group_rule first, then the aws_vpc_security_group_* rules"
+    );
+    let acl = config
+        .network_acl("aws_network_acl.app")
+        .expect("the ACL, by address");
+    let numbers: Vec<u16> = acl.ingress.iter().map(|e| e.number).collect();
+    assert_eq!(numbers, [90, 100]);
+    // No aws_subnet in the plan: the ACL applies to nothing, and the import says so.
+    assert_eq!(
+        imported.warnings,
+        [crate::import::aws::ImportWarning::AclsWithoutSubnets]
     );
 }
