@@ -188,6 +188,20 @@ pub enum ImportSource {
     /// From the JSON of `terraform show -json` (a state, or a saved plan): security groups and
     /// their rule resources, network ACLs, subnets and managed prefix lists.
     Terraform(TerraformImportArgs),
+    /// From a CloudFormation template (YAML or JSON, short or long intrinsics): security groups
+    /// and their rule resources, network ACLs and their entries and associations, subnets and
+    /// prefix lists. Parameters' defaults, Ref, Fn::GetAtt of ids and Fn::Sub are resolved.
+    Cloudformation(CloudFormationImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CloudFormationImportArgs {
+    /// The template.
+    #[arg(value_name = "TEMPLATE")]
+    pub template: PathBuf,
+    /// Fail instead of leaving out what could not be imported.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, clap::Args)]

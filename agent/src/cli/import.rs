@@ -1,15 +1,15 @@
-//! `sgwall import aws` and `sgwall import terraform`: security groups (and network ACLs,
-//! subnets, prefix lists) from AWS's or Terraform's JSON, as an sgwall config on stdout.
+//! `sgwall import aws|terraform|cloudformation`: security groups (and network ACLs, subnets,
+//! prefix lists) from AWS's JSON, Terraform's JSON or a template, as an sgwall config on stdout.
 
 use std::process::ExitCode;
 
 use sgwall::import::{
     aws::{self, AwsImport, AwsImportRequest},
-    terraform,
+    cloudformation, terraform,
 };
 
 use super::{
-    args::{AwsImportArgs, TerraformImportArgs},
+    args::{AwsImportArgs, CloudFormationImportArgs, TerraformImportArgs},
     output,
 };
 
@@ -29,6 +29,10 @@ pub fn aws(args: AwsImportArgs) -> anyhow::Result<ExitCode> {
 
 pub fn terraform(args: TerraformImportArgs) -> anyhow::Result<ExitCode> {
     print(&terraform::import_file(&args.path, args.strict)?)
+}
+
+pub fn cloudformation(args: CloudFormationImportArgs) -> anyhow::Result<ExitCode> {
+    print(&cloudformation::import_file(&args.template, args.strict)?)
 }
 
 /// Warnings on stderr, the validated config on stdout.
