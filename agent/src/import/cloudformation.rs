@@ -27,11 +27,10 @@ use crate::import::aws::{
     self, AwsImport, ImportError,
     network::NetworkInputs,
     schema::{
-        AwsAclAssociation, AwsAclEntry, AwsGroupPair, AwsIcmpTypeCode, AwsIpRange,
-        AwsIpv6CidrAssociation, AwsIpv6Range, AwsManagedPrefixList, AwsNetworkAcl, AwsPermission,
-        AwsPortRange, AwsPrefixList, AwsPrefixListEntry, AwsSecurityGroup, AwsSubnet, AwsTag,
-        DescribeManagedPrefixLists, DescribeNetworkAcls, DescribeSecurityGroups, DescribeSubnets,
-        GetManagedPrefixListEntries,
+        AwsAclAssociation, AwsAclEntry, AwsIcmpTypeCode, AwsIpv6CidrAssociation,
+        AwsManagedPrefixList, AwsNetworkAcl, AwsPermission, AwsPortRange, AwsPrefixListEntry,
+        AwsSecurityGroup, AwsSubnet, AwsTag, DescribeManagedPrefixLists, DescribeNetworkAcls,
+        DescribeSecurityGroups, DescribeSubnets, GetManagedPrefixListEntries, Peers, cli_protocol,
     },
     write::Sources,
 };
@@ -66,14 +65,7 @@ pub fn import_file(path: &Path, strict: bool) -> Result<AwsImport, CloudFormatio
         path: path.to_path_buf(),
         source,
     })?;
-    let imported = import_text(&text, path)?;
-    if strict && !imported.warnings.is_empty() {
-        return Err(ImportError::Strict {
-            warnings: imported.warnings,
-        }
-        .into());
-    }
-    Ok(imported)
+    Ok(import_text(&text, path)?.strict(strict)?)
 }
 
 /// Imports a template's text (JSON is YAML too), read from `path` (named in messages).
@@ -638,72 +630,36 @@ fn integer(value: &Value, at: &At) -> Result<Option<i64>, CloudFormationError> {
 
 /// EC2's default egress rule, its IPv4 half (see the module comment).
 fn default_ipv4_egress() -> AwsPermission {
-    AwsPermission {
-        ip_protocol: "-1".to_string(),
-        from_port: None,
-        to_port: None,
-        ip_ranges: vec![AwsIpRange {
-            cidr_ip: "0.0.0.0/0".to_string(),
-            description: None,
-        }],
-        ipv6_ranges: Vec::new(),
-        user_id_group_pairs: Vec::new(),
-        prefix_list_ids: Vec::new(),
-    }
+    let peers = Peers {
+        ipv4: vec!["0.0.0.0/0".to_string()],
+        ..Peers::default()
+    };
+    AwsPermission::new("-1".to_string(), None, None, peers)
 }
 
 /// An inline rule or a rule resource, resolved: `Source…` peers inbound, `Destination…`
 /// outbound.
 fn permission(rule: &Value, egress: bool, at: &At) -> Result<AwsPermission, CloudFormationError> {
-    let description = string(&rule["Description"]);
     let (group_key, list_key) = if egress {
         ("DestinationSecurityGroupId", "DestinationPrefixListId")
     } else {
         ("SourceSecurityGroupId", "SourcePrefixListId")
     };
-    let protocol = string(&rule["IpProtocol"])
-        .ok_or_else(|| at.at("IpProtocol").error("is missing"))?
-        .to_lowercase();
-    let protocol = match protocol.as_str() {
-        "6" => "tcp".to_string(),
-        "17" => "udp".to_string(),
-        "1" => "icmp".to_string(),
-        "58" => "icmpv6".to_string(),
-        _ => protocol,
+    let protocol =
+        string(&rule["IpProtocol"]).ok_or_else(|| at.at("IpProtocol").error("is missing"))?;
+    let peers = Peers {
+        ipv4: string(&rule["CidrIp"]).into_iter().collect(),
+        ipv6: string(&rule["CidrIpv6"]).into_iter().collect(),
+        groups: string(&rule[group_key]).into_iter().collect(),
+        prefix_lists: string(&rule[list_key]).into_iter().collect(),
+        description: string(&rule["Description"]),
     };
-    Ok(AwsPermission {
-        ip_protocol: protocol,
-        from_port: integer(&rule["FromPort"], &at.at("FromPort"))?,
-        to_port: integer(&rule["ToPort"], &at.at("ToPort"))?,
-        ip_ranges: string(&rule["CidrIp"])
-            .into_iter()
-            .map(|cidr_ip| AwsIpRange {
-                cidr_ip,
-                description: description.clone(),
-            })
-            .collect(),
-        ipv6_ranges: string(&rule["CidrIpv6"])
-            .into_iter()
-            .map(|cidr_ipv6| AwsIpv6Range {
-                cidr_ipv6,
-                description: description.clone(),
-            })
-            .collect(),
-        user_id_group_pairs: string(&rule[group_key])
-            .into_iter()
-            .map(|group_id| AwsGroupPair {
-                group_id,
-                description: description.clone(),
-            })
-            .collect(),
-        prefix_list_ids: string(&rule[list_key])
-            .into_iter()
-            .map(|prefix_list_id| AwsPrefixList {
-                prefix_list_id,
-                description: description.clone(),
-            })
-            .collect(),
-    })
+    Ok(AwsPermission::new(
+        cli_protocol(&protocol),
+        integer(&rule["FromPort"], &at.at("FromPort"))?,
+        integer(&rule["ToPort"], &at.at("ToPort"))?,
+        peers,
+    ))
 }
 
 #[cfg(test)]

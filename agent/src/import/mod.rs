@@ -3,3 +3,6 @@
 pub mod aws;
 pub mod cloudformation;
 pub mod terraform;
+
+#[cfg(test)]
+mod testing;

@@ -24,11 +24,10 @@ use crate::import::aws::{
     self, AwsImport, ImportError,
     network::NetworkInputs,
     schema::{
-        AwsAclAssociation, AwsAclEntry, AwsGroupPair, AwsIcmpTypeCode, AwsIpRange,
-        AwsIpv6CidrAssociation, AwsIpv6Range, AwsManagedPrefixList, AwsNetworkAcl, AwsPermission,
-        AwsPortRange, AwsPrefixList, AwsPrefixListEntry, AwsSecurityGroup, AwsSubnet,
-        DescribeManagedPrefixLists, DescribeNetworkAcls, DescribeSecurityGroups, DescribeSubnets,
-        GetManagedPrefixListEntries,
+        AwsAclAssociation, AwsAclEntry, AwsIcmpTypeCode, AwsIpv6CidrAssociation,
+        AwsManagedPrefixList, AwsNetworkAcl, AwsPermission, AwsPortRange, AwsPrefixListEntry,
+        AwsSecurityGroup, AwsSubnet, DescribeManagedPrefixLists, DescribeNetworkAcls,
+        DescribeSecurityGroups, DescribeSubnets, GetManagedPrefixListEntries, Peers, cli_protocol,
     },
     write::Sources,
 };
@@ -74,14 +73,7 @@ pub fn import_file(path: &Path, strict: bool) -> Result<AwsImport, TerraformErro
         path: path.to_path_buf(),
         source,
     })?;
-    let imported = import_json(&text, path)?;
-    if strict && !imported.warnings.is_empty() {
-        return Err(ImportError::Strict {
-            warnings: imported.warnings,
-        }
-        .into());
-    }
-    Ok(imported)
+    Ok(import_json(&text, path)?.strict(strict)?)
 }
 
 /// Imports the text of `terraform show -json`, read from `path` (named in messages).
@@ -434,88 +426,53 @@ impl<'a> Resources<'a> {
         group_id: &str,
     ) -> Result<AwsPermission, TerraformError> {
         let values = rule.values;
-        let mut pairs: Vec<AwsGroupPair> = self
+        let mut groups: Vec<String> = self
             .reference(rule, "source_security_group_id")?
             .into_iter()
-            .map(|id| pair(id, &values["description"]))
             .collect();
         if values["self"] == Value::Bool(true) {
-            pairs.push(pair(group_id.to_string(), &values["description"]));
+            groups.push(group_id.to_string());
         }
-        Ok(AwsPermission {
-            ip_protocol: protocol_name(rule, &values["protocol"])?,
-            from_port: values["from_port"].as_i64(),
-            to_port: values["to_port"].as_i64(),
-            ip_ranges: self
-                .references(rule, "cidr_blocks")?
-                .into_iter()
-                .map(|cidr_ip| AwsIpRange {
-                    cidr_ip,
-                    description: text(&values["description"]),
-                })
-                .collect(),
-            ipv6_ranges: self
-                .references(rule, "ipv6_cidr_blocks")?
-                .into_iter()
-                .map(|cidr_ipv6| AwsIpv6Range {
-                    cidr_ipv6,
-                    description: text(&values["description"]),
-                })
-                .collect(),
-            user_id_group_pairs: pairs,
-            prefix_list_ids: self
-                .references(rule, "prefix_list_ids")?
-                .into_iter()
-                .map(|prefix_list_id| AwsPrefixList {
-                    prefix_list_id,
-                    description: text(&values["description"]),
-                })
-                .collect(),
-        })
+        let peers = Peers {
+            ipv4: self.references(rule, "cidr_blocks")?,
+            ipv6: self.references(rule, "ipv6_cidr_blocks")?,
+            groups,
+            prefix_lists: self.references(rule, "prefix_list_ids")?,
+            description: text(&values["description"]),
+        };
+        Ok(AwsPermission::new(
+            protocol_name(rule, &values["protocol"])?,
+            values["from_port"].as_i64(),
+            values["to_port"].as_i64(),
+            peers,
+        ))
     }
 
     /// `aws_vpc_security_group_{ingress,egress}_rule`: one peer per resource.
     fn vpc_rule(&self, rule: &Resource) -> Result<AwsPermission, TerraformError> {
         let values = rule.values;
-        let description = text(&values["description"]);
         let protocol = protocol_name(rule, &values["ip_protocol"])?;
         // `-1` rules carry no ports; AWS reports them as absent.
         let ports = |name: &str| (protocol != "-1").then(|| values[name].as_i64()).flatten();
-        Ok(AwsPermission {
-            from_port: ports("from_port"),
-            to_port: ports("to_port"),
-            ip_ranges: text(&values["cidr_ipv4"])
-                .into_iter()
-                .map(|cidr_ip| AwsIpRange {
-                    cidr_ip,
-                    description: description.clone(),
-                })
-                .collect(),
-            ipv6_ranges: text(&values["cidr_ipv6"])
-                .into_iter()
-                .map(|cidr_ipv6| AwsIpv6Range {
-                    cidr_ipv6,
-                    description: description.clone(),
-                })
-                .collect(),
-            user_id_group_pairs: self
+        let peers = Peers {
+            ipv4: text(&values["cidr_ipv4"]).into_iter().collect(),
+            ipv6: text(&values["cidr_ipv6"]).into_iter().collect(),
+            groups: self
                 .reference(rule, "referenced_security_group_id")?
                 .into_iter()
-                .map(|group_id| AwsGroupPair {
-                    group_id,
-                    description: description.clone(),
-                })
                 .collect(),
-            prefix_list_ids: self
+            prefix_lists: self
                 .reference(rule, "prefix_list_id")?
                 .into_iter()
-                .map(|prefix_list_id| AwsPrefixList {
-                    prefix_list_id,
-                    description: description.clone(),
-                })
                 .collect(),
-            ip_protocol: protocol,
-        })
+            description: text(&values["description"]),
+        };
+        Ok(AwsPermission::new(
+            protocol.clone(),
+            ports("from_port"),
+            ports("to_port"),
+            peers,
+        ))
     }
 
     fn network(&self) -> Result<NetworkInputs, TerraformError> {
@@ -651,13 +608,6 @@ fn same_permission(a: &AwsPermission, b: &AwsPermission) -> bool {
         && cidrs(a) == cidrs(b)
 }
 
-fn pair(group_id: String, description: &Value) -> AwsGroupPair {
-    AwsGroupPair {
-        group_id,
-        description: text(description),
-    }
-}
-
 /// An inline `ingress`/`egress` block of `aws_security_group`.
 fn inline_permission(
     group: &Resource,
@@ -665,19 +615,9 @@ fn inline_permission(
     attribute: &str,
     rule: &Value,
 ) -> Result<AwsPermission, TerraformError> {
-    let description = text(&rule["description"]);
-    let mut pairs: Vec<AwsGroupPair> = texts(&rule["security_groups"])
-        .into_iter()
-        .map(|group_id| AwsGroupPair {
-            group_id,
-            description: description.clone(),
-        })
-        .collect();
+    let mut groups = texts(&rule["security_groups"]);
     if rule["self"] == Value::Bool(true) {
-        pairs.push(AwsGroupPair {
-            group_id: group_id.to_string(),
-            description: description.clone(),
-        });
+        groups.push(group_id.to_string());
     }
     let protocol =
         protocol_name(group, &rule["protocol"]).map_err(|_| TerraformError::Attribute {
@@ -685,56 +625,32 @@ fn inline_permission(
             attribute: format!("{attribute}.protocol"),
             problem: format!("{} is not a protocol", rule["protocol"]),
         })?;
-    Ok(AwsPermission {
-        ip_protocol: protocol,
-        from_port: rule["from_port"].as_i64(),
-        to_port: rule["to_port"].as_i64(),
-        ip_ranges: texts(&rule["cidr_blocks"])
-            .into_iter()
-            .map(|cidr_ip| AwsIpRange {
-                cidr_ip,
-                description: description.clone(),
-            })
-            .collect(),
-        ipv6_ranges: texts(&rule["ipv6_cidr_blocks"])
-            .into_iter()
-            .map(|cidr_ipv6| AwsIpv6Range {
-                cidr_ipv6,
-                description: description.clone(),
-            })
-            .collect(),
-        user_id_group_pairs: pairs,
-        prefix_list_ids: texts(&rule["prefix_list_ids"])
-            .into_iter()
-            .map(|prefix_list_id| AwsPrefixList {
-                prefix_list_id,
-                description: description.clone(),
-            })
-            .collect(),
-    })
+    let peers = Peers {
+        ipv4: texts(&rule["cidr_blocks"]),
+        ipv6: texts(&rule["ipv6_cidr_blocks"]),
+        groups,
+        prefix_lists: texts(&rule["prefix_list_ids"]),
+        description: text(&rule["description"]),
+    };
+    Ok(AwsPermission::new(
+        protocol,
+        rule["from_port"].as_i64(),
+        rule["to_port"].as_i64(),
+        peers,
+    ))
 }
 
 /// Terraform writes protocols as names, numbers as text, or `-1`/`all`: the CLI's form.
 fn protocol_name(resource: &Resource, value: &Value) -> Result<String, TerraformError> {
-    let text = match value {
-        Value::String(text) => text.to_lowercase(),
-        Value::Number(number) => number.to_string(),
-        other => {
-            return Err(TerraformError::Attribute {
-                address: resource.address.clone(),
-                attribute: "protocol".to_string(),
-                problem: format!("{other} is not a protocol"),
-            });
-        }
-    };
-    Ok(match text.as_str() {
-        "all" | "-1" => "-1".to_string(),
-        "6" => "tcp".to_string(),
-        "17" => "udp".to_string(),
-        "1" => "icmp".to_string(),
-        "58" => "icmpv6".to_string(),
-        _ => text,
-    })
+    match value {
+        Value::String(text) => Ok(cli_protocol(text)),
+        Value::Number(number) => Ok(cli_protocol(&number.to_string())),
+        other => Err(TerraformError::Attribute {
+            address: resource.address.clone(),
+            attribute: "protocol".to_string(),
+            problem: format!("{other} is not a protocol"),
+        }),
+    }
 }
 
 /// The protocol number the CLI prints for an ACL entry.

@@ -91,12 +91,7 @@ pub fn import_files(request: &AwsImportRequest) -> Result<AwsImport, ImportError
         &request.attach,
         &sources,
     )?;
-    if request.strict && !imported.warnings.is_empty() {
-        return Err(ImportError::Strict {
-            warnings: imported.warnings,
-        });
-    }
-    Ok(imported)
+    Ok(imported.strict(request.strict)?)
 }
 
 /// Imports already-read JSON; `groups_json` and `interfaces_json` are the files' contents.

@@ -75,3 +75,15 @@ pub struct AwsImport {
     pub toml: String,
     pub warnings: Vec<ImportWarning>,
 }
+
+impl AwsImport {
+    /// With `strict`, an import that left anything out is refused.
+    pub fn strict(self, strict: bool) -> Result<Self, ImportError> {
+        if strict && !self.warnings.is_empty() {
+            return Err(ImportError::Strict {
+                warnings: self.warnings,
+            });
+        }
+        Ok(self)
+    }
+}

@@ -61,6 +61,79 @@ pub(crate) struct AwsPermission {
     pub prefix_list_ids: Vec<AwsPrefixList>,
 }
 
+/// The peers of one permission, sharing one description: what the Terraform and
+/// CloudFormation importers, which hold rules peer by peer, build a permission from.
+#[derive(Default)]
+pub(crate) struct Peers {
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+    pub groups: Vec<String>,
+    pub prefix_lists: Vec<String>,
+    pub description: Option<String>,
+}
+
+impl AwsPermission {
+    pub(crate) fn new(
+        ip_protocol: String,
+        from_port: Option<i64>,
+        to_port: Option<i64>,
+        peers: Peers,
+    ) -> Self {
+        let description = peers.description;
+        Self {
+            ip_protocol,
+            from_port,
+            to_port,
+            ip_ranges: peers
+                .ipv4
+                .into_iter()
+                .map(|cidr_ip| AwsIpRange {
+                    cidr_ip,
+                    description: description.clone(),
+                })
+                .collect(),
+            ipv6_ranges: peers
+                .ipv6
+                .into_iter()
+                .map(|cidr_ipv6| AwsIpv6Range {
+                    cidr_ipv6,
+                    description: description.clone(),
+                })
+                .collect(),
+            user_id_group_pairs: peers
+                .groups
+                .into_iter()
+                .map(|group_id| AwsGroupPair {
+                    group_id,
+                    description: description.clone(),
+                })
+                .collect(),
+            prefix_list_ids: peers
+                .prefix_lists
+                .into_iter()
+                .map(|prefix_list_id| AwsPrefixList {
+                    prefix_list_id,
+                    description: description.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A protocol as the CLI prints it in a permission: `-1`, a name for TCP, UDP, ICMP and
+/// ICMPv6, else the number; from a name, a number, `all` or `-1` in any case.
+pub(crate) fn cli_protocol(text: &str) -> String {
+    let text = text.to_lowercase();
+    match text.as_str() {
+        "all" | "-1" => "-1".to_string(),
+        "6" => "tcp".to_string(),
+        "17" => "udp".to_string(),
+        "1" => "icmp".to_string(),
+        "58" => "icmpv6".to_string(),
+        _ => text,
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct AwsIpRange {

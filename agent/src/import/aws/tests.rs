@@ -1,18 +1,16 @@
 //! Import of AWS CLI JSON: every fixture's output must pass validation, and groups, rules and
 //! interfaces must round-trip. Statement IDs refer to `../shared/ec2-sg-semantics.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::*;
 use crate::{
-    config::Loaded,
+    import::testing::{self, acl_lines, reload, rule_lines},
     model::{Config, Direction, SecurityGroup, default_egress},
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/aws")
-        .join(name)
+    testing::fixture("aws", name)
 }
 
 fn fixture_text(name: &str) -> String {
@@ -35,34 +33,10 @@ fn request(interfaces: bool, attach: &[&str]) -> AwsImportRequest {
     }
 }
 
-/// The import's output, loaded back like `sgwall check` would.
-fn reload(imported: &AwsImport) -> Loaded {
-    match config::load_str(&imported.toml, Path::new("imported.toml")) {
-        Ok(loaded) => loaded,
-        Err(error) => panic!("{error}\n--- output ---\n{}", imported.toml),
-    }
-}
-
 fn group<'a>(config: &'a Config, name: &str) -> &'a SecurityGroup {
     config
         .group(name)
         .unwrap_or_else(|| panic!("group {name} is imported"))
-}
-
-/// One line per effective rule: `protocol selector peer (description)`.
-fn rule_lines(group: &SecurityGroup, direction: Direction) -> Vec<String> {
-    group
-        .rules(direction)
-        .iter()
-        .flat_map(|rule| {
-            rule.peers.iter().map(move |peer| {
-                format!(
-                    "{} {} {} ({})",
-                    rule.protocol, rule.ports, peer, rule.description
-                )
-            })
-        })
-        .collect()
 }
 
 fn json_groups(groups: &str) -> String {
@@ -546,22 +520,9 @@ fn n1_n2_acls_and_subnets_are_imported_with_their_associations() {
     let imported =
         import_files(&network_request(&["eni-0aaa1111bbbb22222=tap0"])).expect("fixtures import");
     let config = reload(&imported).config;
-    let public = config
-        .network_acl("acl-0e2a78e4e2a1b2c3d")
-        .expect("imported");
-    let ingress: Vec<String> = public
-        .ingress
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {} {} {}",
-                e.number, e.action, e.protocol, e.ports, e.cidr
-            )
-        })
-        .collect();
     // Sorted by number; AWS's final entries (32767, 32768) are sgwall's implicit `*`.
     assert_eq!(
-        ingress,
+        acl_lines(&config, "acl-0e2a78e4e2a1b2c3d", Direction::Ingress),
         [
             "90 deny all all 198.18.0.0/15",
             "100 allow tcp 443 0.0.0.0/0",
@@ -570,6 +531,9 @@ fn n1_n2_acls_and_subnets_are_imported_with_their_associations() {
             "130 allow udp 1024-65535 ::/0",
         ]
     );
+    let public = config
+        .network_acl("acl-0e2a78e4e2a1b2c3d")
+        .expect("imported");
     assert_eq!(public.egress.len(), 1);
     let default = config
         .network_acl("acl-0ea1f54ca7a1b2c3d")

@@ -5,38 +5,16 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::{
-    config,
+    import::testing::{self, acl_lines, rules},
     model::{Config, Direction},
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/cloudformation")
-        .join(name)
+    testing::fixture("cloudformation", name)
 }
 
 fn load(imported: &AwsImport) -> Config {
-    match config::load_str(&imported.toml, Path::new("imported.toml")) {
-        Ok(loaded) => loaded.config,
-        Err(error) => panic!("{error}\n--- output ---\n{}", imported.toml),
-    }
-}
-
-fn rules(config: &Config, group: &str, direction: Direction) -> Vec<String> {
-    config
-        .group(group)
-        .unwrap_or_else(|| panic!("group {group} is imported"))
-        .rules(direction)
-        .iter()
-        .flat_map(|rule| {
-            rule.peers.iter().map(move |peer| {
-                format!(
-                    "{} {} {} ({})",
-                    rule.protocol, rule.ports, peer, rule.description
-                )
-            })
-        })
-        .collect()
+    testing::reload(imported).config
 }
 
 /// The config text after its provenance comment (which names the file).
@@ -88,25 +66,15 @@ fn groups_rules_acls_and_prefix_lists_resolve_inside_the_template() {
     let office = config.prefix_list("office").expect("the prefix list");
     let cidrs: Vec<String> = office.entries.iter().map(|e| e.cidr.to_string()).collect();
     assert_eq!(cidrs, ["192.0.2.0/28", "198.51.100.0/24"], "Ref AdminCidr");
-    let acl = config.network_acl("AppAcl").expect("the ACL");
-    let ingress: Vec<String> = acl
-        .ingress
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {} {} {}",
-                e.number, e.action, e.protocol, e.ports, e.cidr
-            )
-        })
-        .collect();
     assert_eq!(
-        ingress,
+        acl_lines(&config, "AppAcl", Direction::Ingress),
         [
             "90 deny all all 10.0.1.66/32",
             "100 allow tcp 8080 10.0.1.0/24",
             "110 allow icmp type 8 code any 10.0.1.0/24",
         ]
     );
+    let acl = config.network_acl("AppAcl").expect("the ACL");
     assert_eq!(acl.egress.len(), 1);
     let subnet = &config.subnets[0];
     assert_eq!(

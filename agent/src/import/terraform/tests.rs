@@ -5,39 +5,16 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::{
-    config,
+    import::testing::{self, acl_lines, rules},
     model::{Config, Direction},
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/terraform")
-        .join(name)
+    testing::fixture("terraform", name)
 }
 
 fn load(imported: &AwsImport) -> Config {
-    match config::load_str(&imported.toml, Path::new("imported.toml")) {
-        Ok(loaded) => loaded.config,
-        Err(error) => panic!("{error}\n--- output ---\n{}", imported.toml),
-    }
-}
-
-/// `protocol ports peer (description)` per effective rule of a group.
-fn rules(config: &Config, group: &str, direction: Direction) -> Vec<String> {
-    config
-        .group(group)
-        .unwrap_or_else(|| panic!("group {group} is imported"))
-        .rules(direction)
-        .iter()
-        .flat_map(|rule| {
-            rule.peers.iter().map(move |peer| {
-                format!(
-                    "{} {} {} ({})",
-                    rule.protocol, rule.ports, peer, rule.description
-                )
-            })
-        })
-        .collect()
+    testing::reload(imported).config
 }
 
 #[test]
@@ -79,27 +56,17 @@ fn a_state_imports_every_resource_kind() {
         ("pl-0a1b2c3d4e5f60718", 5)
     );
     assert_eq!(office.entries.len(), 2);
-    let acl = config
-        .network_acl("acl-0a1b2c3d4e5f60041")
-        .expect("network ACL");
-    let ingress: Vec<String> = acl
-        .ingress
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {} {} {}",
-                e.number, e.action, e.protocol, e.ports, e.cidr
-            )
-        })
-        .collect();
     assert_eq!(
-        ingress,
+        acl_lines(&config, "acl-0a1b2c3d4e5f60041", Direction::Ingress),
         [
             "90 deny all all 10.0.1.66/32",
             "100 allow tcp 8080 10.0.1.0/24",
         ],
         "aws_network_acl_rule merged into its ACL, sorted by number (N2)"
     );
+    let acl = config
+        .network_acl("acl-0a1b2c3d4e5f60041")
+        .expect("the ACL");
     assert_eq!(acl.egress.len(), 1);
     let subnet = &config.subnets[0];
     assert_eq!(
