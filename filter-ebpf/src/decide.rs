@@ -160,7 +160,7 @@ fn judge_flow(
     } else {
         &facts.src
     };
-    let is_icmp = proto == PROTO_ICMP || proto == PROTO_ICMPV6;
+    let is_icmp = is_own_icmp(facts.family, proto);
     // The conntrack key is built only after the ICMP branch: built before it, it costs the
     // verifier twice the instructions on this stage.
 
@@ -196,6 +196,8 @@ fn judge_flow(
         },
         dir,
         tcp_flags: facts.tcp_flags,
+        tcp_seq: facts.tcp_seq,
+        tcp_ack: facts.tcp_ack,
         selector,
         bytes: facts.frame_len,
     };

@@ -158,7 +158,10 @@ fn inspect_frame(
         _ => return Err(Reason::NonIp),
     };
     let l4 = parse::transport(packet, &ip)?;
-    if ip.proto == PROTO_ICMPV6 && ip.fragment != FRAG_LATER && is_icmpv6_link_control(l4.icmp_type)
+    if is_own_icmp(ip.family, ip.proto)
+        && ip.proto == PROTO_ICMPV6
+        && ip.fragment != FRAG_LATER
+        && is_icmpv6_link_control(l4.icmp_type)
     {
         return Ok(Some(Reason::Icmpv6Link));
     }
@@ -212,6 +215,8 @@ fn hand_over(
     facts.family = ip.family;
     facts.proto = ip.proto;
     facts.tcp_flags = l4.tcp_flags;
+    facts.tcp_seq = l4.tcp_seq;
+    facts.tcp_ack = l4.tcp_ack;
     facts.icmp_type = l4.icmp_type;
     facts.icmp_code = l4.icmp_code;
     facts.first_fragment = u8::from(ip.fragment == FRAG_FIRST);

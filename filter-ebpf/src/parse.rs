@@ -5,7 +5,7 @@
 use filter_common::{
     FAMILY_V4, FAMILY_V6, IPV6_AUTHENTICATION, IPV6_DESTINATION_OPTIONS, IPV6_FRAGMENT,
     IPV6_HOP_BY_HOP, IPV6_ROUTING, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason,
-    is_ipv6_unwalkable_extension,
+    is_ipv6_unwalkable_extension, is_own_icmp,
 };
 
 use crate::packet::Packet;
@@ -215,6 +215,8 @@ pub struct L4 {
     pub src_port: u16,
     pub dst_port: u16,
     pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
     pub icmp_type: u8,
     pub icmp_code: u8,
     /// ICMP echo identifier.
@@ -228,6 +230,8 @@ impl L4 {
         src_port: 0,
         dst_port: 0,
         tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
         icmp_type: 0,
         icmp_code: 0,
         echo_id: 0,
@@ -258,6 +262,8 @@ pub fn transport(packet: &Packet, ip: &Ip) -> Result<L4, Reason> {
                 src_port: tcp.be16::<0>(),
                 dst_port: tcp.be16::<2>(),
                 tcp_flags: tcp.u8::<13>(),
+                tcp_seq: tcp.be32::<4>(),
+                tcp_ack: tcp.be32::<8>(),
                 ..L4::NONE
             })
         }
@@ -269,7 +275,7 @@ pub fn transport(packet: &Packet, ip: &Ip) -> Result<L4, Reason> {
                 ..L4::NONE
             })
         }
-        PROTO_ICMP | PROTO_ICMPV6 => {
+        proto if is_own_icmp(ip.family, proto) => {
             let icmp = packet.get::<8>(offset).ok_or(short)?;
             Ok(L4 {
                 icmp_type: icmp.u8::<0>(),

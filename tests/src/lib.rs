@@ -6,6 +6,8 @@
 //! those before it starts.
 
 pub mod datapath;
+pub mod flood;
+pub mod fuzz;
 pub mod lab;
 pub mod packet;
 

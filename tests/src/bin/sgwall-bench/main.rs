@@ -8,6 +8,7 @@
 
 mod control;
 mod e2e;
+mod floods;
 mod memory;
 mod micro;
 mod peers;
@@ -53,10 +54,11 @@ enum Section {
     MicroPrefixLists,
     E2e,
     Control,
+    Floods,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
@@ -64,6 +66,7 @@ impl Section {
         Section::MicroPrefixLists,
         Section::E2e,
         Section::Control,
+        Section::Floods,
     ];
 
     fn key(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Section {
             Section::MicroPrefixLists => "micro-prefix-lists",
             Section::E2e => "e2e",
             Section::Control => "control",
+            Section::Floods => "floods",
         }
     }
 }
@@ -155,6 +159,11 @@ fn run() -> Result<()> {
             Section::Control => {
                 let result = control::run(&control::Params::for_mode(cli.mode))?;
                 let (fragment, targets) = report::control_fragment(&result, &header);
+                (serde_json::to_value(&result)?, fragment, targets)
+            }
+            Section::Floods => {
+                let result = floods::run(&floods::Params::for_mode(cli.mode))?;
+                let (fragment, targets) = floods::fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
             }
         };
