@@ -461,6 +461,12 @@ pub fn apply_full(
                 .put(&key, &MemberValue { set_id: *set })?;
         }
     }
+    // An entry only the old policy had was kept through the flip at the lists both cover (see
+    // `shrink_prefix_lists`); as a longer prefix it would still hide the new policy's own
+    // entry for its addresses, and with it the lists only the new policy has there.
+    delete_where(maps.prefix_lists(), |key| {
+        !next.prefix_list_entries.contains_key(&prefix_of(key))
+    })?;
 
     Ok(Applied {
         generation: next_generation,

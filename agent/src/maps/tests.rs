@@ -341,6 +341,35 @@ fn no_write_during_an_update_admits_what_old_and_new_policy_deny() {
     }
 }
 
+/// P1: once an update is done, the prefix list trie is what a fresh start on the new policy
+/// writes: an entry only the old policy had, kept through the flip at the lists both cover,
+/// must not go on hiding the new policy's shorter entries (and the lists only it has there).
+#[test]
+fn p1_an_update_ends_with_the_trie_a_fresh_start_writes() {
+    for seed in 0..60u64 {
+        let mut rng = testgen::Rng::new(seed);
+        let old_config = testgen::random_config(&mut rng);
+        let mut new_config = testgen::random_config(&mut rng);
+        new_config.instances.truncate(old_config.instances.len());
+        let mut updated = MemoryMaps::default();
+        let old_applied = apply(&mut updated, None, &old_config);
+        apply(&mut updated, Some(&old_applied), &new_config);
+        let mut fresh = MemoryMaps::default();
+        apply(&mut fresh, None, &new_config);
+        assert_eq!(
+            updated.prefix_lists.entries, fresh.prefix_lists.entries,
+            "seed {seed}"
+        );
+        for probe in probes(&[&new_config]) {
+            assert_eq!(
+                updated.classify(&probe).flatten().is_some(),
+                fresh.classify(&probe).flatten().is_some(),
+                "seed {seed}: {probe:?}"
+            );
+        }
+    }
+}
+
 /// P1: editing prefix list entries is a delta in the generation in force, and no single write
 /// admits what both the old and the new entries deny.
 #[test]
