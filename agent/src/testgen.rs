@@ -108,10 +108,10 @@ fn random_cidr_of(rng: &mut Rng, ipv6: bool) -> IpNet {
         .unwrap_or_else(|_| IpNet::from(address))
 }
 
-fn random_ports(rng: &mut Rng, protocol: Protocol) -> PortRange {
+fn random_ports(rng: &mut Rng, protocol: Protocol, network: bool) -> PortRange {
     match protocol {
         // The range network ACLs open for replies (N3).
-        Protocol::Tcp | Protocol::Udp if rng.chance(10) => PortRange::Ports {
+        Protocol::Tcp | Protocol::Udp if network && rng.chance(10) => PortRange::Ports {
             from: 1024,
             to: 65535,
         },
@@ -146,23 +146,37 @@ const PROTOCOLS: &[Protocol] = &[
     Protocol::Number(47),
 ];
 
-fn random_rules(rng: &mut Rng, groups: &[String], prefix_lists: &[PrefixList]) -> Vec<Rule> {
+fn random_rules(
+    rng: &mut Rng,
+    groups: &[String],
+    prefix_lists: &[PrefixList],
+    network: bool,
+) -> Vec<Rule> {
     let count = rng.below(5);
     (0..count)
         .map(|index| {
             let protocol = *rng.pick(PROTOCOLS);
             let peers = (0..1 + rng.below(2))
-                .map(|_| match rng.below(10) {
-                    0..=2 => Peer::Group(rng.pick(groups).clone()),
-                    3 | 4 if !prefix_lists.is_empty() => {
-                        Peer::PrefixList(rng.pick(prefix_lists).name.clone())
+                .map(|_| {
+                    if !network {
+                        return if rng.chance(30) {
+                            Peer::Group(rng.pick(groups).clone())
+                        } else {
+                            Peer::Cidr(random_cidr(rng))
+                        };
                     }
-                    _ => Peer::Cidr(random_cidr(rng)),
+                    match rng.below(10) {
+                        0..=2 => Peer::Group(rng.pick(groups).clone()),
+                        3 | 4 if !prefix_lists.is_empty() => {
+                            Peer::PrefixList(rng.pick(prefix_lists).name.clone())
+                        }
+                        _ => Peer::Cidr(random_cidr(rng)),
+                    }
                 })
                 .collect();
             Rule {
                 protocol,
-                ports: random_ports(rng, protocol),
+                ports: random_ports(rng, protocol, network),
                 peers,
                 description: format!("random rule {index}"),
             }
@@ -228,7 +242,7 @@ fn random_acl_entries(rng: &mut Rng) -> Vec<AclEntry> {
                 AclAction::Deny
             },
             protocol,
-            ports: random_ports(rng, protocol),
+            ports: random_ports(rng, protocol, true),
             cidr: random_cidr(rng),
         });
     }
@@ -284,8 +298,23 @@ fn random_subnets(rng: &mut Rng) -> (Vec<Subnet>, Vec<NetworkAcl>) {
 /// A random policy over up to three instances (interfaces [`INTERFACES`]), with prefix lists
 /// and subnets under network ACLs.
 pub fn random_config(rng: &mut Rng) -> Config {
+    random_config_of(rng, true)
+}
+
+/// [`random_config`] without prefix lists, subnets and network ACLs, drawing what it draws in
+/// the order it did before they existed: the fuzzer's kept cases name a seed, which must give
+/// the config the case was found with.
+pub fn random_groups_config(rng: &mut Rng) -> Config {
+    random_config_of(rng, false)
+}
+
+fn random_config_of(rng: &mut Rng, network: bool) -> Config {
     let group_names: Vec<String> = (0..1 + rng.below(4)).map(|i| format!("g{i}")).collect();
-    let prefix_lists = random_prefix_lists(rng);
+    let prefix_lists = if network {
+        random_prefix_lists(rng)
+    } else {
+        Vec::new()
+    };
     let security_groups = group_names
         .iter()
         .map(|name| {
@@ -293,21 +322,27 @@ pub fn random_config(rng: &mut Rng) -> Config {
             SecurityGroup {
                 name: name.clone(),
                 description: String::new(),
-                ingress: random_rules(rng, &group_names, &prefix_lists),
+                ingress: random_rules(rng, &group_names, &prefix_lists, network),
                 egress: if egress_is_default {
                     default_egress()
                 } else {
-                    random_rules(rng, &group_names, &prefix_lists)
+                    random_rules(rng, &group_names, &prefix_lists, network)
                 },
                 egress_is_default,
             }
         })
         .collect();
-    let (subnets, network_acls) = random_subnets(rng);
+    let (subnets, network_acls) = if network {
+        random_subnets(rng)
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     let mut used: Vec<IpAddr> = Vec::new();
-    // Both addresses of an instance come from one pool, so it is in one subnet at most (N1).
-    let mut fresh_address = |rng: &mut Rng, ipv6: bool, pool: usize| loop {
+    // Both addresses of an instance come from one pool, so it is in one subnet at most (N1);
+    // without subnets each address draws its own pool.
+    let mut fresh_address = |rng: &mut Rng, ipv6: bool, pool: Option<usize>| loop {
+        let pool = pool.unwrap_or_else(|| rng.below(4));
         let address = if ipv6 {
             v6(pool as u16, rng.below(6) as u16)
         } else {
@@ -320,7 +355,7 @@ pub fn random_config(rng: &mut Rng) -> Config {
     };
     let instances = (0..1 + rng.below(INTERFACES.len()))
         .map(|index| {
-            let pool = rng.below(4);
+            let pool = network.then(|| rng.below(4));
             let mut addresses = vec![fresh_address(rng, false, pool)];
             if rng.chance(60) {
                 addresses.push(fresh_address(rng, true, pool));
@@ -342,7 +377,7 @@ pub fn random_config(rng: &mut Rng) -> Config {
     let members = (0..rng.below(4))
         .map(|index| {
             let ipv6 = rng.chance(30);
-            let pool = rng.below(4);
+            let pool = network.then(|| rng.below(4));
             Member {
                 name: format!("m{index}"),
                 addresses: vec![fresh_address(rng, ipv6, pool)],

@@ -390,8 +390,14 @@ mod tests {
         assert_eq!(flow.entry.reply_isn, 0xdead_beef);
         assert_eq!(flow.entry.packets, [3, 4]);
         assert_eq!(flow.key.local_port, 7000);
-        assert_eq!(flow.entry.generation, 0, "judged again under the cut option");
-        let unknown = v2::CtEntry { state: 200, ..entry };
+        assert_eq!(
+            flow.entry.generation, 0,
+            "judged again under the cut option"
+        );
+        let unknown = v2::CtEntry {
+            state: 200,
+            ..entry
+        };
         assert_eq!(from_v2(CtPool::Embryonic, v1_key(), unknown), None);
     }
 
