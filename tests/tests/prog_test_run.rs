@@ -1189,6 +1189,8 @@ fn n3_replies_are_judged_by_the_acl_and_a_new_deny_cuts_a_tracked_flow() {
             ("web-1", Egress, fetch.tcp_out(TCP_SYN), NewFlow),
             // 120 admits replies to ephemeral ports.
             ("web-1", Ingress, fetch.tcp_back(SYN_ACK), Reply),
+            // The originator's ACK of the SYN-ACK: established (issue 10).
+            ("web-1", Egress, fetch.tcp_out(TCP_ACK), Tracked),
             // A reply to port 1000: conntrack knows the flow, the stateless ACL refuses it.
             ("web-1", Egress, low_port.tcp_out(TCP_SYN), NewFlow),
             (
@@ -1433,7 +1435,9 @@ fn differential_random_policies_match_the_reference_evaluator() {
             "{reason:?}: {seen:?}"
         );
     }
-    assert!(established >= 20, "{established} flows established");
+    // Fewer than without ACLs: random ACLs refuse about a third of the packets, handshakes
+    // included.
+    assert!(established >= 10, "{established} flows established");
 }
 
 /// The verifier accepts every program on this kernel, within its limits. Prints the figures
