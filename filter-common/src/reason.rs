@@ -14,7 +14,7 @@
 
 /// Counter cells per interface and direction. Larger than the number of reasons so reasons can
 /// be added without changing the layout of `COUNTERS`.
-pub const REASON_COUNT: usize = 40;
+pub const REASON_COUNT: usize = 48;
 
 /// The lowest number a drop reason may have.
 pub const FIRST_DROP_REASON: u32 = 16;
@@ -84,11 +84,15 @@ pub enum Reason {
     Internal = 35,
     /// IPv6 routing header type 0 (RFC 5095, H2).
     Ipv6RoutingType0 = 36,
+    /// A deny entry of the subnet's network ACL matched first (N2, N3).
+    AclDeny = 41,
+    /// No entry of the subnet's network ACL matched: its final `*` entry denies (N2).
+    AclImplicitDeny = 42,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 32] = [
+    pub const ALL: [Reason; 34] = [
         Reason::Tracked,
         Reason::Reply,
         Reason::NewFlow,
@@ -121,6 +125,8 @@ impl Reason {
         Reason::NoConfig,
         Reason::Internal,
         Reason::Ipv6RoutingType0,
+        Reason::AclDeny,
+        Reason::AclImplicitDeny,
     ];
 
     /// Whether a packet counted under this reason is admitted.
@@ -158,7 +164,9 @@ impl Reason {
             | Reason::ConntrackCut
             | Reason::NoConfig
             | Reason::Internal
-            | Reason::Ipv6RoutingType0 => false,
+            | Reason::Ipv6RoutingType0
+            | Reason::AclDeny
+            | Reason::AclImplicitDeny => false,
         }
     }
 
@@ -197,6 +205,8 @@ impl Reason {
             Reason::NoConfig => "no_config",
             Reason::Internal => "internal",
             Reason::Ipv6RoutingType0 => "ipv6_routing_type0",
+            Reason::AclDeny => "acl_deny",
+            Reason::AclImplicitDeny => "acl_implicit_deny",
         }
     }
 
@@ -235,6 +245,8 @@ impl Reason {
             Reason::NoConfig => "its interface is not in the policy in force",
             Reason::Internal => "the datapath could not read its own maps",
             Reason::Ipv6RoutingType0 => "an IPv6 routing header of type 0 (H2)",
+            Reason::AclDeny => "a deny entry of the subnet's network ACL (N2)",
+            Reason::AclImplicitDeny => "no entry of the subnet's network ACL admits it (N2)",
         }
     }
 
@@ -292,6 +304,8 @@ mod tests {
         assert_eq!(Reason::NoRule as u32, 16);
         assert_eq!(Reason::ConntrackFull as u32, 32);
         assert_eq!(Reason::Ipv6RoutingType0 as u32, 36);
+        assert_eq!(Reason::AclDeny as u32, 41);
+        assert_eq!(Reason::AclImplicitDeny as u32, 42);
         assert_eq!(Reason::ConntrackFull.name(), "conntrack_allowance_exceeded");
     }
 }

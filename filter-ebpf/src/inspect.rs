@@ -177,7 +177,7 @@ fn inspect_frame(
         if let Some(reason) = spoofed {
             let flow = event_flow(&ip, &l4, ifindex, dir, frame_len);
             // SAFETY: a helper without preconditions.
-            telemetry::flow_denied(&flow, reason, policy.generation, unsafe {
+            telemetry::flow_denied(&flow, reason, RULE_ID_NONE, policy.generation, unsafe {
                 bpf_ktime_get_ns()
             });
             return Err(reason);

@@ -78,6 +78,8 @@ const TIERS: &[Tier] = &[
             "--test",
             "lab",
             "--test",
+            "network_acl",
+            "--test",
             "floods",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.

@@ -20,7 +20,8 @@ use aya::{
     maps::{HashMap, Map, MapData, MapError},
 };
 use filter_common::{
-    CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_NEW, CtEntry, CtKey, LAYOUT_VERSION, map_names,
+    CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CT_STATE_HALF_OPEN, CT_STATE_NEW, CtEntry, CtKey,
+    LAYOUT_VERSION, map_names,
 };
 
 use super::maps::{CtPool, PinnedMapError, PinnedMaps};
@@ -95,6 +96,35 @@ mod v1 {
     unsafe impl aya::Pod for CtEntry {}
 }
 
+/// Layout v2 (issue 10): the half-open state and `reply_isn`. Frozen. v3 (issue 15: network
+/// ACLs and prefix lists) changed the interface configuration and added maps, all rebuilt from
+/// the config, and left the conntrack types as they are here.
+mod v2 {
+    pub use super::v1::CtKey;
+
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct CtEntry {
+        pub created_ns: u64,
+        pub last_seen_ns: u64,
+        pub packets: [u64; 2],
+        pub bytes: [u64; 2],
+        pub generation: u64,
+        pub rule_id: u32,
+        pub ifslot: u16,
+        pub selector: u16,
+        pub origin: u8,
+        pub state: u8,
+        pub flags: u8,
+        pub _pad: u8,
+        pub reply_isn: u32,
+    }
+    const _: () = assert!(core::mem::size_of::<CtEntry>() == 72);
+
+    // SAFETY: plain `repr(C)` integers, every padding byte a named field.
+    unsafe impl aya::Pod for CtEntry {}
+}
+
 /// A flow read from an older layout, in today's types. `entry.ifslot` is still the old
 /// layout's slot: [`carry`] gives it the new one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +173,42 @@ fn from_v1(pool: CtPool, key: v1::CtKey, entry: v1::CtEntry) -> Option<CarriedFl
     })
 }
 
+/// v2 → v3: the conntrack types did not change; every field carries over, the generation
+/// reset as for v1.
+fn from_v2(pool: CtPool, key: v2::CtKey, entry: v2::CtEntry) -> Option<CarriedFlow> {
+    let states = [
+        CT_STATE_NEW,
+        CT_STATE_HALF_OPEN,
+        CT_STATE_ESTABLISHED,
+        CT_STATE_CLOSING,
+    ];
+    if !states.contains(&entry.state) {
+        return None;
+    }
+    let mut flow = from_v1(
+        pool,
+        key,
+        v1::CtEntry {
+            created_ns: entry.created_ns,
+            last_seen_ns: entry.last_seen_ns,
+            packets: entry.packets,
+            bytes: entry.bytes,
+            generation: entry.generation,
+            rule_id: entry.rule_id,
+            ifslot: entry.ifslot,
+            selector: entry.selector,
+            origin: entry.origin,
+            // Checked above; v1 has no half-open state, so the state is set after.
+            state: CT_STATE_NEW,
+            flags: entry.flags,
+            _pad: [0; 5],
+        },
+    )?;
+    flow.entry.state = entry.state;
+    flow.entry.reply_isn = entry.reply_isn;
+    Some(flow)
+}
+
 /// The layout version a stale layout directory (`v<N>`) holds.
 pub fn layout_of(dir: &Path) -> Option<u32> {
     dir.file_name()?.to_str()?.strip_prefix('v')?.parse().ok()
@@ -161,6 +227,11 @@ pub fn read_flows(dir: &Path) -> Result<Vec<CarriedFlow>, MigrateError> {
             1 => {
                 for (key, entry) in read_pool::<v1::CtKey, v1::CtEntry>(&path, from)? {
                     flows.extend(from_v1(pool, key, entry));
+                }
+            }
+            2 => {
+                for (key, entry) in read_pool::<v2::CtKey, v2::CtEntry>(&path, from)? {
+                    flows.extend(from_v2(pool, key, entry));
                 }
             }
             _ => {
@@ -294,6 +365,40 @@ mod tests {
             local_port: 7000,
             remote_port: 40000,
         }
+    }
+
+    #[test]
+    fn h6_a_v2_half_open_flow_keeps_its_state_and_the_syn_ack_number() {
+        let v1 = v1_entry(CT_STATE_NEW);
+        let entry = v2::CtEntry {
+            created_ns: v1.created_ns,
+            last_seen_ns: v1.last_seen_ns,
+            packets: v1.packets,
+            bytes: v1.bytes,
+            generation: 9,
+            rule_id: v1.rule_id,
+            ifslot: v1.ifslot,
+            selector: v1.selector,
+            origin: v1.origin,
+            state: CT_STATE_HALF_OPEN,
+            flags: v1.flags,
+            _pad: 0,
+            reply_isn: 0xdead_beef,
+        };
+        let flow = from_v2(CtPool::Embryonic, v1_key(), entry).expect("carried");
+        assert_eq!(flow.entry.state, CT_STATE_HALF_OPEN);
+        assert_eq!(flow.entry.reply_isn, 0xdead_beef);
+        assert_eq!(flow.entry.packets, [3, 4]);
+        assert_eq!(flow.key.local_port, 7000);
+        assert_eq!(
+            flow.entry.generation, 0,
+            "judged again under the cut option"
+        );
+        let unknown = v2::CtEntry {
+            state: 200,
+            ..entry
+        };
+        assert_eq!(from_v2(CtPool::Embryonic, v1_key(), unknown), None);
     }
 
     #[test]
