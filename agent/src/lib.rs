@@ -8,6 +8,7 @@ pub mod config;
 pub mod datapath;
 pub mod error_text;
 pub mod eval;
+pub mod ids;
 pub mod import;
 pub mod inspect;
 pub mod lab;

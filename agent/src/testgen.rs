@@ -10,9 +10,10 @@ use ipnet::IpNet;
 
 use crate::{
     eval::{Fragment, IpPacket, Transport},
+    ids::{self, IdKind},
     model::{
         AttachMode, Config, Conntrack, Direction, HostIngressHook, Instance, Lab, Member, Peer,
-        PortRange, Protocol, Quotas, Rule, SecurityGroup, default_egress,
+        PortRange, Protocol, Quotas, Rule, SecurityGroup, Tags, Vpc, default_egress,
     },
 };
 
@@ -149,6 +150,8 @@ fn random_rules(rng: &mut Rng, groups: &[String]) -> Vec<Rule> {
                 ports: random_ports(rng, protocol),
                 peers,
                 description: format!("random rule {index}"),
+                ids: Vec::new(),
+                tags: Tags::new(),
             }
         })
         .collect()
@@ -172,16 +175,19 @@ pub fn random_config(rng: &mut Rng) -> Config {
         .iter()
         .map(|name| {
             let egress_is_default = rng.chance(40);
+            let id = ids::derived(IdKind::SecurityGroup, name);
             SecurityGroup {
                 name: name.clone(),
                 description: String::new(),
+                tags: Tags::new(),
                 ingress: random_rules(rng, &group_names),
                 egress: if egress_is_default {
-                    default_egress()
+                    default_egress(&id)
                 } else {
                     random_rules(rng, &group_names)
                 },
                 egress_is_default,
+                id,
             }
         })
         .collect();
@@ -206,6 +212,8 @@ pub fn random_config(rng: &mut Rng) -> Config {
             }
             Instance {
                 name: format!("i{index}"),
+                id: ids::derived(IdKind::NetworkInterface, &format!("i{index}")),
+                tags: Tags::new(),
                 interface: INTERFACES[index].to_string(),
                 attach: AttachMode::Port,
                 host_ingress_hook: HostIngressHook::Xdp,
@@ -234,6 +242,7 @@ pub fn random_config(rng: &mut Rng) -> Config {
         members,
         quotas: Quotas::default(),
         lab: Lab::default(),
+        vpc: Vpc::default(),
     }
 }
 

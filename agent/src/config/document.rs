@@ -35,7 +35,17 @@ pub(crate) struct RawDocument {
     pub instances: Vec<RawInstance>,
     pub members: Vec<RawMember>,
     pub lab_clients: Vec<RawLabClient>,
+    pub vpc: Option<RawVpc>,
 }
+
+#[derive(Debug)]
+pub(crate) struct RawVpc {
+    pub id: Option<Located<String>>,
+    pub cidr: Option<Located<String>>,
+}
+
+/// `tags = { Key = "value" }`: each key and value where it was written.
+pub(crate) type RawTags = Located<Vec<(Located<String>, Located<String>)>>;
 
 #[derive(Debug)]
 pub(crate) struct RawQuotas {
@@ -47,7 +57,9 @@ pub(crate) struct RawQuotas {
 pub(crate) struct RawGroup {
     pub at: Location,
     pub name: Option<Located<String>>,
+    pub id: Option<Located<String>>,
     pub description: Option<Located<String>>,
+    pub tags: Option<RawTags>,
     pub ingress: RawRules,
     /// `None` when the key is absent: the group gets the default egress (R2).
     pub egress: Option<RawRules>,
@@ -70,6 +82,8 @@ pub(crate) struct RawRule {
     pub cidr: Vec<Located<String>>,
     pub groups: Vec<Located<String>>,
     pub description: Option<Located<String>>,
+    pub id: Option<Located<String>>,
+    pub tags: Option<RawTags>,
     /// Keys present in the table, valid or not, so a value of the wrong type is not also
     /// reported as missing.
     pub written: BTreeSet<String>,
@@ -87,6 +101,8 @@ impl RawRule {
 pub(crate) struct RawInstance {
     pub at: Location,
     pub name: Option<Located<String>>,
+    pub id: Option<Located<String>>,
+    pub tags: Option<RawTags>,
     pub interface: Option<Located<String>>,
     pub attach: Option<Located<String>>,
     pub host_ingress_hook: Option<Located<String>>,
@@ -121,9 +137,17 @@ pub(crate) struct RawLabClient {
     pub addresses: Option<Located<Vec<Located<String>>>>,
 }
 
-const TOP_LEVEL_FIELDS: &[&str] = &["quotas", "security_group", "instance", "member", "lab"];
+const TOP_LEVEL_FIELDS: &[&str] = &[
+    "quotas",
+    "security_group",
+    "instance",
+    "member",
+    "lab",
+    "vpc",
+];
+const VPC_FIELDS: &[&str] = &["id", "cidr"];
 const QUOTA_FIELDS: &[&str] = &["groups_per_interface", "rules_per_group"];
-const GROUP_FIELDS: &[&str] = &["name", "description", "ingress", "egress"];
+const GROUP_FIELDS: &[&str] = &["name", "id", "description", "tags", "ingress", "egress"];
 const RULE_FIELDS: &[&str] = &[
     "protocol",
     "ports",
@@ -132,6 +156,8 @@ const RULE_FIELDS: &[&str] = &[
     "cidr",
     "groups",
     "description",
+    "id",
+    "tags",
 ];
 const INSTANCE_FIELDS: &[&str] = &[
     "name",
@@ -144,6 +170,8 @@ const INSTANCE_FIELDS: &[&str] = &[
     "related_icmp",
     "exempt",
     "conntrack",
+    "id",
+    "tags",
 ];
 const CONNTRACK_FIELDS: &[&str] = &[
     "tcp_established_timeout",
@@ -174,12 +202,24 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
         .table("lab", diagnostics)
         .map(|(table, at)| read_lab(table, at, diagnostics))
         .unwrap_or_default();
+    let vpc = top
+        .table("vpc", diagnostics)
+        .map(|(table, at)| read_vpc(table, at, diagnostics));
     RawDocument {
         quotas,
         groups,
         instances,
         members,
         lab_clients,
+        vpc,
+    }
+}
+
+fn read_vpc(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawVpc {
+    let fields = Fields::open(table, at, VPC_FIELDS, diagnostics);
+    RawVpc {
+        id: fields.string("id", diagnostics),
+        cidr: fields.string("cidr", diagnostics),
     }
 }
 
@@ -199,7 +239,9 @@ fn read_group(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) 
     });
     RawGroup {
         name: fields.required("name", Fields::string, diagnostics),
+        id: fields.string("id", diagnostics),
         description: fields.string("description", diagnostics),
+        tags: fields.tags(diagnostics),
         ingress,
         egress: read_rules(&fields, "egress", diagnostics),
         at,
@@ -228,6 +270,8 @@ fn read_rule(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -
             .string_list("groups", diagnostics)
             .map_or_else(Vec::new, |l| l.value),
         description: fields.string("description", diagnostics),
+        id: fields.string("id", diagnostics),
+        tags: fields.tags(diagnostics),
         written: table.keys().map(|key| key.get_ref().to_string()).collect(),
         peers_written: fields.is_non_empty("cidr") || fields.is_non_empty("groups"),
         at,
@@ -238,6 +282,8 @@ fn read_instance(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostic
     let fields = Fields::open(table, at.clone(), INSTANCE_FIELDS, diagnostics);
     RawInstance {
         name: fields.required("name", Fields::string, diagnostics),
+        id: fields.string("id", diagnostics),
+        tags: fields.tags(diagnostics),
         interface: fields.required("interface", Fields::string, diagnostics),
         attach: fields.string("attach", diagnostics),
         host_ingress_hook: fields.string("host_ingress_hook", diagnostics),
@@ -472,6 +518,23 @@ impl<'t, 'i> Fields<'t, 'i> {
             })
             .collect();
         Some(Located { value: strings, at })
+    }
+
+    /// `tags`: a table of strings. Values of another type are reported and left out.
+    fn tags(&self, diagnostics: &mut Diagnostics) -> Option<RawTags> {
+        let (table, at) = self.table("tags", diagnostics)?;
+        let tags = table
+            .iter()
+            .filter_map(|(key, value)| {
+                let value_at = at.child(key.get_ref(), value.span());
+                let key = Located {
+                    value: key.get_ref().to_string(),
+                    at: at.child(key.get_ref(), key.span()),
+                };
+                expect_string(value, value_at, diagnostics).map(|value| (key, value))
+            })
+            .collect();
+        Some(Located { value: tags, at })
     }
 
     /// A table, whether written as `[key]` or inline.

@@ -274,6 +274,57 @@ pub(crate) enum ValidationError {
     /// AWS rejects a rule that repeats another in the same group and direction.
     #[error("duplicate rule: {rule} is already allowed by {first}")]
     DuplicateRule { rule: String, first: String },
+
+    /// R9.
+    #[error("{kind} id \"{id}\" is not \"{prefix}-\" followed by 8 or 17 lowercase hex digits")]
+    InvalidId {
+        kind: &'static str,
+        prefix: &'static str,
+        id: String,
+    },
+
+    /// R9: ids are unique across the config, the derived ones included.
+    #[error("id \"{id}\" is already the id of {first}; give this one another id")]
+    DuplicateId { id: String, first: String },
+
+    /// R9: a rule of several peers is several AWS rules, each with its own id and tags.
+    #[error(
+        "\"{field}\" belongs to one rule, and this rule has {peers} peers (each is a rule of its \
+         own); write one rule per peer to give it {field}"
+    )]
+    OnePeerOnly { field: &'static str, peers: usize },
+
+    #[error("tag key must be 1 to 128 characters long, got {length}")]
+    TagKeyLength { length: usize },
+
+    #[error("tag key \"{key}\" starts with \"aws:\", which AWS reserves")]
+    TagKeyReserved { key: String },
+
+    #[error("tag value is {length} characters long; at most 256 are allowed")]
+    TagValueTooLong { length: usize },
+
+    #[error("{count} tags; at most 50 are allowed per resource")]
+    TooManyTags { count: usize },
+}
+
+impl ValidationError {
+    /// What kind of problem this is, for callers that answer in another vocabulary (the EC2
+    /// API's error codes).
+    pub(crate) fn kind(&self) -> super::ProblemKind {
+        use super::ProblemKind;
+        match self {
+            Self::GroupRulesOverQuota { .. } => ProblemKind::RulesPerGroupQuota,
+            Self::InstanceGroupsOverQuota { .. } => ProblemKind::GroupsPerInterfaceQuota,
+            Self::InstanceRulesOverQuota { .. } => ProblemKind::RulesPerInterfaceQuota,
+            Self::DuplicateRule { .. } => ProblemKind::DuplicateRule,
+            Self::DuplicateGroupName { .. } => ProblemKind::DuplicateGroupName,
+            Self::DuplicateId { .. } => ProblemKind::DuplicateId,
+            Self::UnknownGroupReference { .. } | Self::UnknownAttachedGroup { .. } => {
+                ProblemKind::UnknownGroup
+            }
+            _ => ProblemKind::Invalid,
+        }
+    }
 }
 
 /// A port that is usually an administration or database service, and its usual service.

@@ -1,10 +1,12 @@
 //! What validation produces: values that passed every check, each with the location that later
 //! messages (lint, quotas across groups) point at.
 
+use super::ids::CheckedId;
 use crate::{
     config::{diagnostic::Location, document::Located},
     model::{
-        Direction, Instance, LabClient, Member, Peer, PortRange, Protocol, Quotas, default_egress,
+        Direction, Instance, LabClient, Member, Peer, PortRange, Protocol, Quotas, Tags, Vpc,
+        default_egress,
     },
 };
 
@@ -15,11 +17,15 @@ pub(crate) struct Checked {
     pub instances: Vec<CheckedInstance>,
     pub members: Vec<Member>,
     pub lab_clients: Vec<LabClient>,
+    pub vpc: Vpc,
 }
 
 pub(crate) struct CheckedGroup {
     pub name: String,
+    /// R9: the config's, or derived from the name.
+    pub id: CheckedId,
     pub description: String,
+    pub tags: Tags,
     pub ingress: Vec<CheckedRule>,
     /// Empty when `egress_is_default`: the default rules are materialised in the model only.
     pub egress: Vec<CheckedRule>,
@@ -37,7 +43,10 @@ impl CheckedGroup {
     /// Effective rules (one per peer) in `direction`, the default egress included.
     pub fn effective_rule_count(&self, direction: Direction) -> usize {
         if direction == Direction::Egress && self.egress_is_default {
-            return default_egress().iter().map(|rule| rule.peers.len()).sum();
+            return default_egress(&self.id.value)
+                .iter()
+                .map(|rule| rule.peers.len())
+                .sum();
         }
         self.rules(direction)
             .iter()
@@ -52,10 +61,15 @@ pub(crate) struct CheckedRule {
     pub protocol: Protocol,
     pub ports: PortRange,
     pub peers: Vec<Located<Peer>>,
+    /// One per peer (R9).
+    pub ids: Vec<CheckedId>,
+    pub tags: Tags,
     pub description: String,
 }
 
 pub(crate) struct CheckedInstance {
     pub instance: Instance,
+    /// `instance.id` and where it came from.
+    pub id: CheckedId,
     pub security_groups_at: Location,
 }

@@ -12,6 +12,7 @@
 mod addresses;
 mod checked;
 mod first_seen;
+mod ids;
 mod instances;
 mod names;
 mod quotas;
@@ -22,7 +23,14 @@ mod settings;
 
 pub(crate) use checked::{Checked, CheckedGroup, CheckedRule};
 
-use super::{diagnostic::Diagnostics, document::RawDocument};
+use super::{
+    diagnostic::Diagnostics,
+    document::{RawDocument, RawVpc},
+};
+use crate::{
+    ids::IdKind,
+    model::{Direction, Vpc},
+};
 use names::Registry;
 use references::KnownGroups;
 
@@ -56,6 +64,8 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         .filter_map(|client| instances::check_lab_client(client, &mut registry, diagnostics))
         .collect();
     quotas::check_interface_rule_totals(&instances, &groups, diagnostics);
+    let vpc = check_vpc(raw.vpc.as_ref(), diagnostics);
+    check_unique_ids(&groups, &instances, diagnostics);
 
     Checked {
         quotas,
@@ -63,5 +73,43 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         instances,
         members,
         lab_clients,
+        vpc,
     }
+}
+
+fn check_vpc(raw: Option<&RawVpc>, diagnostics: &mut Diagnostics) -> Vpc {
+    let default = Vpc::default();
+    let Some(raw) = raw else {
+        return default;
+    };
+    Vpc {
+        id: raw.id.as_ref().map_or(default.id.clone(), |written| {
+            let at = &written.at;
+            ids::id_or_derived(IdKind::Vpc, Some(written), at, || default.id, diagnostics).value
+        }),
+        cidr: raw
+            .cidr
+            .as_ref()
+            .and_then(|cidr| addresses::check_cidr(cidr, diagnostics)),
+    }
+}
+
+/// R9: no two groups, rules or interfaces share an id, written or derived.
+fn check_unique_ids(
+    groups: &[CheckedGroup],
+    instances: &[checked::CheckedInstance],
+    diagnostics: &mut Diagnostics,
+) {
+    let rule_ids = groups.iter().flat_map(|group| {
+        Direction::BOTH
+            .into_iter()
+            .flat_map(move |direction| group.rules(direction))
+            .flat_map(|rule| &rule.ids)
+    });
+    let all = groups
+        .iter()
+        .map(|group| &group.id)
+        .chain(rule_ids)
+        .chain(instances.iter().map(|instance| &instance.id));
+    ids::check_unique(all, diagnostics);
 }

@@ -7,6 +7,7 @@ use super::{
     addresses::check_cidr,
     checked::{CheckedGroup, CheckedRule},
     first_seen::FirstSeen,
+    ids::{check_tags, id_or_derived},
     names::check_description,
     quotas,
     references::KnownGroups,
@@ -18,7 +19,8 @@ use crate::{
         document::{Located, RawGroup, RawRule, RawRules},
         messages::{RuleName, ValidationError, rule_text},
     },
-    model::{Direction, Peer, Protocol, Quotas},
+    ids::{self, IdKind},
+    model::{Direction, Peer, Protocol, Quotas, derived_rule_id},
 };
 
 pub(super) fn check_group(
@@ -34,15 +36,20 @@ pub(super) fn check_group(
     if let Some(description) = &raw.description {
         check_description(description, diagnostics);
     }
+    let group_id = id_or_derived(
+        IdKind::SecurityGroup,
+        raw.id.as_ref(),
+        &raw.at,
+        || ids::derived(IdKind::SecurityGroup, &group_name),
+        diagnostics,
+    );
+    let tags = check_tags(raw.tags.as_ref(), diagnostics);
     let mut rules_of = |rules, direction| {
-        check_rules(
-            rules,
-            &group_name,
-            direction,
-            known_groups,
-            quotas,
-            diagnostics,
-        )
+        let group = GroupNames {
+            name: &group_name,
+            id: &group_id.value,
+        };
+        check_rules(rules, group, direction, known_groups, quotas, diagnostics)
     };
     let ingress = rules_of(&raw.ingress, Direction::Ingress);
     let egress = raw
@@ -51,6 +58,8 @@ pub(super) fn check_group(
         .map(|rules| rules_of(rules, Direction::Egress));
     Some(CheckedGroup {
         name: raw.name.as_ref()?.value.clone(),
+        id: group_id,
+        tags,
         description: raw
             .description
             .as_ref()
@@ -62,10 +71,17 @@ pub(super) fn check_group(
     })
 }
 
+/// How a group is named in messages, and its id (part of its rules' derived ids).
+#[derive(Clone, Copy)]
+struct GroupNames<'a> {
+    name: &'a str,
+    id: &'a str,
+}
+
 /// The rules of one group and direction: each rule, then duplicates and the R7 quota.
 fn check_rules(
     raw: &RawRules,
-    group: &str,
+    group: GroupNames<'_>,
     direction: Direction,
     known_groups: &KnownGroups,
     quotas: Quotas,
@@ -77,11 +93,11 @@ fn check_rules(
         .enumerate()
         .filter_map(|(index, rule)| {
             let name = RuleName {
-                group: group.to_string(),
+                group: group.name.to_string(),
                 direction,
                 index,
             };
-            check_rule(rule, name, known_groups, diagnostics)
+            check_rule(rule, name, group.id, known_groups, diagnostics)
         })
         .collect();
 
@@ -99,7 +115,7 @@ fn check_rules(
     }
 
     if let Some(at) = &raw.at {
-        quotas::check_group_rules(&rules, at, group, direction, quotas, diagnostics);
+        quotas::check_group_rules(&rules, at, group.name, direction, quotas, diagnostics);
     }
     rules
 }
@@ -107,6 +123,7 @@ fn check_rules(
 fn check_rule(
     raw: &RawRule,
     name: RuleName,
+    group_id: &str,
     known_groups: &KnownGroups,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedRule> {
@@ -141,11 +158,40 @@ fn check_rule(
         if let Some(description) = &raw.description {
             check_description(description, diagnostics);
         }
+        let peers_written = raw.cidr.len() + raw.groups.len();
+        let one_peer_fields = [
+            ("id", raw.id.as_ref().map(|id| &id.at)),
+            ("tags", raw.tags.as_ref().map(|tags| &tags.at)),
+        ];
+        for (field, at) in one_peer_fields {
+            if let Some(at) = at.filter(|_| peers_written > 1) {
+                diagnostics.error(
+                    at,
+                    ValidationError::OnePeerOnly {
+                        field,
+                        peers: peers_written,
+                    },
+                );
+            }
+        }
+        let tags = check_tags(raw.tags.as_ref(), diagnostics);
+        let (protocol, ports) = (protocol?, ports?);
+        let direction = name.direction;
+        let ids = peers
+            .iter()
+            .map(|peer| {
+                let derive = || derived_rule_id(group_id, direction, protocol, ports, &peer.value);
+                let kind = IdKind::SecurityGroupRule;
+                id_or_derived(kind, raw.id.as_ref(), &peer.at, derive, diagnostics)
+            })
+            .collect();
 
         Some(CheckedRule {
             index: name.index,
-            protocol: protocol?,
-            ports: ports?,
+            protocol,
+            ports,
+            ids,
+            tags,
             peers,
             description: raw
                 .description
