@@ -38,6 +38,7 @@ use crate::{
     pins::{
         Paths, epoch_seconds,
         maps::{CtPool, PinnedMapError, PinnedMaps, monotonic_ns},
+        migrate::{self, CarriedFlow},
         state::{self, InterfaceState, InterfaceStatus, Reloads, RuleState, State, StateError},
     },
 };
@@ -50,6 +51,9 @@ pub const GRACE_PERIOD: Duration = Duration::from_millis(200);
 /// least this many times the last sweep's duration, keeping the sweep near 5% of one CPU.
 pub const CONNTRACK_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 const SWEEP_DUTY_DIVISOR: u32 = 20;
+/// When the datapath refuses a new flow for want of allowance (C6), expired flows may be what
+/// holds it: the agent sweeps at once, but no more often than this.
+pub const URGENT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -112,6 +116,8 @@ pub struct Agent {
     retiring: Option<Retiring>,
     last_sweep: Instant,
     sweep_interval: Duration,
+    /// A new flow was refused for want of allowance since the last sweep.
+    sweep_requested: bool,
 }
 
 impl Agent {
@@ -136,6 +142,13 @@ impl Agent {
         let previous_state = state::read(&paths.state_file())
             .ok()
             .filter(|s| s.generation == generation && generation != 0);
+        // H6: an older layout's maps may still be what the attached programs use.
+        let older_layouts = paths.stale_layouts();
+        let carried_hit_totals = if older_layouts.is_empty() {
+            None
+        } else {
+            state::read(&paths.state_file()).ok().map(|s| s.hit_totals)
+        };
 
         let compiled = compile::compile(&loaded.config, &previous_slots)?;
         let ifindexes = present_ifindexes(&loaded.config);
@@ -154,7 +167,10 @@ impl Agent {
                 started_at: epoch_seconds(SystemTime::now()),
                 interfaces: Vec::new(),
                 rules: Vec::new(),
-                hit_totals: previous_state.map(|s| s.hit_totals).unwrap_or_default(),
+                hit_totals: previous_state
+                    .map(|s| s.hit_totals)
+                    .or(carried_hit_totals)
+                    .unwrap_or_default(),
                 reloads: Reloads::default(),
                 netns: options.netns.clone(),
             },
@@ -167,12 +183,16 @@ impl Agent {
             retiring,
             last_sweep: Instant::now(),
             sweep_interval: CONNTRACK_SWEEP_INTERVAL,
+            sweep_requested: false,
         };
+        // Before any link runs the new programs: then every flow the old ones tracked is
+        // already known to the new ones when they see its next packet.
+        agent.carry_flows(&older_layouts, true);
         agent.detach_unconfigured()?;
         agent.attach_all(console)?;
-        // Every link now runs this version's programs on this layout's maps: an older layout's
-        // maps are unused (their conntrack state is not carried over: see docs/operations.md).
-        for stale in agent.paths.stale_layouts() {
+        // The old maps get no more updates now: flows that started since the first pass.
+        agent.carry_flows(&older_layouts, false);
+        for stale in older_layouts {
             match std::fs::remove_dir_all(&stale) {
                 Ok(()) => tracing::info!("removed maps of an older layout: {}", stale.display()),
                 Err(error) => tracing::warn!("removing {}: {error}", stale.display()),
@@ -180,6 +200,45 @@ impl Agent {
         }
         agent.refresh_state()?;
         Ok(agent)
+    }
+
+    /// Carries the tracked flows of older layouts' maps into this one's (H6). A layout it
+    /// cannot read costs its flows, never the start: the new tables only lack entries, so
+    /// nothing is admitted that the rules deny.
+    fn carry_flows(&mut self, older_layouts: &[PathBuf], before_swap: bool) {
+        let slots: BTreeMap<u32, u16> = self
+            .applied
+            .ifindexes
+            .iter()
+            .filter_map(|(interface, ifindex)| {
+                let slot = self.applied.policy.interface(interface)?.ifslot;
+                Some((*ifindex, slot))
+            })
+            .collect();
+        for dir in older_layouts {
+            let carried = migrate::read_flows(dir).and_then(|flows: Vec<CarriedFlow>| {
+                migrate::carry(&flows, &self.pinned, &slots, before_swap)
+            });
+            match carried {
+                Ok(carried) => tracing::info!(
+                    "carried {} established and {} embryonic flows from {} ({}){}",
+                    carried.established,
+                    carried.embryonic,
+                    dir.display(),
+                    if before_swap {
+                        "before the swap"
+                    } else {
+                        "after it"
+                    },
+                    if carried.left > 0 {
+                        format!(", left {} of interfaces not enforced", carried.left)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Err(error) => tracing::error!("{}", with_causes(&error)),
+            }
+        }
     }
 
     /// Re-reads the config. An invalid config changes nothing and is reported as an error.
@@ -278,14 +337,24 @@ impl Agent {
             maps::collect_garbage(&mut self.datapath.maps)?;
             self.write_state()?;
         }
-        if self.last_sweep.elapsed() >= self.sweep_interval {
+        let since_sweep = self.last_sweep.elapsed();
+        let urgent = self.sweep_requested && since_sweep >= URGENT_SWEEP_INTERVAL;
+        if since_sweep >= self.sweep_interval || urgent {
             let started = Instant::now();
             self.sweep_conntrack()?;
             self.sweep_interval =
                 CONNTRACK_SWEEP_INTERVAL.max(started.elapsed() * SWEEP_DUTY_DIVISOR);
             self.last_sweep = Instant::now();
+            self.sweep_requested = false;
         }
         Ok(())
+    }
+
+    /// Asks for a conntrack sweep at the next housekeeping (within [`URGENT_SWEEP_INTERVAL`]
+    /// of the last one): the datapath refused a new flow because the allowance looked used up,
+    /// and entries that expired since the last sweep still count against it.
+    pub fn request_sweep(&mut self) {
+        self.sweep_requested = true;
     }
 
     /// Folds the retired generation's rule hits into the totals and zeroes them, so the slot
