@@ -3,6 +3,7 @@
 //! The pipeline is parse → validate → compile → apply. Everything up to and including
 //! compilation is pure and needs no privileges; only [`datapath`] touches the kernel.
 
+pub mod api;
 pub mod compile;
 pub mod config;
 pub mod datapath;

@@ -29,10 +29,7 @@ pub struct Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error("reading {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: ini::Error,
-    },
+    Read { path: PathBuf, source: ini::Error },
     #[error("{}: profile [{profile}]: {problem}", path.display())]
     Profile {
         path: PathBuf,
@@ -74,14 +71,16 @@ impl Credentials {
         let mut by_access_key = HashMap::new();
         for (section, properties) in file.iter() {
             let Some(section) = section else { continue };
-            let profile = section.strip_prefix("profile ").unwrap_or(section).to_string();
+            let profile = section
+                .strip_prefix("profile ")
+                .unwrap_or(section)
+                .to_string();
             let problem = |problem: String| CredentialsError::Profile {
                 path: path.to_path_buf(),
                 profile: profile.clone(),
                 problem,
             };
-            if let Some((key, _)) = properties.iter().find(|(key, _)| !KNOWN_KEYS.contains(key))
-            {
+            if let Some((key, _)) = properties.iter().find(|(key, _)| !KNOWN_KEYS.contains(key)) {
                 return Err(problem(format!(
                     "unknown key {key} (known: {})",
                     KNOWN_KEYS.join(", ")
@@ -151,12 +150,20 @@ mod tests {
         .expect("parses");
         let default = credentials.get("AKID1").expect("default");
         assert_eq!(
-            (default.profile.as_str(), default.account.as_str(), default.read_only),
+            (
+                default.profile.as_str(),
+                default.account.as_str(),
+                default.read_only
+            ),
             ("default", DEFAULT_ACCOUNT, false)
         );
         let audit = credentials.get("AKID2").expect("audit");
         assert_eq!(
-            (audit.profile.as_str(), audit.account.as_str(), audit.read_only),
+            (
+                audit.profile.as_str(),
+                audit.account.as_str(),
+                audit.read_only
+            ),
             ("audit", "123456789012", true)
         );
         assert!(credentials.get("AKID3").is_none());

@@ -182,7 +182,9 @@ impl ApiError {
     pub fn cannot_delete_default(group: &str) -> Self {
         Self::client(
             "CannotDelete",
-            format!("the specified group: \"{group}\" name: \"default\" cannot be deleted by a user"),
+            format!(
+                "the specified group: \"{group}\" name: \"default\" cannot be deleted by a user"
+            ),
         )
     }
 
@@ -196,7 +198,9 @@ impl ApiError {
     pub fn groups_per_interface_limit_exceeded(detail: &str) -> Self {
         Self::client(
             "SecurityGroupsPerInterfaceLimitExceeded",
-            format!("The maximum number of security groups per interface has been reached. ({detail})"),
+            format!(
+                "The maximum number of security groups per interface has been reached. ({detail})"
+            ),
         )
     }
 
@@ -221,7 +225,10 @@ mod tests {
             ApiError::signature_does_not_match("x").status,
             StatusCode::FORBIDDEN
         );
-        assert_eq!(ApiError::unauthorized_operation().status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            ApiError::unauthorized_operation().status,
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(
             ApiError::dry_run_operation().status,
             StatusCode::PRECONDITION_FAILED

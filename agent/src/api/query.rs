@@ -149,9 +149,11 @@ impl Params {
     /// Fails with `UnknownParameter` naming the first parameter nothing read.
     pub fn check_all_read(&self) -> Result<(), ApiError> {
         let read = self.read.borrow();
-        match self.values.keys().find(|name| {
-            !read.contains(*name) && !PROTOCOL_PARAMETERS.contains(&name.as_str())
-        }) {
+        match self
+            .values
+            .keys()
+            .find(|name| !read.contains(*name) && !PROTOCOL_PARAMETERS.contains(&name.as_str()))
+        {
             Some(name) => Err(ApiError::unknown_parameter(name)),
             None => Ok(()),
         }
@@ -230,7 +232,10 @@ mod tests {
             "Action=X&GroupId.2=sg-b&GroupId.1=sg-a&GroupId.10=sg-c\
              &IpPermissions.1.IpRanges.1.CidrIp=10.0.0.0%2F8&IpPermissions.1.IpProtocol=tcp",
         );
-        assert_eq!(p.strings("GroupId").expect("list"), ["sg-a", "sg-b", "sg-c"]);
+        assert_eq!(
+            p.strings("GroupId").expect("list"),
+            ["sg-a", "sg-b", "sg-c"]
+        );
         assert_eq!(
             p.structures("IpPermissions").expect("list"),
             ["IpPermissions.1"]
@@ -244,7 +249,12 @@ mod tests {
             Some("10.0.0.0/8")
         );
         // GroupIdX is not part of the GroupId list.
-        assert!(params("GroupIdX=1").strings("GroupId").expect("list").is_empty());
+        assert!(
+            params("GroupIdX=1")
+                .strings("GroupId")
+                .expect("list")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -254,7 +264,10 @@ mod tests {
             p.integer("FromPort").expect_err("not a number").message,
             "Value (abc) for parameter FromPort is invalid. Expected an integer."
         );
-        assert_eq!(p.bool("DryRun").expect_err("not a bool").code, "InvalidParameterValue");
+        assert_eq!(
+            p.bool("DryRun").expect_err("not a bool").code,
+            "InvalidParameterValue"
+        );
         let error = p.strings("GroupId").expect_err("index 0");
         assert!(error.message.contains("GroupId.0"), "{error}");
         assert_eq!(

@@ -81,7 +81,9 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, ApiError> {
     let credential = credential.ok_or_else(|| malformed("no Credential"))?;
     let scope: Vec<&str> = credential.split('/').collect();
     let [access_key_id, date, region, service, "aws4_request"] = scope[..] else {
-        return Err(malformed("Credential is not KEY/DATE/REGION/SERVICE/aws4_request"));
+        return Err(malformed(
+            "Credential is not KEY/DATE/REGION/SERVICE/aws4_request",
+        ));
     };
     let signed_headers: Vec<&str> = signed_headers
         .ok_or_else(|| malformed("no SignedHeaders"))?
@@ -237,9 +239,7 @@ pub fn verify(
     let principal = credentials
         .get(authorization.access_key_id)
         .ok_or_else(|| {
-            ApiError::auth_failure(
-                "AWS was not able to validate the provided access credentials",
-            )
+            ApiError::auth_failure("AWS was not able to validate the provided access credentials")
         })?;
     let amz_date = header(request, "x-amz-date")
         .ok_or_else(|| ApiError::auth_failure("The request has no X-Amz-Date header."))?;
@@ -259,7 +259,9 @@ pub fn verify(
     sorted.sort_unstable();
     sorted.dedup();
     if sorted != authorization.signed_headers
-        || sorted.iter().any(|name| name.bytes().any(|b| b.is_ascii_uppercase()))
+        || sorted
+            .iter()
+            .any(|name| name.bytes().any(|b| b.is_ascii_uppercase()))
     {
         return Err(malformed("SignedHeaders are not sorted lowercase names"));
     }
@@ -304,6 +306,40 @@ pub fn verify(
         region: authorization.region.to_string(),
         service: authorization.service.to_string(),
     })
+}
+
+/// The `Authorization` header a client with `secret` would send for `request` (tests sign
+/// their requests with it; the AWS vectors in `tests` check the construction itself).
+#[cfg(test)]
+pub(crate) fn authorization_for(
+    request: &SignedRequest<'_>,
+    access_key_id: &str,
+    secret: &str,
+    amz_date: &str,
+    scope: (&str, &str),
+) -> String {
+    let (region, service) = scope;
+    let mut names: Vec<String> = request
+        .headers
+        .iter()
+        .map(|(name, _)| name.to_ascii_lowercase())
+        .filter(|name| name != "authorization")
+        .collect();
+    names.sort();
+    names.dedup();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let date = &amz_date[..8];
+    let canonical = canonical_request(request, &names).unwrap_or_default();
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    );
+    let key = signing_key(secret, date, region, service).unwrap_or_default();
+    let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()).unwrap_or_default());
+    format!(
+        "{ALGORITHM} Credential={access_key_id}/{date}/{region}/{service}/aws4_request, SignedHeaders={}, Signature={signature}",
+        names.join(";")
+    )
 }
 
 #[cfg(test)]
@@ -386,7 +422,10 @@ mod tests {
             path: "/",
             query: "",
             headers: vec![
-                ("content-type", "application/x-www-form-urlencoded; charset=utf-8"),
+                (
+                    "content-type",
+                    "application/x-www-form-urlencoded; charset=utf-8",
+                ),
                 ("host", "127.0.0.1:8788"),
                 ("x-amz-date", "20261203T125318Z"),
                 ("authorization", authorization),
@@ -409,7 +448,10 @@ mod tests {
         };
         // One flipped digit of the signature.
         let flipped = vanilla("5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf30");
-        assert_eq!(code(&get_vanilla(&flipped), VANILLA_TIME), "SignatureDoesNotMatch");
+        assert_eq!(
+            code(&get_vanilla(&flipped), VANILLA_TIME),
+            "SignatureDoesNotMatch"
+        );
         // The body changed after signing.
         let mut tampered = get_vanilla(&good);
         tampered.body = b"Action=DeleteSecurityGroup";
@@ -426,12 +468,27 @@ mod tests {
         let unknown = good.replace("AKIDEXAMPLE", "AKIDOTHER");
         assert_eq!(code(&get_vanilla(&unknown), VANILLA_TIME), "AuthFailure");
         // Sixteen minutes late, and early.
-        assert_eq!(code(&get_vanilla(&good), VANILLA_TIME + 16 * 60), "AuthFailure");
-        assert_eq!(code(&get_vanilla(&good), VANILLA_TIME - 16 * 60), "AuthFailure");
+        assert_eq!(
+            code(&get_vanilla(&good), VANILLA_TIME + 16 * 60),
+            "AuthFailure"
+        );
+        assert_eq!(
+            code(&get_vanilla(&good), VANILLA_TIME - 16 * 60),
+            "AuthFailure"
+        );
         // Garbage in the header.
-        assert_eq!(code(&get_vanilla("AWS4-HMAC-SHA256 nonsense"), VANILLA_TIME), "AuthFailure");
-        assert_eq!(code(&get_vanilla("Basic dXNlcjpwYXNz"), VANILLA_TIME), "AuthFailure");
-        for error in [ApiError::auth_failure("x"), ApiError::signature_does_not_match("x")] {
+        assert_eq!(
+            code(&get_vanilla("AWS4-HMAC-SHA256 nonsense"), VANILLA_TIME),
+            "AuthFailure"
+        );
+        assert_eq!(
+            code(&get_vanilla("Basic dXNlcjpwYXNz"), VANILLA_TIME),
+            "AuthFailure"
+        );
+        for error in [
+            ApiError::auth_failure("x"),
+            ApiError::signature_does_not_match("x"),
+        ] {
             assert_eq!(error.status, hyper::StatusCode::FORBIDDEN);
         }
     }
@@ -441,17 +498,19 @@ mod tests {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(VANILLA_TIME));
         assert_eq!(parse_amz_date("20240229T000000Z"), Some(1_709_164_800));
-        for bad in ["2015-08-30T12:36:00Z", "20151330T123600Z", "20150830T123600", ""] {
+        for bad in [
+            "2015-08-30T12:36:00Z",
+            "20151330T123600Z",
+            "20150830T123600",
+            "",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn canonical_query_strings_are_sorted_and_encoded() {
-        assert_eq!(
-            canonical_query("b=2&a=x%20y&a=1&c"),
-            "a=1&a=x%20y&b=2&c="
-        );
+        assert_eq!(canonical_query("b=2&a=x%20y&a=1&c"), "a=1&a=x%20y&b=2&c=");
         assert_eq!(uri_encode(b"/a b/c~", true), "/a%20b/c~");
     }
 }

@@ -135,7 +135,14 @@ pub fn sts_error(error: &ApiError, request_id: &str) -> Vec<u8> {
     let mut xml = Xml::new();
     xml.open("ErrorResponse", Some(STS_NAMESPACE));
     xml.element("Error", |xml| {
-        xml.text("Type", if error.status.is_server_error() { "Receiver" } else { "Sender" });
+        xml.text(
+            "Type",
+            if error.status.is_server_error() {
+                "Receiver"
+            } else {
+                "Sender"
+            },
+        );
         xml.text("Code", error.code);
         xml.text("Message", &error.message);
     });
@@ -180,7 +187,10 @@ mod tests {
              </Error></Errors><RequestID>r-2</RequestID></Response>"
         );
         let sts = text(sts_error(&ApiError::auth_failure("no"), "r-3"));
-        assert!(sts.contains("<Error><Type>Sender</Type><Code>AuthFailure</Code>"), "{sts}");
+        assert!(
+            sts.contains("<Error><Type>Sender</Type><Code>AuthFailure</Code>"),
+            "{sts}"
+        );
         let ok = text(sts_response("GetCallerIdentity", "r-4", |xml| {
             xml.text("Account", "000000000000")
         }));

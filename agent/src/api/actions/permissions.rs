@@ -154,9 +154,9 @@ pub fn parse_ports(
 
 /// R5: a CIDR of the family its parameter names, with no host bits set.
 pub fn parse_cidr(name: &str, value: &str, ipv6: bool) -> Result<IpNet, ApiError> {
-    let net: IpNet = value.parse().map_err(|_| {
-        ApiError::invalid_parameter_value(name, value, "It is not a CIDR block.")
-    })?;
+    let net: IpNet = value
+        .parse()
+        .map_err(|_| ApiError::invalid_parameter_value(name, value, "It is not a CIDR block."))?;
     if matches!(net, IpNet::V6(_)) != ipv6 {
         return Err(ApiError::invalid_parameter_value(
             name,
@@ -172,7 +172,10 @@ pub fn parse_cidr(name: &str, value: &str, ipv6: bool) -> Result<IpNet, ApiError
         return Err(ApiError::invalid_parameter_value(
             name,
             value,
-            format!("The CIDR block has host bits set; did you mean {}?", net.trunc()),
+            format!(
+                "The CIDR block has host bits set; did you mean {}?",
+                net.trunc()
+            ),
         ));
     }
     Ok(net)
@@ -221,18 +224,30 @@ pub fn parse_ip_permissions(params: &Params, config: &Config) -> Result<Vec<Rule
         for range in params.structures(&format!("{permission}.IpRanges"))? {
             let name = format!("{range}.CidrIp");
             let net = parse_cidr(&name, &params.required(&name)?, false)?;
-            push(Peer::Cidr(net), params.optional(&format!("{range}.Description")));
+            push(
+                Peer::Cidr(net),
+                params.optional(&format!("{range}.Description")),
+            );
         }
         for range in params.structures(&format!("{permission}.Ipv6Ranges"))? {
             let name = format!("{range}.CidrIpv6");
             let net = parse_cidr(&name, &params.required(&name)?, true)?;
-            push(Peer::Cidr(net), params.optional(&format!("{range}.Description")));
+            push(
+                Peer::Cidr(net),
+                params.optional(&format!("{range}.Description")),
+            );
         }
         for pair in params.structures(&format!("{permission}.Groups"))? {
             let group = group_pair(params, &pair, config)?;
-            push(Peer::Group(group), params.optional(&format!("{pair}.Description")));
+            push(
+                Peer::Group(group),
+                params.optional(&format!("{pair}.Description")),
+            );
         }
-        for list in params.structures(&format!("{permission}.PrefixListIds"))? {
+        if let Some(list) = params
+            .structures(&format!("{permission}.PrefixListIds"))?
+            .first()
+        {
             let name = format!("{list}.PrefixListId");
             return Err(ApiError::invalid_parameter_value(
                 &name,
@@ -259,7 +274,9 @@ pub fn parse_ip_permissions(params: &Params, config: &Config) -> Result<Vec<Rule
             params.optional("SourceSecurityGroupName"),
         ) {
             (Some(cidr), None) => Peer::Cidr(parse_cidr("CidrIp", &cidr, false)?),
-            (None, Some(name)) => Peer::Group(resolve_group(config, None, Some(&name))?.name.clone()),
+            (None, Some(name)) => {
+                Peer::Group(resolve_group(config, None, Some(&name))?.name.clone())
+            }
             _ => {
                 return Err(ApiError::invalid_parameter_combination(
                     "Give exactly one of CidrIp and SourceSecurityGroupName with IpProtocol.",
@@ -415,7 +432,8 @@ pub fn write_ip_permissions(
         let peers = by_key.get(&key).cloned().unwrap_or_default();
         let (protocol, from, to) = key;
         // AWS lists no ports for "all" and protocols without them.
-        let has_ports = !(protocol == "-1" || (from == -1 && to == -1 && protocol != "icmp" && protocol != "icmpv6"));
+        let has_ports = !(protocol == "-1"
+            || (from == -1 && to == -1 && protocol != "icmp" && protocol != "icmpv6"));
         xml.text("ipProtocol", &protocol);
         if has_ports {
             xml.text("fromPort", from);
@@ -439,7 +457,9 @@ pub fn write_ip_permissions(
         );
         xml.items(
             "ipRanges",
-            peers.iter().filter(|r| matches!(r.peer, Peer::Cidr(IpNet::V4(_)))),
+            peers
+                .iter()
+                .filter(|r| matches!(r.peer, Peer::Cidr(IpNet::V4(_)))),
             |xml, rule| {
                 described(xml, rule);
                 xml.text("cidrIp", rule.peer);
@@ -447,7 +467,9 @@ pub fn write_ip_permissions(
         );
         xml.items(
             "ipv6Ranges",
-            peers.iter().filter(|r| matches!(r.peer, Peer::Cidr(IpNet::V6(_)))),
+            peers
+                .iter()
+                .filter(|r| matches!(r.peer, Peer::Cidr(IpNet::V6(_)))),
             |xml, rule| {
                 described(xml, rule);
                 xml.text("cidrIpv6", rule.peer);
@@ -468,7 +490,10 @@ mod tests {
         assert_eq!(parse_protocol("P", "6"), Ok(Protocol::Tcp));
         assert_eq!(parse_protocol("P", "58"), Ok(Protocol::Icmpv6));
         assert_eq!(parse_protocol("P", "47"), Ok(Protocol::Number(47)));
-        assert_eq!(parse_protocol("P", "gre").expect_err("unknown").code, "InvalidParameterValue");
+        assert_eq!(
+            parse_protocol("P", "gre").expect_err("unknown").code,
+            "InvalidParameterValue"
+        );
         assert_eq!(
             parse_ports(Protocol::Tcp, Some(80), Some(443), ""),
             Ok(PortRange::Ports { from: 80, to: 443 })
@@ -482,10 +507,16 @@ mod tests {
         assert!(parse_ports(Protocol::Udp, Some(70000), Some(70000), "").is_err());
         assert!(parse_ports(Protocol::Udp, Some(90), Some(80), "").is_err());
         // Terraform revokes the default egress with -1 and ports 0-0: ignored, as AWS does.
-        assert_eq!(parse_ports(Protocol::All, Some(0), Some(0), ""), Ok(PortRange::Any));
+        assert_eq!(
+            parse_ports(Protocol::All, Some(0), Some(0), ""),
+            Ok(PortRange::Any)
+        );
         assert_eq!(
             parse_ports(Protocol::Icmp, Some(8), Some(-1), ""),
-            Ok(PortRange::Icmp { icmp_type: Some(8), code: None })
+            Ok(PortRange::Icmp {
+                icmp_type: Some(8),
+                code: None
+            })
         );
         assert!(parse_ports(Protocol::Icmp, Some(-1), Some(4), "").is_err());
         assert_eq!(aws_ports(Protocol::All, PortRange::Any), (-1, -1));

@@ -234,13 +234,6 @@ impl<'a> Tables<'a> {
         }
     }
 
-    fn len(&self) -> usize {
-        match self {
-            Self::Headers(tables) => tables.len(),
-            Self::Inline(array) => array.len(),
-        }
-    }
-
     fn get_mut(&mut self, index: usize) -> Result<&mut dyn TableLike, EditError> {
         let table: Option<&mut dyn TableLike> = match self {
             Self::Headers(tables) => tables.get_mut(index).map(|t| t as &mut dyn TableLike),
@@ -412,7 +405,7 @@ fn set_tags(
                 .ok_or_else(|| EditError::NotFound(format!("security group rule {id}")))?;
             let mut edit = GroupEdit::open(doc, config, group, direction, style)?;
             let table = edit.own_table(place)?;
-            let rules = edit.rules()?;
+            let mut rules = edit.rules()?;
             set_or_remove_tags(rules.get_mut(table)?, tags);
             Ok(())
         }
@@ -427,7 +420,6 @@ struct GroupEdit<'a> {
     direction: Direction,
     /// The group's rules in this direction as the model has them, by file index.
     model: Vec<Rule>,
-    group_id: String,
     style: &'a Style,
 }
 
@@ -458,7 +450,6 @@ impl<'a> GroupEdit<'a> {
             inline,
             direction,
             model: model_group.rules(direction).to_vec(),
-            group_id: model_group.id.clone(),
             style,
         };
         if direction == Direction::Egress && model_group.egress_is_default {
@@ -557,7 +548,10 @@ impl<'a> GroupEdit<'a> {
 
     /// Removes one peer of rule `rule_index`; the whole table when it is the rule's only peer.
     fn remove_peer(&mut self, rule_index: usize, peer_index: usize) -> Result<(), EditError> {
-        let peers = self.model.get(rule_index).map_or(0, |rule| rule.peers.len());
+        let peers = self
+            .model
+            .get(rule_index)
+            .map_or(0, |rule| rule.peers.len());
         let mut rules = self.rules()?;
         if peers <= 1 {
             rules.remove(rule_index);

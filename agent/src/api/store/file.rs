@@ -91,10 +91,7 @@ impl FileStore {
             .open(&self.lock_path)
             .map_err(self.io_error(&self.lock_path))?;
         Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| {
-            ApiError::unavailable(format!(
-                "locking {}: {errno}",
-                self.lock_path.display()
-            ))
+            ApiError::unavailable(format!("locking {}: {errno}", self.lock_path.display()))
         })
     }
 
