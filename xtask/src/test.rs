@@ -72,6 +72,8 @@ const TIERS: &[Tier] = &[
             "lab",
             "--test",
             "floods",
+            "--test",
+            "api",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],
