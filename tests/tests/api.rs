@@ -232,3 +232,122 @@ fn api_boto3_replays_the_providers_calls_and_50_concurrent_authorizes_leave_50_r
     );
     assert_file_is_good(lab.config_path());
 }
+
+/// Where the `hashicorp/aws` provider's filesystem mirror is on these machines.
+const TERRAFORM_MIRROR: &str = "/opt/tf-plugins";
+
+fn terraform_config(api: &ApiServer, source_group: &str, eni: &str, port: u16) -> String {
+    let endpoint = &api.endpoint;
+    format!(
+        r#"terraform {{
+  required_providers {{
+    aws = {{ source = "hashicorp/aws", version = "5.100.0" }}
+  }}
+}}
+
+provider "aws" {{
+  region                  = "{region}"
+  access_key              = "{key}"
+  secret_key              = "{secret}"
+  skip_metadata_api_check = true
+  skip_region_validation  = true
+  endpoints {{
+    ec2 = "{endpoint}"
+    sts = "{endpoint}"
+    iam = "{endpoint}"
+  }}
+}}
+
+resource "aws_security_group" "tf" {{
+  name        = "tf-sg"
+  description = "made by terraform"
+}}
+
+resource "aws_vpc_security_group_ingress_rule" "from_a" {{
+  security_group_id            = aws_security_group.tf.id
+  referenced_security_group_id = "{source_group}"
+  ip_protocol                  = "tcp"
+  from_port                    = {port}
+  to_port                      = {port}
+}}
+
+resource "aws_vpc_security_group_egress_rule" "all" {{
+  security_group_id = aws_security_group.tf.id
+  ip_protocol       = "-1"
+  cidr_ipv4         = "0.0.0.0/0"
+}}
+
+resource "aws_network_interface_sg_attachment" "s" {{
+  security_group_id    = aws_security_group.tf.id
+  network_interface_id = "{eni}"
+}}
+"#,
+        region = sgwall_tests::api::REGION,
+        key = sgwall_tests::api::ACCESS_KEY,
+        secret = sgwall_tests::api::SECRET_KEY,
+    )
+}
+
+#[test]
+fn api_terraform_apply_change_plan_without_drift_and_destroy_each_enforced() {
+    let mirror = Path::new(TERRAFORM_MIRROR);
+    let Some(lab) = up() else {
+        return;
+    };
+    let mut version = Command::new("terraform");
+    version.arg("version");
+    if !clients_present("terraform", &mut version) {
+        return;
+    }
+    assert!(
+        mirror.join("registry.terraform.io/hashicorp/aws").is_dir(),
+        "the hashicorp/aws provider mirror is not at {}",
+        mirror.display()
+    );
+    let api = ApiServer::start(lab.config_path());
+    api.write_terraform_cli_config(mirror);
+    let workdir = api.dir.join("terraform");
+    std::fs::create_dir_all(&workdir).expect("terraform dir");
+    let (a_sg, eni) = (group_id(&api, "a-sg"), eni_of(&api, "s-sg"));
+    let terraform = |args: &[&str]| {
+        let output = api.terraform(&workdir, args);
+        (
+            output.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, text) = terraform(args);
+        assert_eq!(code, Some(0), "terraform {args:?}:\n{text}");
+    };
+    let _listeners = [7300, 7301].map(|port| lab.listen("s", Service::Tcp(port)));
+    let main = workdir.join("main.tf");
+    std::fs::write(&main, terraform_config(&api, &a_sg, &eni, 7300)).expect("main.tf");
+    ok(&["init"]);
+    ok(&["apply", "-auto-approve"]);
+    assert!(becomes(&lab, 7300, true), "applied: a reaches s on 7300");
+    assert!(still(&lab, 7301, false));
+
+    std::fs::write(&main, terraform_config(&api, &a_sg, &eni, 7301)).expect("main.tf");
+    ok(&["apply", "-auto-approve"]);
+    assert!(becomes(&lab, 7301, true), "changed: a reaches s on 7301");
+    assert!(becomes(&lab, 7300, false), "and no longer on 7300");
+    let (code, text) = terraform(&["plan", "-detailed-exitcode"]);
+    assert_eq!(code, Some(0), "the plan after apply shows drift:\n{text}");
+    assert_file_is_good(lab.config_path());
+
+    ok(&["destroy", "-auto-approve"]);
+    assert!(becomes(&lab, 7301, false), "destroyed: nothing admits a");
+    let groups = api.aws_ok(&[
+        "ec2",
+        "describe-security-groups",
+        "--query",
+        "SecurityGroups[].GroupName",
+    ]);
+    assert!(!groups.contains("tf-sg"), "{groups}");
+    assert_file_is_good(lab.config_path());
+}
