@@ -99,6 +99,13 @@ pub enum LabCommand {
         /// Leave the lab up when a step fails, for inspection.
         #[arg(long)]
         keep_going: bool,
+        /// Also serve the EC2 API over the lab's config on 127.0.0.1:PORT (`sgwall api`), so
+        /// the aws CLI, boto3 and Terraform drive the lab.
+        #[arg(long, value_name = "PORT")]
+        api: Option<u16>,
+        /// The API's credentials file; without it the lab makes one with a random secret.
+        #[arg(long, value_name = "FILE", requires = "api")]
+        api_credentials: Option<PathBuf>,
     },
     /// Probe every source against every instance and compare with the reference evaluator;
     /// exits non-zero when any cell disagrees.
