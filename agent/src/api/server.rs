@@ -216,3 +216,67 @@ async fn answer(
     });
     Ok(respond(answer))
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::api::{credentials::Credentials, store::file::FileStore};
+
+    #[tokio::test]
+    async fn non_loopback_needs_tls_and_oversized_or_unsigned_requests_are_refused() {
+        let refused = Server::bind("0.0.0.0:0".parse().expect("addr"), None).await;
+        assert!(matches!(refused, Err(ServerError::NeedsTls { .. })));
+
+        let dir = std::env::temp_dir().join(format!("sgwall-api-server-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let config = dir.join("c.toml");
+        let text = "[[security_group]]\nname = \"a\"\n";
+        std::fs::write(&config, text).expect("config");
+        let credentials = Credentials::parse(
+            "[default]\naws_access_key_id=K\naws_secret_access_key=S\n",
+            Path::new("c"),
+        )
+        .expect("credentials");
+        let api = Arc::new(Api::new(
+            Box::new(FileStore::open(&config).expect("store")),
+            credentials,
+        ));
+        let server = Server::bind("127.0.0.1:0".parse().expect("addr"), None)
+            .await
+            .expect("bind");
+        let address = server.local_addr().expect("address");
+        let serving = tokio::spawn(server.serve(api));
+        let exchange = |request: Vec<u8>| async move {
+            let mut stream = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            stream.write_all(&request).await.expect("write");
+            let mut answer = vec![0u8; 4096];
+            let n = stream.read(&mut answer).await.expect("read");
+            String::from_utf8_lossy(&answer[..n]).into_owned()
+        };
+        let big = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 1
+        );
+        let answer = exchange(big.into_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(
+            answer.contains("<Code>RequestEntityTooLarge</Code>"),
+            "{answer}"
+        );
+        let body = "Action=CreateSecurityGroup&GroupName=b&GroupDescription=d";
+        let unsigned = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = exchange(unsigned.into_bytes()).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert!(answer.contains("<Code>AuthFailure</Code>"), "{answer}");
+        assert_eq!(std::fs::read_to_string(&config).expect("config"), text);
+        serving.abort();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

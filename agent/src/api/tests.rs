@@ -589,3 +589,50 @@ fn concurrent_authorizes_are_serialised_and_none_is_lost() {
         rules.body
     );
 }
+
+#[test]
+fn create_and_delete_network_interface_by_its_host_interface_tag() {
+    let f = fixture();
+    let web = f.group_id("web");
+    f.call(
+        "Action=CreateNetworkInterface&SubnetId=subnet-1&PrivateIpAddress=10.0.1.20\
+         &TagSpecification.1.ResourceType=network-interface\
+         &TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=web-2",
+    )
+    .err("MissingParameter");
+    let reply = f
+        .call(&format!(
+            "Action=CreateNetworkInterface&SubnetId=subnet-1&PrivateIpAddress=10.0.1.20\
+             &SecurityGroupId.1={web}&TagSpecification.1.ResourceType=network-interface\
+             &TagSpecification.1.Tag.1.Key=Name&TagSpecification.1.Tag.1.Value=web-2\
+             &TagSpecification.1.Tag.2.Key=sgwall:interface&TagSpecification.1.Tag.2.Value=sgw-web2"
+        ))
+        .ok();
+    let eni = element(&reply.body, "networkInterfaceId").expect("eni");
+    assert!(
+        reply.body.contains("<groupName>web</groupName>"),
+        "{}",
+        reply.body
+    );
+    let config = config::load(&f.config).expect("valid").config;
+    let web_2 = config.instance("web-2").expect("the new instance");
+    assert_eq!(
+        (web_2.interface.as_str(), web_2.id.as_str()),
+        ("sgw-web2", eni.as_str())
+    );
+    f.call(&format!(
+        "Action=DeleteNetworkInterface&NetworkInterfaceId={eni}"
+    ))
+    .ok();
+    f.call(&format!(
+        "Action=DeleteNetworkInterface&NetworkInterfaceId={eni}"
+    ))
+    .err("InvalidNetworkInterfaceID.NotFound");
+    assert!(
+        config::load(&f.config)
+            .expect("valid")
+            .config
+            .instance("web-2")
+            .is_none()
+    );
+}

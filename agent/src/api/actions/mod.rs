@@ -85,6 +85,8 @@ pub fn ec2(context: &Context<'_>, action: &str, params: &Params) -> Result<Vec<u
         "ModifySecurityGroupRules" => rules::modify(context, params),
         "DescribeNetworkInterfaces" => interfaces::describe(context, params),
         "ModifyNetworkInterfaceAttribute" => interfaces::modify_attribute(context, params),
+        "CreateNetworkInterface" => interfaces::create(context, params),
+        "DeleteNetworkInterface" => interfaces::delete(context, params),
         "DescribeVpcs" => interfaces::describe_vpcs(context, params),
         "CreateTags" => tags::create(context, params),
         "DeleteTags" => tags::delete(context, params),
