@@ -180,6 +180,18 @@ impl Protocol {
         }
     }
 
+    /// AWS's spelling (R3): `-1` or `all`, a name, or a number (6/17/1/58 become names).
+    pub fn from_aws(text: &str) -> Option<Protocol> {
+        match text {
+            "-1" | "all" => Some(Protocol::All),
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "icmp" => Some(Protocol::Icmp),
+            "icmpv6" => Some(Protocol::Icmpv6),
+            number => number.parse::<u8>().ok().map(Protocol::from_number),
+        }
+    }
+
     /// Whether a packet of IP protocol `number` is of this protocol.
     pub fn matches(self, number: u8) -> bool {
         self.number().is_none_or(|own| own == number)

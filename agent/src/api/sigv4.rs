@@ -174,6 +174,19 @@ fn canonical_request(
     ))
 }
 
+/// What the signature signs: the algorithm, the time, the scope (date, region, service) and
+/// the canonical request's hash.
+fn string_to_sign(
+    amz_date: &str,
+    (date, region, service): (&str, &str, &str),
+    canonical: &str,
+) -> String {
+    format!(
+        "{ALGORITHM}\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    )
+}
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// `None` never happens (an HMAC takes keys of any length), but the crate's API says it may.
@@ -276,13 +289,14 @@ pub fn verify(
         ));
     }
     let canonical = canonical_request(request, &sorted)?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        authorization.date, authorization.region, authorization.service
-    );
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
+    let string_to_sign = string_to_sign(
+        amz_date,
+        (
+            authorization.date,
+            authorization.region,
+            authorization.service,
+        ),
+        &canonical,
     );
     let mismatch = || {
         ApiError::signature_does_not_match(
@@ -330,10 +344,7 @@ pub(crate) fn authorization_for(
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let date = &amz_date[..8];
     let canonical = canonical_request(request, &names).unwrap_or_default();
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{date}/{region}/{service}/aws4_request\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
+    let string_to_sign = string_to_sign(amz_date, (date, region, service), &canonical);
     let key = signing_key(secret, date, region, service).unwrap_or_default();
     let signature = hex::encode(hmac(&key, string_to_sign.as_bytes()).unwrap_or_default());
     format!(

@@ -193,6 +193,14 @@ impl Fixture {
         element(&reply.body, "groupId").expect("groupId")
     }
 
+    /// The rules of group `id`, as DescribeSecurityGroupRules lists them.
+    fn rules(&self, id: &str) -> Reply {
+        self.call(&format!(
+            "Action=DescribeSecurityGroupRules&Filter.1.Name=group-id&Filter.1.Value.1={id}"
+        ))
+        .ok()
+    }
+
     fn authorize(&self, group: &str, port: u16, cidr: &str) -> Reply {
         self.send(
             &authorize_body(group, port, cidr),
@@ -300,11 +308,7 @@ fn r7_the_rule_quota_is_rules_per_security_group_limit_exceeded_and_changes_noth
 fn revoking_the_default_egress_leaves_no_egress_and_keeps_other_ids() {
     let f = fixture();
     let id = f.create("fresh");
-    let rules = f
-        .call(&format!(
-            "Action=DescribeSecurityGroupRules&Filter.1.Name=group-id&Filter.1.Value.1={id}"
-        ))
-        .ok();
+    let rules = f.rules(&id);
     assert_eq!(
         count(&rules.body, "<securityGroupRuleId>"),
         2,
@@ -318,11 +322,7 @@ fn revoking_the_default_egress_leaves_no_egress_and_keeps_other_ids() {
          &IpPermissions.1.IpRanges.1.CidrIp=0.0.0.0/0"
     ))
     .ok();
-    let rules = f
-        .call(&format!(
-            "Action=DescribeSecurityGroupRules&Filter.1.Name=group-id&Filter.1.Value.1={id}"
-        ))
-        .ok();
+    let rules = f.rules(&id);
     assert_eq!(
         count(&rules.body, "<securityGroupRuleId>"),
         1,
@@ -576,11 +576,7 @@ fn concurrent_authorizes_are_serialised_and_none_is_lost() {
     for thread in threads {
         assert_eq!(thread.join().expect("thread"), 200);
     }
-    let rules = f
-        .call(&format!(
-            "Action=DescribeSecurityGroupRules&Filter.1.Name=group-id&Filter.1.Value.1={id}"
-        ))
-        .ok();
+    let rules = f.rules(&id);
     // 7 ingress rules and the default egress's 2.
     assert_eq!(
         count(&rules.body, "<securityGroupRuleId>"),

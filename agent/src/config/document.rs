@@ -148,7 +148,8 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
 const VPC_FIELDS: &[&str] = &["id", "cidr"];
 const QUOTA_FIELDS: &[&str] = &["groups_per_interface", "rules_per_group"];
 const GROUP_FIELDS: &[&str] = &["name", "id", "description", "tags", "ingress", "egress"];
-const RULE_FIELDS: &[&str] = &[
+/// Every key a rule table may have (the API's rule edits replace these and keep the rest).
+pub(crate) const RULE_FIELDS: &[&str] = &[
     "protocol",
     "ports",
     "icmp_type",

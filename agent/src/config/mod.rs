@@ -19,6 +19,7 @@ use std::{
 use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, ProblemKind, Severity};
+pub(crate) use document::RULE_FIELDS;
 
 use crate::model::{Config, Lab, Rule, SecurityGroup, default_egress};
 use diagnostic::Diagnostics;

@@ -6,7 +6,6 @@
 use std::{
     fs::OpenOptions,
     io::Read as _,
-    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -95,17 +94,7 @@ pub fn start(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
-    let die_with_caller = settings.agent_dies_with_caller;
-    // SAFETY: between fork and exec only async-signal-safe system calls, no allocation.
-    unsafe {
-        command.pre_exec(move || {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            if die_with_caller {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
-            }
-            Ok(())
-        });
-    }
+    super::agent::detach(&mut command, settings.agent_dies_with_caller);
     let mut child = command
         .spawn()
         .map_err(io_error("starting", &settings.agent_binary))?;

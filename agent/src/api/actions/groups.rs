@@ -3,7 +3,7 @@
 use super::{
     Context, any_matches, page,
     permissions::{group_rules, resolve_group, write_ip_permissions},
-    tag_filter, unknown_filter, write_tags,
+    select, tag_filter, unknown_filter, write_tags,
 };
 use crate::{
     api::{
@@ -162,16 +162,12 @@ pub fn describe(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, ApiEr
     if ids.is_empty() && names.is_empty() {
         groups = config.security_groups.iter().collect();
     }
-    let mut selected = Vec::new();
-    for group in groups {
-        let mut keep = true;
-        for filter in &filters {
-            keep &= matches_filter(&config, group, filter)?;
-        }
-        if keep && !selected.iter().any(|g: &&SecurityGroup| g.id == group.id) {
-            selected.push(group);
-        }
-    }
+    let mut selected = select(&filters, groups, |group, filter| {
+        matches_filter(&config, group, filter)
+    })?;
+    // A group asked for by id and by name is listed once.
+    let mut seen = std::collections::HashSet::new();
+    selected.retain(|group| seen.insert(group.id.clone()));
     let (selected, next) = page(params, selected, (5, 1000))?;
     context.may_read(params)?;
     let account = context.account().to_string();

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use super::{Context, any_matches, page, tag_filter, unknown_filter, write_tags};
+use super::{Context, any_matches, page, select, tag_filter, unknown_filter, write_tags};
 use crate::{
     api::{
         error::ApiError,
@@ -54,19 +54,13 @@ pub fn describe(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, ApiEr
             return Err(ApiError::interface_not_found(id));
         }
     }
-    let mut selected = Vec::new();
-    for instance in &config.instances {
-        if !ids.is_empty() && !ids.contains(&instance.id) {
-            continue;
-        }
-        let mut keep = true;
-        for filter in &filters {
-            keep &= instance_matches(&config, instance, filter)?;
-        }
-        if keep {
-            selected.push(instance);
-        }
-    }
+    let asked = config
+        .instances
+        .iter()
+        .filter(|instance| ids.is_empty() || ids.contains(&instance.id));
+    let selected = select(&filters, asked, |instance, filter| {
+        instance_matches(&config, instance, filter)
+    })?;
     let (selected, next) = page(params, selected, (5, 1000))?;
     context.may_read(params)?;
     let account = context.account().to_string();
@@ -189,9 +183,8 @@ pub fn describe_vpcs(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, 
         }
     }
     let tags = crate::model::Tags::new();
-    let mut keep = true;
-    for filter in &filters {
-        keep &= match tag_filter(filter, &tags) {
+    let selected = select(&filters, [vpc], |vpc, filter| {
+        Ok(match tag_filter(filter, &tags) {
             Some(matched) => matched,
             None => match filter.name.as_str() {
                 "vpc-id" => any_matches(filter, [vpc.id.as_str()]),
@@ -199,8 +192,8 @@ pub fn describe_vpcs(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, 
                 "state" => any_matches(filter, ["available"]),
                 _ => return Err(unknown_filter(filter)),
             },
-        };
-    }
+        })
+    })?;
     let _ = params.integer("MaxResults")?;
     let _ = params.optional("NextToken");
     context.may_read(params)?;
@@ -208,7 +201,7 @@ pub fn describe_vpcs(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, 
         .cidr
         .map_or_else(|| "0.0.0.0/0".to_string(), |cidr| cidr.to_string());
     Ok(context.respond("DescribeVpcs", |xml| {
-        xml.items("vpcSet", keep.then_some(vpc), |xml, vpc| {
+        xml.items("vpcSet", selected, |xml, vpc| {
             xml.text("vpcId", &vpc.id);
             xml.text("ownerId", context.account());
             xml.text("state", "available");

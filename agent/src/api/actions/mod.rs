@@ -171,6 +171,26 @@ pub fn tag_filter(filter: &Filter, tags: &Tags) -> Option<bool> {
     }
 }
 
+/// The objects that pass every filter (`matches` judges one; its error is the answer). Every
+/// filter is judged, so an unknown one is refused whatever came before it.
+pub fn select<T>(
+    filters: &[Filter],
+    objects: impl IntoIterator<Item = T>,
+    matches: impl Fn(&T, &Filter) -> Result<bool, ApiError>,
+) -> Result<Vec<T>, ApiError> {
+    let mut selected = Vec::new();
+    for object in objects {
+        let mut keep = true;
+        for filter in filters {
+            keep &= matches(&object, filter)?;
+        }
+        if keep {
+            selected.push(object);
+        }
+    }
+    Ok(selected)
+}
+
 pub fn unknown_filter(filter: &Filter) -> ApiError {
     ApiError::invalid_parameter_value("Filter.Name", &filter.name, "This filter is not supported.")
 }

@@ -72,17 +72,7 @@ pub fn parse_protocol(name: &str, value: &str) -> Result<Protocol, ApiError> {
             "Unknown protocol: use tcp, udp, icmp, icmpv6, -1 or a number from 0 to 255.",
         )
     };
-    match value.to_ascii_lowercase().as_str() {
-        "-1" | "all" => Ok(Protocol::All),
-        "tcp" => Ok(Protocol::Tcp),
-        "udp" => Ok(Protocol::Udp),
-        "icmp" => Ok(Protocol::Icmp),
-        "icmpv6" => Ok(Protocol::Icmpv6),
-        number => number
-            .parse::<u8>()
-            .map(Protocol::from_number)
-            .map_err(|_| invalid()),
-    }
+    Protocol::from_aws(&value.to_ascii_lowercase()).ok_or_else(invalid)
 }
 
 /// R3: ports for tcp/udp (both needed, 0-65535, ordered), type and code for ICMP (-1 any; a

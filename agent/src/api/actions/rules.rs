@@ -7,7 +7,7 @@ use super::{
         RuleSpec, RuleView, all_rules, group_rules, parse_cidr, parse_ip_permissions, parse_ports,
         parse_protocol, resolve_group, write_rule,
     },
-    tag_filter, unknown_filter,
+    select, tag_filter, unknown_filter,
 };
 use crate::{
     api::{
@@ -61,17 +61,6 @@ fn new_rule(
     }
 }
 
-fn as_model_rule(rule: &NewRule) -> Rule {
-    Rule {
-        protocol: rule.protocol,
-        ports: rule.ports,
-        peers: vec![rule.peer.clone()],
-        description: rule.description.clone(),
-        ids: vec![rule.id.clone()],
-        tags: rule.tags.clone(),
-    }
-}
-
 pub fn authorize(
     context: &Context<'_>,
     params: &Params,
@@ -110,7 +99,7 @@ pub fn authorize(
         answer = Some((
             config.clone(),
             group.clone(),
-            added.iter().map(as_model_rule).collect(),
+            added.iter().map(NewRule::to_rule).collect(),
         ));
         Ok(vec![Change::AddRules {
             group_id: group.id.clone(),
@@ -201,19 +190,10 @@ pub fn describe(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, ApiEr
             return Err(ApiError::rule_id_not_found(id));
         }
     }
-    let mut selected = Vec::new();
-    for rule in rules {
-        if !ids.is_empty() && !ids.iter().any(|id| id == rule.id) {
-            continue;
-        }
-        let mut keep = true;
-        for filter in &filters {
-            keep &= rule_matches(&rule, filter)?;
-        }
-        if keep {
-            selected.push(rule);
-        }
-    }
+    let asked = rules
+        .into_iter()
+        .filter(|rule| ids.is_empty() || ids.iter().any(|id| id == rule.id));
+    let selected = select(&filters, asked, rule_matches)?;
     let (selected, next) = page(params, selected, (5, 1000))?;
     context.may_read(params)?;
     let account = context.account().to_string();

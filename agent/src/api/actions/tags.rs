@@ -1,7 +1,7 @@
 //! CreateTags, DeleteTags and DescribeTags for groups, rules and interfaces. Tags live in the
 //! config beside the object (`tags = { … }`), so they survive restarts and show in the file.
 
-use super::{Context, any_matches, page, permissions::all_rules, unknown_filter};
+use super::{Context, any_matches, page, permissions::all_rules, select, unknown_filter};
 use crate::{
     api::{
         error::ApiError,
@@ -141,22 +141,15 @@ pub fn describe(context: &Context<'_>, params: &Params) -> Result<Vec<u8>, ApiEr
     for instance in &config.instances {
         add(&instance.id, "network-interface", &instance.tags);
     }
-    let mut selected = Vec::new();
-    for row in rows {
-        let mut keep = true;
-        for filter in &filters {
-            keep &= match filter.name.as_str() {
-                "resource-id" => any_matches(filter, [row.id.as_str()]),
-                "resource-type" => any_matches(filter, [row.resource_type]),
-                "key" => any_matches(filter, [row.key.as_str()]),
-                "value" => any_matches(filter, [row.value.as_str()]),
-                _ => return Err(unknown_filter(filter)),
-            };
-        }
-        if keep {
-            selected.push(row);
-        }
-    }
+    let selected = select(&filters, rows, |row, filter| {
+        Ok(match filter.name.as_str() {
+            "resource-id" => any_matches(filter, [row.id.as_str()]),
+            "resource-type" => any_matches(filter, [row.resource_type]),
+            "key" => any_matches(filter, [row.key.as_str()]),
+            "value" => any_matches(filter, [row.value.as_str()]),
+            _ => return Err(unknown_filter(filter)),
+        })
+    })?;
     let (selected, next) = page(params, selected, (5, 1000))?;
     context.may_read(params)?;
     Ok(context.respond("DescribeTags", |xml| {

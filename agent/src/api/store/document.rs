@@ -13,6 +13,7 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, InlineTable, Item, Table, Tab
 
 use super::{Change, NewGroup, NewInterface, NewRule};
 use crate::{
+    config,
     ids::{self, IdKind},
     model::{Config, Direction, Peer, PortRange, Protocol, Rule, Tags},
 };
@@ -25,19 +26,6 @@ pub enum EditError {
     #[error("{0}")]
     Shape(String),
 }
-
-/// The keys of a rule table that say what the rule is.
-const RULE_KEYS: &[&str] = &[
-    "id",
-    "protocol",
-    "ports",
-    "icmp_type",
-    "icmp_code",
-    "cidr",
-    "groups",
-    "description",
-    "tags",
-];
 
 /// Applies one change. `config` is the validated policy of the document's current text.
 pub fn apply(doc: &mut DocumentMut, config: &Config, change: &Change) -> Result<(), EditError> {
@@ -536,14 +524,7 @@ impl<'a> GroupEdit<'a> {
         if let Ok(mut rules) = self.rules() {
             rules.push(table);
         }
-        self.model.push(Rule {
-            protocol: rule.protocol,
-            ports: rule.ports,
-            peers: vec![rule.peer.clone()],
-            description: rule.description.clone(),
-            ids: vec![rule.id.clone()],
-            tags: rule.tags.clone(),
-        });
+        self.model.push(rule.to_rule());
     }
 
     /// Removes one peer of rule `rule_index`; the whole table when it is the rule's only peer.
@@ -632,7 +613,7 @@ impl<'a> GroupEdit<'a> {
                     .and_then(|prefix| prefix.as_str())
                     .map(str::to_string)
             });
-        for key in RULE_KEYS {
+        for key in config::RULE_FIELDS {
             table.remove(key);
         }
         for (key, item) in fresh.iter() {

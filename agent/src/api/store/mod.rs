@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use super::error::ApiError;
 use crate::{
     config::{ConfigError, Diagnostic, ProblemKind},
-    model::{Config, Direction, Peer, PortRange, Protocol, Tags},
+    model::{Config, Direction, Peer, PortRange, Protocol, Rule, Tags},
 };
 
 /// One edit of the policy, naming objects by their ids (R9).
@@ -79,6 +79,20 @@ pub struct NewRule {
     pub peer: Peer,
     pub description: String,
     pub tags: Tags,
+}
+
+impl NewRule {
+    /// The rule as the model has it: one peer, its id.
+    pub fn to_rule(&self) -> Rule {
+        Rule {
+            protocol: self.protocol,
+            ports: self.ports,
+            peers: vec![self.peer.clone()],
+            description: self.description.clone(),
+            ids: vec![self.id.clone()],
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
