@@ -118,10 +118,17 @@ impl ApiServer {
 
     /// Runs a Python script (boto3) with the endpoint in `SGWALL_ENDPOINT`; its output.
     pub fn python(&self, script: &str, args: &[&str]) -> Output {
+        self.python_command(script, args)
+            .output()
+            .expect("running python3")
+    }
+
+    /// The command [`ApiServer::python`] runs, to spawn it instead.
+    pub fn python_command(&self, script: &str, args: &[&str]) -> Command {
         let mut command = Command::new("python3");
         self.client_env(&mut command);
         command.arg("-c").arg(script).args(args);
-        command.output().expect("running python3")
+        command
     }
 
     /// A `terraform` command in `workdir`, with a CLI config naming the provider mirror.

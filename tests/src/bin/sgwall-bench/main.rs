@@ -6,6 +6,7 @@
 //! Everything it creates (namespaces, links, nftables tables, iptables rules, ipsets) lives in
 //! namespaces it made, owned by guards that remove it on drop, panics included.
 
+mod api;
 mod control;
 mod e2e;
 mod floods;
@@ -53,16 +54,18 @@ enum Section {
     E2e,
     Control,
     Floods,
+    Api,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
         Section::E2e,
         Section::Control,
         Section::Floods,
+        Section::Api,
     ];
 
     fn key(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Section {
             Section::E2e => "e2e",
             Section::Control => "control",
             Section::Floods => "floods",
+            Section::Api => "api",
         }
     }
 }
@@ -154,6 +158,11 @@ fn run() -> Result<()> {
             Section::Floods => {
                 let result = floods::run(&floods::Params::for_mode(cli.mode))?;
                 let (fragment, targets) = floods::fragment(&result, &header);
+                (serde_json::to_value(&result)?, fragment, targets)
+            }
+            Section::Api => {
+                let result = api::run(&api::Params::for_mode(cli.mode))?;
+                let (fragment, targets) = api::fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
             }
         };
