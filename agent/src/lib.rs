@@ -3,11 +3,13 @@
 //! The pipeline is parse → validate → compile → apply. Everything up to and including
 //! compilation is pure and needs no privileges; only [`datapath`] touches the kernel.
 
+pub mod api;
 pub mod compile;
 pub mod config;
 pub mod datapath;
 pub mod error_text;
 pub mod eval;
+pub mod ids;
 pub mod import;
 #[cfg(test)]
 mod input_fuzz;

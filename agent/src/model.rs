@@ -7,11 +7,23 @@
 //! needs to know about the special case. Likewise the default network ACL (N1): a subnet that
 //! names no ACL uses the one marked default, and when the config marks none, an ACL named
 //! [`DEFAULT_ACL_NAME`] with the AWS default entries is added.
+//!
+//! Every group, rule (one per peer), instance and the VPC carry their AWS-style id (R9): the
+//! config's, or derived by [`crate::ids`].
 
-use std::{collections::HashMap, fmt, net::IpAddr};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt,
+    net::IpAddr,
+};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+use crate::ids::{self, IdKind};
+
+/// AWS tags: keys are unique, so a map; sorted, as AWS lists them.
+pub type Tags = BTreeMap<String, String>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -26,6 +38,24 @@ pub struct Config {
     pub subnets: Vec<Subnet>,
     /// Network ACLs (N1, N2), each subnet's included.
     pub network_acls: Vec<NetworkAcl>,
+    /// The one VPC every group and interface of this config is in (for the EC2 API).
+    pub vpc: Vpc,
+}
+
+/// `[vpc]`: what the EC2 API answers about the VPC. Enforcement does not depend on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Vpc {
+    pub id: String,
+    pub cidr: Option<IpNet>,
+}
+
+impl Default for Vpc {
+    fn default() -> Self {
+        Self {
+            id: ids::derived(IdKind::Vpc, "sgwall"),
+            cidr: None,
+        }
+    }
 }
 
 /// R7 quotas in force for this config.
@@ -53,7 +83,10 @@ impl Default for Quotas {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct SecurityGroup {
     pub name: String,
+    /// `sg-` id (R9).
+    pub id: String,
     pub description: String,
+    pub tags: Tags,
     pub ingress: Vec<Rule>,
     pub egress: Vec<Rule>,
     /// True when the config never set `egress` and `egress` holds the AWS default (R2).
@@ -77,6 +110,11 @@ pub struct Rule {
     pub ports: PortRange,
     pub peers: Vec<Peer>,
     pub description: String,
+    /// The `sgr-` id of each peer's rule, in the order of `peers` (R9). May be shorter than
+    /// `peers` in policies built by code rather than loaded: [`rule_id`] derives what is missing.
+    pub ids: Vec<String>,
+    /// Only a rule with one peer can carry tags (a tag belongs to one `sgr-` rule).
+    pub tags: Tags,
 }
 
 #[derive(
@@ -150,6 +188,18 @@ impl Protocol {
             filter_common::PROTO_ICMP => Protocol::Icmp,
             filter_common::PROTO_ICMPV6 => Protocol::Icmpv6,
             n => Protocol::Number(n),
+        }
+    }
+
+    /// AWS's spelling (R3): `-1` or `all`, a name, or a number (6/17/1/58 become names).
+    pub fn from_aws(text: &str) -> Option<Protocol> {
+        match text {
+            "-1" | "all" => Some(Protocol::All),
+            "tcp" => Some(Protocol::Tcp),
+            "udp" => Some(Protocol::Udp),
+            "icmp" => Some(Protocol::Icmp),
+            "icmpv6" => Some(Protocol::Icmpv6),
+            number => number.parse::<u8>().ok().map(Protocol::from_number),
         }
     }
 
@@ -492,6 +542,9 @@ impl Hook {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Instance {
     pub name: String,
+    /// `eni-` id (R9): the instance is its interface, as an ENI is in the EC2 API.
+    pub id: String,
+    pub tags: Tags,
     /// Host-side interface name (at most 15 bytes).
     pub interface: String,
     pub attach: AttachMode,
@@ -581,6 +634,8 @@ pub struct EffectiveRule {
     pub ports: PortRange,
     pub peer: Peer,
     pub description: String,
+    /// `sgr-` id (R9).
+    pub rule_id: String,
 }
 
 impl Config {
@@ -615,6 +670,15 @@ impl Config {
     pub fn acl_of(&self, instance: &Instance) -> Option<(&Subnet, &NetworkAcl)> {
         let subnet = self.subnet_of(instance)?;
         Some((subnet, self.network_acl(&subnet.network_acl)?))
+    }
+
+    pub fn group_by_id(&self, id: &str) -> Option<&SecurityGroup> {
+        self.security_groups.iter().find(|g| g.id == id)
+    }
+
+    /// The id of the group named `name`, when there is one.
+    pub fn group_id(&self, name: &str) -> Option<&str> {
+        self.group(name).map(|group| group.id.as_str())
     }
 
     /// Every interface that has groups attached, here or elsewhere: (addresses, groups).
@@ -666,8 +730,9 @@ pub fn effective_rules(
             continue;
         };
         for (rule_index, rule) in group.rules(direction).iter().enumerate() {
-            for peer in &rule.peers {
+            for (peer_index, peer) in rule.peers.iter().enumerate() {
                 rules.push(EffectiveRule {
+                    rule_id: rule_id(&group.id, direction, rule, peer_index),
                     id: rules.len() as u16,
                     direction,
                     group: group.name.clone(),
@@ -683,14 +748,64 @@ pub fn effective_rules(
     rules
 }
 
-/// The default egress of a group whose egress was never set (R2).
-pub fn default_egress() -> Vec<Rule> {
+/// The default egress of a group whose egress was never set (R2), with the ids the same rules
+/// would get if they were written out (so writing them out keeps their ids).
+pub fn default_egress(group_id: &str) -> Vec<Rule> {
     let any_v4: IpNet = IpNet::V4(ipnet::Ipv4Net::default());
     let any_v6: IpNet = IpNet::V6(ipnet::Ipv6Net::default());
+    let peers = vec![Peer::Cidr(any_v4), Peer::Cidr(any_v6)];
+    let ids = peers
+        .iter()
+        .map(|peer| {
+            derived_rule_id(
+                group_id,
+                Direction::Egress,
+                Protocol::All,
+                PortRange::Any,
+                peer,
+            )
+        })
+        .collect();
     vec![Rule {
         protocol: Protocol::All,
         ports: PortRange::Any,
-        peers: vec![Peer::Cidr(any_v4), Peer::Cidr(any_v6)],
-        description: "default egress (R2)".to_string(),
+        peers,
+        description: String::new(),
+        ids,
+        tags: Tags::new(),
     }]
+}
+
+/// The id of the rule of `rule`'s peer `peer_index` (R9): the config's, or derived.
+pub fn rule_id(group_id: &str, direction: Direction, rule: &Rule, peer_index: usize) -> String {
+    match rule.ids.get(peer_index) {
+        Some(id) => id.clone(),
+        None => rule.peers.get(peer_index).map_or_else(String::new, |peer| {
+            derived_rule_id(group_id, direction, rule.protocol, rule.ports, peer)
+        }),
+    }
+}
+
+/// What identifies a rule within its group: what AWS calls a duplicate (R9).
+pub fn rule_key(
+    group_id: &str,
+    direction: Direction,
+    protocol: Protocol,
+    ports: PortRange,
+    peer: &Peer,
+) -> String {
+    format!("{group_id}|{direction}|{protocol}|{ports}|{peer}")
+}
+
+pub fn derived_rule_id(
+    group_id: &str,
+    direction: Direction,
+    protocol: Protocol,
+    ports: PortRange,
+    peer: &Peer,
+) -> String {
+    ids::derived(
+        IdKind::SecurityGroupRule,
+        &rule_key(group_id, direction, protocol, ports, peer),
+    )
 }

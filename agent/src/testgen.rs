@@ -10,10 +10,11 @@ use ipnet::IpNet;
 
 use crate::{
     eval::{Fragment, IpPacket, Transport},
+    ids::{self, IdKind},
     model::{
         AclAction, AclEntry, AddressFamily, AttachMode, Config, Conntrack, DEFAULT_ACL_NAME,
         Direction, HostIngressHook, Instance, Lab, Member, NetworkAcl, Peer, PortRange, PrefixList,
-        PrefixListEntry, Protocol, Quotas, Rule, SecurityGroup, Subnet, default_egress,
+        PrefixListEntry, Protocol, Quotas, Rule, SecurityGroup, Subnet, Tags, Vpc, default_egress,
     },
 };
 
@@ -179,6 +180,8 @@ fn random_rules(
                 ports: random_ports(rng, protocol, network),
                 peers,
                 description: format!("random rule {index}"),
+                ids: Vec::new(),
+                tags: Tags::new(),
             }
         })
         .collect()
@@ -319,16 +322,19 @@ fn random_config_of(rng: &mut Rng, network: bool) -> Config {
         .iter()
         .map(|name| {
             let egress_is_default = rng.chance(40);
+            let id = ids::derived(IdKind::SecurityGroup, name);
             SecurityGroup {
                 name: name.clone(),
                 description: String::new(),
+                tags: Tags::new(),
                 ingress: random_rules(rng, &group_names, &prefix_lists, network),
                 egress: if egress_is_default {
-                    default_egress()
+                    default_egress(&id)
                 } else {
                     random_rules(rng, &group_names, &prefix_lists, network)
                 },
                 egress_is_default,
+                id,
             }
         })
         .collect();
@@ -362,6 +368,8 @@ fn random_config_of(rng: &mut Rng, network: bool) -> Config {
             }
             Instance {
                 name: format!("i{index}"),
+                id: ids::derived(IdKind::NetworkInterface, &format!("i{index}")),
+                tags: Tags::new(),
                 interface: INTERFACES[index].to_string(),
                 attach: AttachMode::Port,
                 host_ingress_hook: HostIngressHook::Xdp,
@@ -394,6 +402,7 @@ fn random_config_of(rng: &mut Rng, network: bool) -> Config {
         prefix_lists,
         subnets,
         network_acls,
+        vpc: Vpc::default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! killed outright (timeout, SIGKILL) leaves names whose process is gone, and the next run sweeps
 //! those before it starts.
 
+pub mod api;
 pub mod datapath;
 pub mod flood;
 pub mod fuzz;
@@ -45,7 +46,7 @@ pub fn privileged() -> bool {
     }
 }
 
-fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 

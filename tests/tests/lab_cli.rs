@@ -211,3 +211,80 @@ fn lab_demo_shows_the_matrix_and_the_membership_change_in_under_a_minute() {
     assert!(lab.namespaces().is_empty());
     assert!(!lab.pin_dir.exists());
 }
+
+#[test]
+fn lab_up_with_api_serves_the_lab_config_to_the_aws_cli_and_down_stops_it() {
+    if !privileged()
+        || !sgwall_tests::api::clients_present("the aws CLI", Command::new("aws").arg("--version"))
+    {
+        return;
+    }
+    /// The lab edits the config it is given in place: it gets a copy, removed on drop.
+    struct Copy(PathBuf);
+    impl Drop for Copy {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let lab = CliLab::new();
+    let scratch = Copy(std::env::temp_dir().join(unique_name()));
+    std::fs::create_dir_all(&scratch.0).expect("scratch dir");
+    let config = scratch.0.join("three-tier.toml");
+    std::fs::copy(example("three-tier.toml"), &config).expect("config copy");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let up = lab.run(&[
+        "up",
+        "--config",
+        &config.to_string_lossy(),
+        "--api",
+        &port.to_string(),
+    ]);
+    assert!(up.status.success(), "{}", text(&up));
+    let shown = String::from_utf8_lossy(&up.stdout).into_owned();
+    let credentials = shown
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("AWS_SHARED_CREDENTIALS_FILE="))
+        .unwrap_or_else(|| panic!("no credentials in {shown}"))
+        .to_string();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let aws = |args: &[&str]| {
+        Command::new("aws")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(["--endpoint-url", &endpoint, "--output", "text"])
+            .args(args)
+            .output()
+            .expect("aws")
+    };
+    let groups = aws(&[
+        "ec2",
+        "describe-security-groups",
+        "--query",
+        "SecurityGroups[].GroupName",
+    ]);
+    assert!(groups.status.success(), "{}", text(&groups));
+    assert!(
+        String::from_utf8_lossy(&groups.stdout).contains("web-sg"),
+        "{}",
+        text(&groups)
+    );
+
+    let down = lab.run(&["down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "lab down stops the API"
+    );
+    assert!(
+        !Path::new(&credentials).exists(),
+        "and removes its credentials"
+    );
+    assert!(!lab.state_dir.exists(), "state removed");
+}

@@ -40,9 +40,10 @@ pub fn run() -> Result<()> {
     ensure_bpf_linker(&mut done)?;
     ensure_packages(&mut done)?;
     ensure_bpffs(&mut done)?;
+    ensure_python_clients(&mut done)?;
     if done.is_empty() {
         println!(
-            "setup: already complete (rust-src, bpf-linker {BPF_LINKER_VERSION}, {} packages, bpffs) in {:.1}s",
+            "setup: already complete (rust-src, bpf-linker {BPF_LINKER_VERSION}, {} packages, bpffs, awscli and boto3) in {:.1}s",
             DEBIAN_PACKAGES.len(),
             started.elapsed().as_secs_f64()
         );
@@ -204,5 +205,36 @@ fn ensure_bpffs(done: &mut Vec<String>) -> Result<()> {
     }
     run_checked(Command::new("mount").args(["-t", "bpf", "bpf", BPFFS]))?;
     done.push(format!("bpffs on {BPFFS}"));
+    Ok(())
+}
+
+/// The real AWS clients the API tests drive (issue 14), from PyPI through the machine's own
+/// `python3 -m pip`: present when `aws --version` runs and `python3` imports boto3.
+fn ensure_python_clients(done: &mut Vec<String>) -> Result<()> {
+    let has_aws = command_stdout(Command::new("aws").arg("--version")).is_some();
+    let has_boto3 = command_stdout(Command::new("python3").args(["-c", "import boto3"])).is_some();
+    if has_aws && has_boto3 {
+        return Ok(());
+    }
+    println!("setup: installing awscli and boto3 from PyPI");
+    let pip = |extra: &[&str]| {
+        run_checked(
+            Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(extra)
+                .args(["awscli", "boto3"]),
+        )
+    };
+    // Debian's own python3 refuses pip installs without this flag (PEP 668).
+    if pip(&[]).is_err() {
+        pip(&["--break-system-packages"])?;
+    }
+    done.push("awscli and boto3".to_string());
     Ok(())
 }

@@ -81,6 +81,8 @@ const TIERS: &[Tier] = &[
             "network_acl",
             "--test",
             "floods",
+            "--test",
+            "api",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],

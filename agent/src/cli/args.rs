@@ -51,6 +51,30 @@ pub enum Command {
     /// A lab of network namespaces enforced by sgwall: build it from a config, probe it with
     /// real traffic against the reference evaluator, or run the built-in demo.
     Lab(LabArgs),
+    /// Serve the security-group part of the EC2 Query API (and STS GetCallerIdentity), so the
+    /// `aws` CLI, boto3 and Terraform edit the config that `sgwall run` follows.
+    Api(ApiArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApiArgs {
+    /// Where to listen: a loopback address, or any address with --tls-cert and --tls-key.
+    /// Port 0 picks a free port (the address is printed on stdout).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8788")]
+    pub listen: SocketAddr,
+    /// Who may call: an AWS shared-credentials file (profiles with aws_access_key_id and
+    /// aws_secret_access_key; `sgwall_access = read-only` for describe-only callers).
+    #[arg(long, value_name = "FILE")]
+    pub credentials: PathBuf,
+    /// The sgwall TOML config the API edits in place (the one `sgwall run` follows).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// PEM certificate chain for TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,6 +102,13 @@ pub enum LabCommand {
         /// Leave the lab up when a step fails, for inspection.
         #[arg(long)]
         keep_going: bool,
+        /// Also serve the EC2 API over the lab's config on 127.0.0.1:PORT (`sgwall api`), so
+        /// the aws CLI, boto3 and Terraform drive the lab.
+        #[arg(long, value_name = "PORT")]
+        api: Option<u16>,
+        /// The API's credentials file; without it the lab makes one with a random secret.
+        #[arg(long, value_name = "FILE", requires = "api")]
+        api_credentials: Option<PathBuf>,
     },
     /// Probe every source against every instance and compare with the reference evaluator;
     /// exits non-zero when any cell disagrees.

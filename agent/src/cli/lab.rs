@@ -15,8 +15,19 @@ pub fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = anstream::stdout();
     let succeeded = match args.command {
-        LabCommand::Up { config, keep_going } => {
-            lab::cli::up(&settings, &config, UpOptions { keep_going }, &mut out)?
+        LabCommand::Up {
+            config,
+            keep_going,
+            api,
+            api_credentials,
+        } => {
+            let up = lab::cli::up(&settings, &config, UpOptions { keep_going }, &mut out)?;
+            match api {
+                Some(port) if up => {
+                    lab::cli::api(&settings, port, api_credentials.as_deref(), &mut out)?
+                }
+                _ => up,
+            }
         }
         LabCommand::Probe {
             json,

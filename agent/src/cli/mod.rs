@@ -2,6 +2,7 @@
 //! command, all output through [`output`]. A command parses its arguments, calls the library
 //! and prints; it decides nothing else.
 
+mod api;
 mod args;
 mod check;
 mod down;
@@ -38,6 +39,7 @@ pub fn main() -> ExitCode {
         Command::Rules(args) => inspect::rules(&args),
         Command::Flows(args) => flows::run(&args),
         Command::Lab(args) => lab::run(args),
+        Command::Api(args) => api::run(&args),
     };
     result.unwrap_or_else(|error| {
         output::error(&error);

@@ -291,15 +291,9 @@ pub fn prefix_list_trie(
     (entries, sets)
 }
 
-/// 64-bit FNV-1a: a stable hash for ids that must come out the same in every agent process,
-/// which `std`'s randomly seeded hashers do not.
-pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.into_iter().fold(OFFSET, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    })
-}
+/// A stable hash for ids that must come out the same in every agent process, which `std`'s
+/// randomly seeded hashers do not. It lives with the other ids (R9).
+pub use crate::ids::fnv1a;
 
 /// Gives every enforced interface a small stable index. Interfaces keep the slot they had in
 /// `previous` (counters and conntrack allowances are indexed by it); new ones take the lowest

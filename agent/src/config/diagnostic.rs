@@ -35,6 +35,28 @@ pub struct Diagnostic {
     pub column: usize,
     pub field: String,
     pub message: String,
+    pub kind: ProblemKind,
+}
+
+/// What kind of problem a diagnostic reports, for callers that answer in another vocabulary:
+/// the EC2 API turns a quota into `RulesPerSecurityGroupLimitExceeded`, and so on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// Anything else: the value is invalid.
+    #[default]
+    Invalid,
+    /// R7: rules per group, direction and family.
+    RulesPerGroupQuota,
+    /// R7: groups per interface.
+    GroupsPerInterfaceQuota,
+    /// R7: groups x rules per interface.
+    RulesPerInterfaceQuota,
+    DuplicateRule,
+    DuplicateGroupName,
+    /// R9.
+    DuplicateId,
+    /// G5, or an attached group that does not exist.
+    UnknownGroup,
 }
 
 impl fmt::Display for Diagnostic {
@@ -136,7 +158,8 @@ impl<'a> Diagnostics<'a> {
     }
 
     pub fn error(&mut self, at: &Location, error: ValidationError) {
-        let diagnostic = self.diagnostic(Severity::Error, at, error.to_string());
+        let mut diagnostic = self.diagnostic(Severity::Error, at, error.to_string());
+        diagnostic.kind = error.kind();
         self.errors.push(diagnostic);
     }
 
@@ -194,6 +217,7 @@ impl<'a> Diagnostics<'a> {
             column,
             field: at.field.clone(),
             message,
+            kind: ProblemKind::Invalid,
         }
     }
 }
@@ -225,6 +249,7 @@ mod tests {
             column: 7,
             field: "security_group[0].ingress[1].ports".into(),
             message: "ports are ignored for protocol all".into(),
+            kind: ProblemKind::Invalid,
         };
         assert_eq!(
             diagnostic.to_string(),

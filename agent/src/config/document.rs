@@ -38,7 +38,17 @@ pub(crate) struct RawDocument {
     pub prefix_lists: Vec<RawPrefixList>,
     pub subnets: Vec<RawSubnet>,
     pub network_acls: Vec<RawNetworkAcl>,
+    pub vpc: Option<RawVpc>,
 }
+
+#[derive(Debug)]
+pub(crate) struct RawVpc {
+    pub id: Option<Located<String>>,
+    pub cidr: Option<Located<String>>,
+}
+
+/// `tags = { Key = "value" }`: each key and value where it was written.
+pub(crate) type RawTags = Located<Vec<(Located<String>, Located<String>)>>;
 
 #[derive(Debug)]
 pub(crate) struct RawQuotas {
@@ -51,7 +61,9 @@ pub(crate) struct RawQuotas {
 pub(crate) struct RawGroup {
     pub at: Location,
     pub name: Option<Located<String>>,
+    pub id: Option<Located<String>>,
     pub description: Option<Located<String>>,
+    pub tags: Option<RawTags>,
     pub ingress: RawRules,
     /// `None` when the key is absent: the group gets the default egress (R2).
     pub egress: Option<RawRules>,
@@ -72,6 +84,8 @@ pub(crate) struct RawRule {
     pub groups: Vec<Located<String>>,
     pub prefix_lists: Vec<Located<String>>,
     pub description: Option<Located<String>>,
+    pub id: Option<Located<String>>,
+    pub tags: Option<RawTags>,
     /// Whether `cidr`, `groups` or `prefix_lists` holds anything, valid or not.
     pub peers_written: bool,
 }
@@ -153,6 +167,8 @@ pub(crate) struct RawAclEntry {
 pub(crate) struct RawInstance {
     pub at: Location,
     pub name: Option<Located<String>>,
+    pub id: Option<Located<String>>,
+    pub tags: Option<RawTags>,
     pub interface: Option<Located<String>>,
     pub attach: Option<Located<String>>,
     pub host_ingress_hook: Option<Located<String>>,
@@ -196,14 +212,17 @@ const TOP_LEVEL_FIELDS: &[&str] = &[
     "prefix_list",
     "subnet",
     "network_acl",
+    "vpc",
 ];
+const VPC_FIELDS: &[&str] = &["id", "cidr"];
 const QUOTA_FIELDS: &[&str] = &[
     "groups_per_interface",
     "rules_per_group",
     "network_acl_rules",
 ];
-const GROUP_FIELDS: &[&str] = &["name", "description", "ingress", "egress"];
-const RULE_FIELDS: &[&str] = &[
+const GROUP_FIELDS: &[&str] = &["name", "id", "description", "tags", "ingress", "egress"];
+/// Every key a rule table may have (the API's rule edits replace these and keep the rest).
+pub(crate) const RULE_FIELDS: &[&str] = &[
     "protocol",
     "ports",
     "icmp_type",
@@ -212,6 +231,8 @@ const RULE_FIELDS: &[&str] = &[
     "groups",
     "prefix_lists",
     "description",
+    "id",
+    "tags",
 ];
 const PREFIX_LIST_FIELDS: &[&str] = &["name", "id", "family", "max_entries", "entries"];
 const PREFIX_LIST_ENTRY_FIELDS: &[&str] = &["cidr", "description"];
@@ -237,6 +258,8 @@ const INSTANCE_FIELDS: &[&str] = &[
     "related_icmp",
     "exempt",
     "conntrack",
+    "id",
+    "tags",
 ];
 const CONNTRACK_FIELDS: &[&str] = &[
     "tcp_established_timeout",
@@ -267,6 +290,9 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
         .table("lab", diagnostics)
         .map(|(table, at)| read_lab(table, at, diagnostics))
         .unwrap_or_default();
+    let vpc = top
+        .table("vpc", diagnostics)
+        .map(|(table, at)| read_vpc(table, at, diagnostics));
     RawDocument {
         quotas,
         groups,
@@ -276,6 +302,15 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
         prefix_lists: top.read_each("prefix_list", read_prefix_list, diagnostics),
         subnets: top.read_each("subnet", read_subnet, diagnostics),
         network_acls: top.read_each("network_acl", read_network_acl, diagnostics),
+        vpc,
+    }
+}
+
+fn read_vpc(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawVpc {
+    let fields = Fields::open(table, at, VPC_FIELDS, diagnostics);
+    RawVpc {
+        id: fields.string("id", diagnostics),
+        cidr: fields.string("cidr", diagnostics),
     }
 }
 
@@ -296,7 +331,9 @@ fn read_group(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) 
     });
     RawGroup {
         name: fields.required("name", Fields::string, diagnostics),
+        id: fields.string("id", diagnostics),
         description: fields.string("description", diagnostics),
+        tags: fields.tags(diagnostics),
         ingress,
         egress: read_rules(&fields, "egress", diagnostics),
         at,
@@ -324,6 +361,8 @@ fn read_rule(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -
         groups: list("groups", diagnostics),
         prefix_lists: list("prefix_lists", diagnostics),
         description: fields.string("description", diagnostics),
+        id: fields.string("id", diagnostics),
+        tags: fields.tags(diagnostics),
         peers_written: ["cidr", "groups", "prefix_lists"]
             .iter()
             .any(|key| fields.is_non_empty(key)),
@@ -403,6 +442,8 @@ fn read_instance(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostic
     let fields = Fields::open(table, at.clone(), INSTANCE_FIELDS, diagnostics);
     RawInstance {
         name: fields.required("name", Fields::string, diagnostics),
+        id: fields.string("id", diagnostics),
+        tags: fields.tags(diagnostics),
         interface: fields.required("interface", Fields::string, diagnostics),
         attach: fields.string("attach", diagnostics),
         host_ingress_hook: fields.string("host_ingress_hook", diagnostics),
@@ -680,6 +721,23 @@ impl<'t, 'i> Fields<'t, 'i> {
             })
             .collect();
         Some(Located { value: entries, at })
+    }
+
+    /// `tags`: a table of strings. Values of another type are reported and left out.
+    fn tags(&self, diagnostics: &mut Diagnostics) -> Option<RawTags> {
+        let (table, at) = self.table("tags", diagnostics)?;
+        let tags = table
+            .iter()
+            .filter_map(|(key, value)| {
+                let value_at = at.child(key.get_ref(), value.span());
+                let key = Located {
+                    value: key.get_ref().to_string(),
+                    at: at.child(key.get_ref(), key.span()),
+                };
+                expect_string(value, value_at, diagnostics).map(|value| (key, value))
+            })
+            .collect();
+        Some(Located { value: tags, at })
     }
 
     /// A table, whether written as `[key]` or inline.

@@ -138,7 +138,8 @@ pub(crate) enum ValidationError {
         first: String,
     },
 
-    /// R9-style ids, as AWS writes them: `pl-` or `acl-` and 8 or 17 lowercase hex digits.
+    /// R9 and R9-style ids, as AWS writes them: `sg-`, `sgr-`, `eni-`, `vpc-`, `pl-` or `acl-`
+    /// and 8 or 17 lowercase hex digits.
     #[error("{kind} id \"{id}\" is not \"{prefix}-\" followed by 8 or 17 lowercase hex digits")]
     InvalidId {
         kind: &'static str,
@@ -146,8 +147,9 @@ pub(crate) enum ValidationError {
         id: String,
     },
 
+    /// Prefix list and network ACL ids, unique within their kind.
     #[error("{kind} id \"{id}\" is already used at {first}")]
-    DuplicateId {
+    DuplicateObjectId {
         kind: &'static str,
         id: String,
         first: String,
@@ -397,6 +399,52 @@ pub(crate) enum ValidationError {
     /// AWS rejects a rule that repeats another in the same group and direction.
     #[error("duplicate rule: {rule} is already allowed by {first}")]
     DuplicateRule { rule: String, first: String },
+
+    /// R9: ids are unique across the config, the derived ones included.
+    #[error("id \"{id}\" is already the id of {first}; give this one another id")]
+    DuplicateId { id: String, first: String },
+
+    /// R9: a rule of several peers is several AWS rules, each with its own id and tags.
+    #[error(
+        "\"{field}\" belongs to one rule, and this rule has {peers} peers (each is a rule of its \
+         own); write one rule per peer to give it {field}"
+    )]
+    OnePeerOnly { field: &'static str, peers: usize },
+
+    #[error("tag key must be 1 to 128 characters long, got {length}")]
+    TagKeyLength { length: usize },
+
+    #[error("tag key \"{key}\" starts with \"aws:\", which AWS reserves")]
+    TagKeyReserved { key: String },
+
+    #[error("tag value is {length} characters long; at most 256 are allowed")]
+    TagValueTooLong { length: usize },
+
+    #[error("{count} tags; at most 50 are allowed per resource")]
+    TooManyTags { count: usize },
+}
+
+impl ValidationError {
+    /// What kind of problem this is, for callers that answer in another vocabulary (the EC2
+    /// API's error codes).
+    pub(crate) fn kind(&self) -> super::ProblemKind {
+        use super::ProblemKind;
+        match self {
+            Self::GroupRulesOverQuota { .. } => ProblemKind::RulesPerGroupQuota,
+            Self::InstanceGroupsOverQuota { .. } => ProblemKind::GroupsPerInterfaceQuota,
+            Self::InstanceRulesOverQuota { .. } => ProblemKind::RulesPerInterfaceQuota,
+            Self::DuplicateRule { .. } => ProblemKind::DuplicateRule,
+            Self::DuplicateObjectName {
+                kind: "security group",
+                ..
+            } => ProblemKind::DuplicateGroupName,
+            Self::DuplicateId { .. } => ProblemKind::DuplicateId,
+            Self::UnknownGroupReference { .. } | Self::UnknownAttachedGroup { .. } => {
+                ProblemKind::UnknownGroup
+            }
+            _ => ProblemKind::Invalid,
+        }
+    }
 }
 
 /// A port that is usually an administration or database service, and its usual service.

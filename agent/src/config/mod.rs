@@ -18,7 +18,8 @@ use std::{
 
 use toml::de::DeTable;
 
-pub use diagnostic::{Diagnostic, Severity};
+pub use diagnostic::{Diagnostic, ProblemKind, Severity};
+pub(crate) use document::RULE_FIELDS;
 
 use crate::model::{Config, Lab, Rule, SecurityGroup, default_egress};
 use diagnostic::Diagnostics;
@@ -97,6 +98,8 @@ fn into_config(checked: Checked) -> Config {
                 ports: rule.ports,
                 peers: rule.peers.into_iter().map(|peer| peer.value).collect(),
                 description: rule.description,
+                ids: rule.ids.into_iter().map(|id| id.value).collect(),
+                tags: rule.tags,
             })
             .collect()
     };
@@ -106,13 +109,15 @@ fn into_config(checked: Checked) -> Config {
         .map(|group| SecurityGroup {
             name: group.name,
             description: group.description,
+            tags: group.tags,
             ingress: model_rules(group.ingress),
             egress: if group.egress_is_default {
-                default_egress()
+                default_egress(&group.id.value)
             } else {
                 model_rules(group.egress)
             },
             egress_is_default: group.egress_is_default,
+            id: group.id.value,
         })
         .collect();
     Config {
@@ -130,6 +135,7 @@ fn into_config(checked: Checked) -> Config {
         prefix_lists: checked.prefix_lists,
         subnets: checked.subnets,
         network_acls: checked.network_acls,
+        vpc: checked.vpc,
     }
 }
 

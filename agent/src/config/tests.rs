@@ -104,7 +104,7 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         vec![
             pair(
                 "colour",
-                "unknown field \"colour\"; allowed fields: quotas, security_group, instance, member, lab, prefix_list, subnet, network_acl"
+                "unknown field \"colour\"; allowed fields: quotas, security_group, instance, member, lab, prefix_list, subnet, network_acl, vpc"
             ),
             pair(
                 "quotas.max",
@@ -118,7 +118,7 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         )),
         pair(
             &rule_field("port"),
-            "unknown field \"port\"; allowed fields: protocol, ports, icmp_type, icmp_code, cidr, groups, prefix_lists, description"
+            "unknown field \"port\"; allowed fields: protocol, ports, icmp_type, icmp_code, cidr, groups, prefix_lists, description, id, tags"
         )
     );
     assert_eq!(
@@ -150,14 +150,14 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         sole_error("[[security_group]]\nname = \"sg\"\nrules = []\n"),
         pair(
             "security_group[0].rules",
-            "unknown field \"rules\"; allowed fields: name, description, ingress, egress"
+            "unknown field \"rules\"; allowed fields: name, id, description, tags, ingress, egress"
         )
     );
     assert_eq!(
         sole_error(&one_instance(&format!("{INSTANCE}\nvpc = \"x\""))),
         pair(
             "instance[0].vpc",
-            "unknown field \"vpc\"; allowed fields: name, interface, attach, host_ingress_hook, addresses, security_groups, source_dest_check, related_icmp, exempt, conntrack"
+            "unknown field \"vpc\"; allowed fields: name, interface, attach, host_ingress_hook, addresses, security_groups, source_dest_check, related_icmp, exempt, conntrack, id, tags"
         )
     );
     assert_eq!(
@@ -368,7 +368,7 @@ fn every_error_is_reported_not_just_the_first() {
         report,
         vec![
             "examples/invalid.toml:5:24: error: quotas.groups_per_interface: quota groups_per_interface must be between 1 and 16, got 20",
-            "examples/invalid.toml:9:1: error: security_group[0].colour: unknown field \"colour\"; allowed fields: name, description, ingress, egress",
+            "examples/invalid.toml:9:1: error: security_group[0].colour: unknown field \"colour\"; allowed fields: name, id, description, tags, ingress, egress",
             "examples/invalid.toml:11:3: error: security_group[0].ingress[0].ports: ports are required for protocol tcp",
             "examples/invalid.toml:13:11: error: security_group[0].ingress[0].cidr[0]: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?",
             "examples/invalid.toml:17:15: error: security_group[0].ingress[1].icmp_code: icmp_code 4 needs an icmp_type; a code with type -1 (any) is invalid",
@@ -1380,7 +1380,7 @@ fn absent_egress_is_the_aws_default_r2() {
         .config
         .security_groups[0];
     assert!(group.egress_is_default);
-    assert_eq!(group.egress, default_egress());
+    assert_eq!(group.egress, default_egress(&group.id));
     assert!(
         group.ingress.is_empty(),
         "R2: no ingress rules admit nothing"
@@ -1701,4 +1701,5 @@ fn check_report_interleaves_warnings_and_errors_in_file_order() {
     );
 }
 
+mod ids;
 mod network;

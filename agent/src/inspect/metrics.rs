@@ -175,11 +175,12 @@ pub fn render(paths: Paths) -> Result<String, super::InspectError> {
         let r = &rule.rule;
         let _ = writeln!(
             out,
-            "sgwall_rule_hits_total{{interface=\"{}\",direction=\"{}\",group=\"{}\",rule=\"{}\",protocol=\"{}\",ports=\"{}\",peer=\"{}\"}} {}",
+            "sgwall_rule_hits_total{{interface=\"{}\",direction=\"{}\",group=\"{}\",rule=\"{}\",rule_id=\"{}\",protocol=\"{}\",ports=\"{}\",peer=\"{}\"}} {}",
             label(&r.interface),
             r.direction,
             label(&r.group),
             r.rule_index,
+            label(&r.rule_id),
             label(&r.protocol),
             label(&r.ports),
             label(&r.peer),

@@ -129,7 +129,22 @@ pub fn spawn(spec: &LabAgentSpec) -> Result<LabAgent, LabAgentError> {
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_for_stderr);
-    let die_with_caller = spec.die_with_caller;
+    detach(&mut command, spec.die_with_caller);
+    let child = command.spawn().map_err(|source| LabAgentError::Spawn {
+        binary: spec.binary.clone(),
+        source,
+    })?;
+    Ok(LabAgent {
+        pid: child.id(),
+        log: spec.log.clone(),
+        child: Some(child),
+    })
+}
+
+/// Gives the process `command` starts its own session (a Ctrl-C or a closed terminal aimed
+/// at its starter does not reach it); with `die_with_caller`, the kernel stops it when the
+/// starting thread ends.
+pub(super) fn detach(command: &mut Command, die_with_caller: bool) {
     // SAFETY: the closure runs between fork and exec and only makes two system calls, both
     // async-signal-safe; it allocates nothing and takes no lock.
     unsafe {
@@ -141,15 +156,6 @@ pub fn spawn(spec: &LabAgentSpec) -> Result<LabAgent, LabAgentError> {
             Ok(())
         });
     }
-    let child = command.spawn().map_err(|source| LabAgentError::Spawn {
-        binary: spec.binary.clone(),
-        source,
-    })?;
-    Ok(LabAgent {
-        pid: child.id(),
-        log: spec.log.clone(),
-        child: Some(child),
-    })
 }
 
 /// The agent's events in its log text, in order; log lines are skipped.

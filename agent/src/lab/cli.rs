@@ -18,6 +18,30 @@ fn w(source: std::io::Error) -> LabError {
 }
 
 /// `sgwall lab up`. Returns whether everything came up.
+/// Starts the lab's EC2 API and says how to reach it.
+pub fn api(
+    settings: &LabSettings,
+    port: u16,
+    credentials: Option<&Path>,
+    out: &mut dyn Write,
+) -> Result<bool, LabError> {
+    let lab = Lab::open(settings)?;
+    let api = super::api::start(settings, &lab.state().config, port, credentials)?;
+    writeln!(
+        out,
+        "{} {} (pid {}, log {}) edits {}\n  export AWS_SHARED_CREDENTIALS_FILE={} AWS_DEFAULT_REGION=us-east-1\n  aws --endpoint-url {} ec2 describe-security-groups",
+        paint(bold(), "EC2 API:"),
+        api.endpoint,
+        api.pid,
+        api.log.display(),
+        lab.state().config.display(),
+        api.credentials.display(),
+        api.endpoint
+    )
+    .map_err(w)?;
+    Ok(true)
+}
+
 pub fn up(
     settings: &LabSettings,
     config: &Path,

@@ -14,6 +14,7 @@
 //! that prefix and nothing else.
 
 pub mod agent;
+pub mod api;
 pub mod cli;
 pub mod demo;
 pub mod matrix;
@@ -73,6 +74,8 @@ pub enum LabError {
     StateVersion { path: PathBuf },
     #[error("the lab has no agent running: start the lab again with `sgwall lab up`")]
     NoAgent,
+    #[error("{0}")]
+    Api(String),
     #[error("the lab has no host {0}")]
     NoHost(String),
     #[error(
@@ -605,6 +608,7 @@ fn finish_down(
     keep: Option<&Path>,
     report: &mut LabDownReport,
 ) {
+    report.problems.extend(api::stop(&settings.state_dir));
     let pin_dir = state.map_or(settings.pin_dir.clone(), |s| s.pin_dir.clone());
     let existing = topology::existing_namespaces().unwrap_or_default();
 

@@ -30,7 +30,7 @@ use std::{
 
 use filter_common::LAYOUT_VERSION;
 
-use crate::{compile::fnv1a, model::Hook};
+use crate::{ids::fnv1a, model::Hook};
 
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/sgwall";
 const STATE_ROOT: &str = "/run/sgwall";

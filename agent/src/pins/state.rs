@@ -107,6 +107,9 @@ pub struct RuleState {
     pub position: u16,
     pub group: String,
     pub rule_index: usize,
+    /// The rule's `sgr-` id (R9); empty in a state written before ids existed.
+    #[serde(default)]
+    pub rule_id: String,
     pub protocol: String,
     pub ports: String,
     pub peer: String,
@@ -120,10 +123,11 @@ pub struct RuleState {
 }
 
 /// Headers of [`RuleState::columns`].
-pub const RULE_COLUMNS: [&str; 7] = [
+pub const RULE_COLUMNS: [&str; 8] = [
     "DIRECTION",
     "ID",
     "RULE",
+    "RULE ID",
     "PROTOCOL",
     "PORTS",
     "PEER",
@@ -137,6 +141,7 @@ impl RuleState {
             self.direction.to_string(),
             self.position.to_string(),
             format!("{}#{}", self.group, self.rule_index),
+            self.rule_id.clone(),
             self.protocol.clone(),
             self.ports.clone(),
             self.peer.clone(),
@@ -145,18 +150,10 @@ impl RuleState {
         ]
     }
 
-    /// Stable across reloads as long as the rule means the same thing on the same interface.
+    /// Stable across reloads, restarts and edits of other rules: the rule's id (R9) on its
+    /// interface.
     pub fn identity(&self) -> String {
-        format!(
-            "{}|{}|{}|{}|{}|{}|{}",
-            self.interface,
-            self.direction,
-            self.group,
-            self.rule_index,
-            self.protocol,
-            self.ports,
-            self.peer
-        )
+        format!("{}|{}|{}", self.interface, self.direction, self.rule_id)
     }
 }
 
@@ -183,6 +180,7 @@ pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
                     position: rule.id,
                     group: rule.group.clone(),
                     rule_index: rule.rule_index,
+                    rule_id: rule.rule_id.clone(),
                     protocol: rule.protocol.to_string(),
                     ports: rule.ports.to_string(),
                     peer: rule.peer.to_string(),
@@ -209,6 +207,8 @@ pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
                         position: bit,
                         group: format!("acl:{}", acl.acl),
                         rule_index: usize::from(entry.number),
+                        // AWS gives network ACL entries no id of their own (R9 is for groups).
+                        rule_id: String::new(),
                         protocol: entry.protocol.to_string(),
                         ports: entry.ports.to_string(),
                         peer: entry.cidr.to_string(),

@@ -1,11 +1,12 @@
 //! What validation produces: values that passed every check, each with the location that later
 //! messages (lint, quotas across groups) point at.
 
+use super::ids::CheckedId;
 use crate::{
     config::{diagnostic::Location, document::Located},
     model::{
         Direction, Instance, LabClient, Member, NetworkAcl, Peer, PortRange, PrefixList, Protocol,
-        Quotas, Subnet, default_egress,
+        Quotas, Subnet, Tags, Vpc, default_egress,
     },
 };
 
@@ -20,11 +21,15 @@ pub(crate) struct Checked {
     pub subnets: Vec<Subnet>,
     /// The default ACL (N1) included when a subnet uses it and the config marks none.
     pub network_acls: Vec<NetworkAcl>,
+    pub vpc: Vpc,
 }
 
 pub(crate) struct CheckedGroup {
     pub name: String,
+    /// R9: the config's, or derived from the name.
+    pub id: CheckedId,
     pub description: String,
+    pub tags: Tags,
     pub ingress: Vec<CheckedRule>,
     /// Empty when `egress_is_default`: the default rules are materialised in the model only.
     pub egress: Vec<CheckedRule>,
@@ -39,12 +44,14 @@ impl CheckedGroup {
         }
     }
 
-    /// Effective rules (one per peer) in `direction`, the default egress included.
     /// What the rules in `direction` count for against the rules-per-interface quota (R7): one
     /// per peer, a prefix list its max entries (P1), the default egress included.
     pub fn effective_rule_count(&self, direction: Direction) -> usize {
         if direction == Direction::Egress && self.egress_is_default {
-            return default_egress().iter().map(|rule| rule.peers.len()).sum();
+            return default_egress(&self.id.value)
+                .iter()
+                .map(|rule| rule.peers.len())
+                .sum();
         }
         self.rules(direction)
             .iter()
@@ -76,6 +83,9 @@ pub(crate) struct CheckedRule {
     pub protocol: Protocol,
     pub ports: PortRange,
     pub peers: Vec<Located<Peer>>,
+    /// One per peer (R9).
+    pub ids: Vec<CheckedId>,
+    pub tags: Tags,
     pub description: String,
     /// What the peers count for in R7's quotas.
     pub quota: QuotaCount,
@@ -83,6 +93,8 @@ pub(crate) struct CheckedRule {
 
 pub(crate) struct CheckedInstance {
     pub instance: Instance,
+    /// `instance.id` and where it came from.
+    pub id: CheckedId,
     pub security_groups_at: Location,
     pub addresses_at: Location,
 }

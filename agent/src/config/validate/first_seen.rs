@@ -40,6 +40,10 @@ impl<K: Eq + Hash> FirstSeen<K> {
         }
     }
 
+    pub fn contains(&self, key: &K) -> bool {
+        self.0.contains_key(key)
+    }
+
     pub fn into_keys(self) -> impl Iterator<Item = K> {
         self.0.into_keys()
     }

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 use super::{
     addresses::check_cidr,
     checked::CheckedInstance,
+    ids::{check_tags, id_or_derived},
     names::{Registry, owner_name},
     quotas,
     references::KnownGroups,
@@ -18,6 +19,7 @@ use crate::{
         document::{RawInstance, RawLabClient, RawMember},
         messages::ValidationWarning,
     },
+    ids::{self, IdKind},
     model::{AttachMode, Conntrack, Instance, LabClient, Member, Quotas},
 };
 
@@ -61,10 +63,20 @@ pub(super) fn check_instance(
             Some(conntrack) => check_conntrack(conntrack, diagnostics),
             None => Conntrack::default(),
         };
+        let id = id_or_derived(
+            IdKind::NetworkInterface,
+            raw.id.as_ref(),
+            &raw.at,
+            || ids::derived(IdKind::NetworkInterface, &owner),
+            diagnostics,
+        );
+        let tags = check_tags(raw.tags.as_ref(), diagnostics);
 
         Some(CheckedInstance {
             instance: Instance {
                 name: raw.name.as_ref()?.value.clone(),
+                id: id.value.clone(),
+                tags,
                 interface: raw.interface.as_ref()?.value.clone(),
                 attach: attach?,
                 host_ingress_hook: host_ingress_hook?,
@@ -77,6 +89,7 @@ pub(super) fn check_instance(
             },
             security_groups_at: raw.security_groups.as_ref()?.at.clone(),
             addresses_at: raw.addresses.as_ref()?.at.clone(),
+            id,
         })
     })
 }

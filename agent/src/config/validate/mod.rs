@@ -13,6 +13,7 @@
 mod addresses;
 mod checked;
 mod first_seen;
+mod ids;
 mod instances;
 mod names;
 mod network_acls;
@@ -26,8 +27,14 @@ mod settings;
 pub(crate) use checked::{Checked, CheckedGroup, CheckedRule};
 pub(crate) use names::derived_id;
 
-use super::{diagnostic::Diagnostics, document::RawDocument};
-use crate::model::{DEFAULT_ACL_NAME, NetworkAcl};
+use super::{
+    diagnostic::Diagnostics,
+    document::{RawDocument, RawVpc},
+};
+use crate::{
+    ids::IdKind,
+    model::{DEFAULT_ACL_NAME, Direction, NetworkAcl, Vpc},
+};
 use names::Registry;
 use references::KnownGroups;
 
@@ -67,6 +74,8 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         .filter_map(|client| instances::check_lab_client(client, &mut registry, diagnostics))
         .collect();
     quotas::check_interface_rule_totals(&instances, &groups, diagnostics);
+    let vpc = check_vpc(raw.vpc.as_ref(), diagnostics);
+    check_unique_ids(&groups, &instances, diagnostics);
 
     let acls = network_acls::check_network_acls(&raw.network_acls, quotas, diagnostics);
     let subnets = network_acls::check_subnets(&raw.subnets, &acls, diagnostics);
@@ -95,5 +104,43 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         prefix_lists,
         subnets,
         network_acls,
+        vpc,
     }
+}
+
+fn check_vpc(raw: Option<&RawVpc>, diagnostics: &mut Diagnostics) -> Vpc {
+    let default = Vpc::default();
+    let Some(raw) = raw else {
+        return default;
+    };
+    Vpc {
+        id: raw.id.as_ref().map_or(default.id.clone(), |written| {
+            let at = &written.at;
+            ids::id_or_derived(IdKind::Vpc, Some(written), at, || default.id, diagnostics).value
+        }),
+        cidr: raw
+            .cidr
+            .as_ref()
+            .and_then(|cidr| addresses::check_cidr(cidr, diagnostics)),
+    }
+}
+
+/// R9: no two groups, rules or interfaces share an id, written or derived.
+fn check_unique_ids(
+    groups: &[CheckedGroup],
+    instances: &[checked::CheckedInstance],
+    diagnostics: &mut Diagnostics,
+) {
+    let rule_ids = groups.iter().flat_map(|group| {
+        Direction::BOTH
+            .into_iter()
+            .flat_map(move |direction| group.rules(direction))
+            .flat_map(|rule| &rule.ids)
+    });
+    let all = groups
+        .iter()
+        .map(|group| &group.id)
+        .chain(rule_ids)
+        .chain(instances.iter().map(|instance| &instance.id));
+    ids::check_unique(all, diagnostics);
 }

@@ -83,7 +83,7 @@ pub(super) fn check_id(
         return;
     }
     first_seen.report_again(id.value.clone(), &id.at, diagnostics, |first| {
-        ValidationError::DuplicateId {
+        ValidationError::DuplicateObjectId {
             kind,
             id: id.value.clone(),
             first,
@@ -96,7 +96,7 @@ pub(super) fn check_id(
 pub(crate) fn derived_id(prefix: &str, name: &str) -> String {
     format!(
         "{prefix}-0{:016x}",
-        crate::compile::fnv1a(prefix.bytes().chain(name.bytes()))
+        crate::ids::fnv1a(prefix.bytes().chain(name.bytes()))
     )
 }
 

@@ -5,6 +5,7 @@ use super::{
     addresses::check_cidr,
     checked::{CheckedGroup, CheckedRule, QuotaCount},
     first_seen::FirstSeen,
+    ids::{check_tags, id_or_derived},
     names::check_description,
     prefix_lists::KnownPrefixLists,
     quotas,
@@ -17,7 +18,8 @@ use crate::{
         document::{Located, RawGroup, RawRule, RawRules},
         messages::{RuleName, ValidationError, rule_text},
     },
-    model::{AddressFamily, Direction, Peer, Protocol, Quotas},
+    ids::{self, IdKind},
+    model::{AddressFamily, Direction, Peer, Protocol, Quotas, derived_rule_id},
 };
 
 /// What rules may reference: groups (G5) and prefix lists (P1).
@@ -39,8 +41,21 @@ pub(super) fn check_group(
     if let Some(description) = &raw.description {
         check_description(description, diagnostics);
     }
-    let mut rules_of =
-        |rules, direction| check_rules(rules, &group_name, direction, known, quotas, diagnostics);
+    let group_id = id_or_derived(
+        IdKind::SecurityGroup,
+        raw.id.as_ref(),
+        &raw.at,
+        || ids::derived(IdKind::SecurityGroup, &group_name),
+        diagnostics,
+    );
+    let tags = check_tags(raw.tags.as_ref(), diagnostics);
+    let mut rules_of = |rules, direction| {
+        let group = GroupNames {
+            name: &group_name,
+            id: &group_id.value,
+        };
+        check_rules(rules, group, direction, known, quotas, diagnostics)
+    };
     let ingress = rules_of(&raw.ingress, Direction::Ingress);
     let egress = raw
         .egress
@@ -48,6 +63,8 @@ pub(super) fn check_group(
         .map(|rules| rules_of(rules, Direction::Egress));
     Some(CheckedGroup {
         name: raw.name.as_ref()?.value.clone(),
+        id: group_id,
+        tags,
         description: raw
             .description
             .as_ref()
@@ -59,10 +76,17 @@ pub(super) fn check_group(
     })
 }
 
+/// How a group is named in messages, and its id (part of its rules' derived ids).
+#[derive(Clone, Copy)]
+struct GroupNames<'a> {
+    name: &'a str,
+    id: &'a str,
+}
+
 /// The rules of one group and direction: each rule, then duplicates and the R7 quota.
 fn check_rules(
     raw: &RawRules,
-    group: &str,
+    group: GroupNames<'_>,
     direction: Direction,
     known: &Known,
     quotas: Quotas,
@@ -74,11 +98,11 @@ fn check_rules(
         .enumerate()
         .filter_map(|(index, rule)| {
             let name = RuleName {
-                group: group.to_string(),
+                group: group.name.to_string(),
                 direction,
                 index,
             };
-            check_rule(rule, name, known, diagnostics)
+            check_rule(rule, name, group.id, known, diagnostics)
         })
         .collect();
 
@@ -96,7 +120,7 @@ fn check_rules(
     }
 
     if let Some(at) = &raw.at {
-        quotas::check_group_rules(&rules, at, group, direction, quotas, diagnostics);
+        quotas::check_group_rules(&rules, at, group.name, direction, quotas, diagnostics);
     }
     rules
 }
@@ -104,6 +128,7 @@ fn check_rules(
 fn check_rule(
     raw: &RawRule,
     name: RuleName,
+    group_id: &str,
     known: &Known,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedRule> {
@@ -163,12 +188,41 @@ fn check_rule(
         if let Some(description) = &raw.description {
             check_description(description, diagnostics);
         }
+        let peers_written = raw.cidr.len() + raw.groups.len() + raw.prefix_lists.len();
+        let one_peer_fields = [
+            ("id", raw.id.as_ref().map(|id| &id.at)),
+            ("tags", raw.tags.as_ref().map(|tags| &tags.at)),
+        ];
+        for (field, at) in one_peer_fields {
+            if let Some(at) = at.filter(|_| peers_written > 1) {
+                diagnostics.error(
+                    at,
+                    ValidationError::OnePeerOnly {
+                        field,
+                        peers: peers_written,
+                    },
+                );
+            }
+        }
+        let tags = check_tags(raw.tags.as_ref(), diagnostics);
+        let (protocol, ports) = (protocol?, ports?);
+        let direction = name.direction;
+        let ids = peers
+            .iter()
+            .map(|peer| {
+                let derive = || derived_rule_id(group_id, direction, protocol, ports, &peer.value);
+                let kind = IdKind::SecurityGroupRule;
+                id_or_derived(kind, raw.id.as_ref(), &peer.at, derive, diagnostics)
+            })
+            .collect();
 
         Some(CheckedRule {
             quota,
             index: name.index,
-            protocol: protocol?,
-            ports: ports?,
+            protocol,
+            ports,
+            ids,
+            tags,
             peers,
             description: raw
                 .description

@@ -163,17 +163,7 @@ fn convert_protocol(text: &str, rule: &AwsRuleName) -> Result<Protocol, ImportEr
         rule: rule.clone(),
         protocol: text.to_string(),
     };
-    match text {
-        "-1" | "all" => Ok(Protocol::All),
-        "tcp" => Ok(Protocol::Tcp),
-        "udp" => Ok(Protocol::Udp),
-        "icmp" => Ok(Protocol::Icmp),
-        "icmpv6" => Ok(Protocol::Icmpv6),
-        number => number
-            .parse::<u8>()
-            .map(Protocol::from_number)
-            .map_err(|_| unsupported()),
-    }
+    Protocol::from_aws(text).ok_or_else(unsupported)
 }
 
 /// One AWS permission becomes one native rule per distinct peer description, so that every

@@ -80,7 +80,7 @@ fn security_groups_round_trip() {
     );
     // R2: all to 0.0.0.0/0 and ::/0 is exactly the default, so it is left to R2.
     assert!(web.egress_is_default);
-    assert_eq!(web.egress, default_egress());
+    assert_eq!(web.egress, default_egress(&web.id));
 
     let app = group(&config, "app-sg");
     assert_eq!(
@@ -607,4 +607,14 @@ fn network_inputs_that_cannot_be_imported_are_named() {
     );
     assert!("pl-x".parse::<PrefixListEntries>().is_err());
     assert!("sg-1=file.json".parse::<PrefixListEntries>().is_err());
+}
+
+#[test]
+fn r9_an_import_keeps_aws_group_vpc_and_interface_ids() {
+    let imported =
+        import_files(&request(true, &["eni-0aaa1111bbbb22221=sgw-web1"])).expect("fixture imports");
+    let config = reload(&imported).config;
+    assert_eq!(group(&config, "web-sg").id, "sg-0a1b2c3d4e5f60001");
+    assert_eq!(config.vpc.id, "vpc-0abc1234def567890");
+    assert_eq!(config.instances[0].id, "eni-0aaa1111bbbb22221");
 }

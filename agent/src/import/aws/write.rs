@@ -7,7 +7,10 @@ use super::{
     errors::ImportWarning,
     network::{NativeAclEntry, NativeNetwork},
 };
-use crate::model::{Protocol, Quotas};
+use crate::{
+    ids::{self, IdKind},
+    model::{Protocol, Quotas},
+};
 
 /// Where the input came from, for the provenance comment: the importer (`sgwall import TOOL`)
 /// and (command, path) of each file read.
@@ -133,6 +136,20 @@ pub(super) fn write_config(
     }
     line("# Groups keep their AWS names; rules name peer groups instead of their ids. A group");
     line("# without `egress` has the AWS default egress (R2). Check with `sgwall check`.");
+    line("# Groups and interfaces keep their AWS ids (R9); rules get derived ids, as");
+    line("# describe-security-groups does not list theirs.");
+
+    // One VPC id for all groups: the config's VPC is the one the EC2 API answers with.
+    let mut vpcs: Vec<&str> = groups.iter().filter_map(|g| g.vpc_id.as_deref()).collect();
+    vpcs.sort_unstable();
+    vpcs.dedup();
+    if let [vpc] = vpcs[..]
+        && ids::is_well_formed(IdKind::Vpc, vpc)
+    {
+        line("");
+        line("[vpc]");
+        line(&format!("id = {}", quoted(vpc)));
+    }
 
     if let Some(quotas) = quotas_needed(groups, interfaces, network) {
         line("");
@@ -171,6 +188,9 @@ pub(super) fn write_config(
         }
         line("[[security_group]]");
         line(&format!("name = {}", quoted(&group.name)));
+        if ids::is_well_formed(IdKind::SecurityGroup, &group.group_id) {
+            line(&format!("id = {}", quoted(&group.group_id)));
+        }
         if !group.description.is_empty() {
             line(&format!("description = {}", quoted(&group.description)));
         }
@@ -215,6 +235,9 @@ pub(super) fn write_config(
             quoted_list(&interface.groups)
         ));
         if interface.interface.is_some() {
+            if ids::is_well_formed(IdKind::NetworkInterface, &interface.eni) {
+                line(&format!("id = {}", quoted(&interface.eni)));
+            }
             if let Some(check) = interface.source_dest_check {
                 line(&format!("source_dest_check = {check}"));
             }

@@ -529,46 +529,99 @@ fn until_admitted(
     }
 }
 
-fn file_save(saves: usize) -> Result<FileSave> {
-    let topology = Topology::new()?;
-    let pins = PinDir::new();
-    let dir = ConfigDir(std::env::temp_dir().join(format!("sgwt-bench-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0)?;
-    let path = dir.0.join("sgwall.toml");
+/// `sgwall run` enforcing a policy on the server end of a veth pair and following its config
+/// file; a UDP socket on the server's UDP port and a frame sender on the client end.
+pub struct Watched {
+    pub topology: Topology,
+    pub path: std::path::PathBuf,
+    pub socket: UdpSocket,
+    pub blaster: Blaster,
+    agent: AgentProcess,
+    _pins: PinDir,
+    _dir: ConfigDir,
+}
+
+impl Watched {
+    /// Starts with the closed policy of [`open_and_closed`] in force; returns both policies.
+    pub fn start_closed() -> Result<(Self, Policy, Policy)> {
+        let topology = Topology::new()?;
+        let (open, closed) = open_and_closed(&topology);
+        let policy = &closed;
+        let pins = PinDir::new();
+        let dir =
+            ConfigDir(std::env::temp_dir().join(format!("sgwt-bench-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0)?;
+        let path = dir.0.join("sgwall.toml");
+        std::fs::write(&path, policy.to_toml())?;
+        let mut agent = AgentProcess::start(
+            LogFormat::Json,
+            &path,
+            topology.server.name(),
+            pins.path(),
+            &[],
+        );
+        agent.wait_event("enforcing", Duration::from_secs(60), |event| {
+            matches!(event, AgentEvent::Enforcing { .. })
+        });
+        // `runtime::run` starts watching the config only after it prints "enforcing" (and
+        // sets up its event consumers): a save in that window is never seen. Give it a moment.
+        std::thread::sleep(Duration::from_secs(1));
+        let socket = netns::run_in(topology.server.name(), || {
+            UdpSocket::bind(SocketAddr::from((SERVER, e2e::UDP_PORT)))
+        })??;
+        socket.set_nonblocking(true)?;
+        let blaster = Blaster::new(topology.client.name(), &topology.link.left)?;
+        let watched = Self {
+            topology,
+            path,
+            socket,
+            blaster,
+            agent,
+            _pins: pins,
+            _dir: dir,
+        };
+        Ok((watched, open, closed))
+    }
+
+    /// Sends `frame` until the server receives one; the time from `since`.
+    pub fn until_admitted(&self, frame: &[u8], since: Instant) -> Result<Duration> {
+        until_admitted(&self.blaster, &self.socket, frame, since)
+    }
+
+    /// Throws away what the server socket has received.
+    pub fn drain(&self) {
+        let mut buffer = [0u8; 256];
+        while self.socket.recv(&mut buffer).is_ok() {}
+    }
+
+    pub fn stop(self) {
+        drop(self.agent);
+    }
+}
+
+/// The e2e policy and the same with the UDP rule on another port, so that the client's
+/// datagrams are denied.
+pub fn open_and_closed(topology: &Topology) -> (Policy, Policy) {
     let open = e2e::e2e_policy(&topology.link.right, "xdp");
-    // The same policy with the UDP rule on another port: the client's datagrams are denied.
     let mut closed = open.clone();
     for rule in &mut closed.groups[0].ingress {
         if rule.proto == Proto::Udp && rule.peer == Peer::Group("clients".into()) {
             rule.ports = (e2e::UDP_PORT + 1, e2e::UDP_PORT + 1);
         }
     }
-    std::fs::write(&path, closed.to_toml())?;
-    let mut agent = AgentProcess::start(
-        LogFormat::Json,
-        &path,
-        topology.server.name(),
-        pins.path(),
-        &[],
-    );
-    agent.wait_event("enforcing", Duration::from_secs(60), |event| {
-        matches!(event, AgentEvent::Enforcing { .. })
-    });
-    // `runtime::run` starts watching the config only after it prints "enforcing" (and sets up
-    // its event consumers): a save in that window is never seen. Give it a moment.
-    std::thread::sleep(Duration::from_secs(1));
-    let socket = netns::run_in(topology.server.name(), || {
-        UdpSocket::bind(SocketAddr::from((SERVER, e2e::UDP_PORT)))
-    })??;
-    socket.set_nonblocking(true)?;
-    let blaster = Blaster::new(topology.client.name(), &topology.link.left)?;
+    (open, closed)
+}
+
+fn file_save(saves: usize) -> Result<FileSave> {
+    let (watched, open, closed) = Watched::start_closed()?;
+    let (topology, path) = (&watched.topology, &watched.path);
     let mut rule_change = Vec::new();
     let mut member_added = Vec::new();
     for n in 0..saves {
         // A fresh source port each time: an earlier admitted flow stays tracked (C4).
         let frame = topology.frame(CLIENT, SERVER, L4::udp(41_000 + n as u16, e2e::UDP_PORT));
-        let saved = save(&path, &open.to_toml())?;
-        rule_change.push(until_admitted(&blaster, &socket, &frame, saved)?.as_secs_f64() * 1e3);
+        let saved = save(path, &open.to_toml())?;
+        rule_change.push(watched.until_admitted(&frame, saved)?.as_secs_f64() * 1e3);
 
         let newcomer = Ipv4Addr::new(10, 90, 200, n as u8 + 1);
         let frame = topology.frame(newcomer, SERVER, L4::udp(40_000, e2e::UDP_PORT));
@@ -577,14 +630,13 @@ fn file_save(saves: usize) -> Result<FileSave> {
             address: newcomer,
             groups: vec!["clients".into()],
         });
-        let saved = save(&path, &grown.to_toml())?;
-        member_added.push(until_admitted(&blaster, &socket, &frame, saved)?.as_secs_f64() * 1e3);
+        let saved = save(path, &grown.to_toml())?;
+        member_added.push(watched.until_admitted(&frame, saved)?.as_secs_f64() * 1e3);
 
         // Back to the closed policy (and without the newcomer), then let the reload land.
-        save(&path, &closed.to_toml())?;
+        save(path, &closed.to_toml())?;
         std::thread::sleep(Duration::from_millis(800));
-        let mut buffer = [0u8; 256];
-        while socket.recv(&mut buffer).is_ok() {}
+        watched.drain();
         eprintln!(
             "  control: file save {}/{saves}: rule change {:.0} ms, member added {:.0} ms",
             n + 1,
@@ -592,7 +644,7 @@ fn file_save(saves: usize) -> Result<FileSave> {
             member_added.last().copied().unwrap_or_default()
         );
     }
-    drop(agent);
+    watched.stop();
     Ok(FileSave {
         saves,
         rules: open.rules_of(&open.instances[0]).len(),

@@ -6,6 +6,7 @@
 //! Everything it creates (namespaces, links, nftables tables, iptables rules, ipsets) lives in
 //! namespaces it made, owned by guards that remove it on drop, panics included.
 
+mod api;
 mod control;
 mod e2e;
 mod floods;
@@ -57,10 +58,11 @@ enum Section {
     Control,
     Floods,
     Soak,
+    Api,
 }
 
 impl Section {
-    const ALL: [Section; 9] = [
+    const ALL: [Section; 10] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
@@ -70,6 +72,7 @@ impl Section {
         Section::Control,
         Section::Floods,
         Section::Soak,
+        Section::Api,
     ];
 
     fn key(self) -> &'static str {
@@ -83,6 +86,7 @@ impl Section {
             Section::Control => "control",
             Section::Floods => "floods",
             Section::Soak => "soak",
+            Section::Api => "api",
         }
     }
 }
@@ -174,6 +178,11 @@ fn run() -> Result<()> {
                 let result = soak::run(&soak::Params::for_mode(cli.mode))?;
                 soak::check(&result)?;
                 let (fragment, targets) = soak::fragment(&result, &header);
+                (serde_json::to_value(&result)?, fragment, targets)
+            }
+            Section::Api => {
+                let result = api::run(&api::Params::for_mode(cli.mode))?;
+                let (fragment, targets) = api::fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
             }
         };
