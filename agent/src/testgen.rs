@@ -11,8 +11,8 @@ use ipnet::IpNet;
 use crate::{
     eval::{Fragment, IpPacket, Transport},
     model::{
-        AttachMode, Config, Conntrack, Direction, HostIngressHook, Instance, Lab, Member, Peer,
-        PortRange, Protocol, Quotas, Rule, SecurityGroup, default_egress,
+        AttachMode, Config, Conntrack, Direction, HostIngressHook, Instance, InterfaceMatch, Lab,
+        MacAddr, Member, Peer, PortRange, Protocol, Quotas, Rule, SecurityGroup, default_egress,
     },
 };
 
@@ -54,7 +54,12 @@ impl Rng {
 }
 
 const PORTS: &[u16] = &[22, 53, 80, 443, 1000, 3306, 8080, 65535];
-const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 1];
+const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 1, 134, 137];
+/// The MAC random instances may be given: the source MAC of the test frames, so port
+/// security (I7) admits them and the EUI-64 link-local address (I5) is in play.
+pub const TEST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+/// The DHCP port pairs, both ways (I6, I7).
+const DHCP_PORTS: &[(u16, u16)] = &[(68, 67), (67, 68), (546, 547), (547, 546)];
 /// Interface names the generator uses: the tier 2 harness creates these devices once.
 pub const INTERFACES: &[&str] = &["sgw-r0", "sgw-r1", "sgw-r2"];
 
@@ -211,6 +216,9 @@ pub fn random_config(rng: &mut Rng) -> Config {
                 host_ingress_hook: HostIngressHook::Xdp,
                 addresses,
                 security_groups: random_groups_of(rng, &group_names),
+                interface_match: InterfaceMatch::Name,
+                mac: rng.chance(50).then_some(TEST_MAC),
+                dhcp: rng.chance(60),
                 source_dest_check: rng.chance(80),
                 related_icmp: rng.chance(30),
                 exempt: Vec::new(),
@@ -243,14 +251,32 @@ pub fn random_config(rng: &mut Rng) -> Config {
 pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPacket) {
     let instance = rng.pick(&config.instances);
     let direction = *rng.pick(&Direction::BOTH);
-    let local = if rng.chance(90) {
-        *rng.pick(&instance.addresses)
+    let own = instance.own_addresses();
+    let mut local = if rng.chance(90) {
+        *rng.pick(&own)
     } else {
         let ipv6 = rng.chance(30);
         random_address(rng, ipv6)
     };
-    let remote = random_address(rng, local.is_ipv6());
-    let transport = match rng.below(6) {
+    let mut remote = random_address(rng, local.is_ipv6());
+    let transport = match rng.below(7) {
+        // DHCP, with the addresses a client without one uses half the time (IPv4).
+        6 => {
+            let (src_port, dst_port) = *rng.pick(DHCP_PORTS);
+            if local.is_ipv4() && rng.chance(50) {
+                let (unspecified, broadcast) = (
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V4(Ipv4Addr::BROADCAST),
+                );
+                (local, remote) = match (direction, rng.below(3)) {
+                    (Direction::Egress, 0) => (unspecified, broadcast),
+                    (Direction::Egress, 1) => (unspecified, remote),
+                    (Direction::Ingress, 0) => (broadcast, remote),
+                    _ => (local, broadcast),
+                };
+            }
+            Transport::Udp { src_port, dst_port }
+        }
         0 | 1 => Transport::Tcp {
             src_port: 1024 + rng.below(60000) as u16,
             dst_port: *rng.pick(PORTS),

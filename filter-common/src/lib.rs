@@ -15,7 +15,7 @@ pub use proto::*;
 pub use reason::*;
 
 /// Bumped on any change to a type or map definition below. Pins live under `v{LAYOUT_VERSION}`.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations spelled as integers.
@@ -45,6 +45,12 @@ pub const IFACE_F_CUT_ON_POLICY_CHANGE: u8 = 1 << 2;
 /// The interface has an exempt list (I3): only then is the exempt trie consulted, an LPM
 /// lookup every packet would otherwise pay for nothing.
 pub const IFACE_F_HAS_EXEMPT: u8 = 1 << 3;
+/// DHCPv4 and DHCPv6 client traffic of the instance and the server's replies pass without a
+/// rule (I6).
+pub const IFACE_F_DHCP: u8 = 1 << 4;
+/// The config gives the instance's MAC ([`IfaceConfig::mac`]): with the source/destination
+/// check, frames from the instance must carry it (I7, port security).
+pub const IFACE_F_MAC: u8 = 1 << 5;
 
 /// Conntrack states. A flow starts `NEW` in the embryonic pool and becomes `ESTABLISHED` (and
 /// moves to the established pool) when the first packet in the reply direction is seen.
@@ -292,7 +298,9 @@ pub struct IfaceConfig {
     /// First global rule id of this interface's rules, per direction (indexes `RULE_HITS`).
     pub rule_base: [u32; 2],
     pub rule_count: [u16; 2],
-    pub _pad: [u8; 4],
+    /// The instance's MAC when the config gives it ([`IFACE_F_MAC`]), else zero.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 6],
     /// Interface name, NUL padded: lets a restarted agent match pins to its configuration.
     pub name: [u8; 16],
     /// Rules with protocol `all`, per direction: they match every protocol and port.
@@ -301,7 +309,7 @@ pub struct IfaceConfig {
     /// whether the reverse direction is open on all ports depends on the protocol.
     pub untracked: [RuleBitmap; 4],
 }
-const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 64 + 6 * 128);
+const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 72 + 6 * 128);
 
 /// Key data of the `CIDRS` LPM trie. The prefix always covers the fixed fields
 /// ([`CIDR_KEY_FIXED_BITS`]) so a lookup only ever matches entries of its own slot, direction,
@@ -545,13 +553,17 @@ pub struct PacketFacts {
     pub src_port: u16,
     pub dst_port: u16,
     pub echo_id: u16,
-    pub _pad: [u8; 2],
+    /// In 8-byte units; non-zero only for a later fragment, which has no transport header (H1).
+    pub fragment_offset: u16,
     pub src: [u8; 16],
     pub dst: [u8; 16],
     /// The tracked-flow key an ICMP error refers to, oriented to the interface.
     pub quoted: CtKey,
+    /// The frame's source MAC (port security, I7).
+    pub source_mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<PacketFacts>() == 112);
+const _: () = assert!(core::mem::size_of::<PacketFacts>() == 120);
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers both sides use, so the userspace model of the datapath runs the same code.

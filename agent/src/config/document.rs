@@ -88,12 +88,15 @@ pub(crate) struct RawInstance {
     pub at: Location,
     pub name: Option<Located<String>>,
     pub interface: Option<Located<String>>,
+    pub mac: Option<Located<String>>,
+    pub host_mac: Option<Located<String>>,
     pub attach: Option<Located<String>>,
     pub host_ingress_hook: Option<Located<String>>,
     pub addresses: Option<Located<Vec<Located<String>>>>,
     pub security_groups: Option<Located<Vec<Located<String>>>>,
     pub source_dest_check: Option<Located<bool>>,
     pub related_icmp: Option<Located<bool>>,
+    pub dhcp: Option<Located<bool>>,
     pub exempt: Vec<Located<String>>,
     pub conntrack: Option<RawConntrack>,
 }
@@ -136,12 +139,15 @@ const RULE_FIELDS: &[&str] = &[
 const INSTANCE_FIELDS: &[&str] = &[
     "name",
     "interface",
+    "mac",
+    "host_mac",
     "attach",
     "host_ingress_hook",
     "addresses",
     "security_groups",
     "source_dest_check",
     "related_icmp",
+    "dhcp",
     "exempt",
     "conntrack",
 ];
@@ -238,13 +244,17 @@ fn read_instance(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostic
     let fields = Fields::open(table, at.clone(), INSTANCE_FIELDS, diagnostics);
     RawInstance {
         name: fields.required("name", Fields::string, diagnostics),
-        interface: fields.required("interface", Fields::string, diagnostics),
+        // Required unless `mac` or `host_mac` finds the interface: checked in validation.
+        interface: fields.string("interface", diagnostics),
+        mac: fields.string("mac", diagnostics),
+        host_mac: fields.string("host_mac", diagnostics),
         attach: fields.string("attach", diagnostics),
         host_ingress_hook: fields.string("host_ingress_hook", diagnostics),
         addresses: fields.required("addresses", Fields::string_list, diagnostics),
         security_groups: fields.required("security_groups", Fields::string_list, diagnostics),
         source_dest_check: fields.boolean("source_dest_check", diagnostics),
         related_icmp: fields.boolean("related_icmp", diagnostics),
+        dhcp: fields.boolean("dhcp", diagnostics),
         exempt: fields
             .string_list("exempt", diagnostics)
             .map_or_else(Vec::new, |l| l.value),
