@@ -11,6 +11,7 @@ pub mod eval;
 pub mod import;
 pub mod inspect;
 pub mod lab;
+pub mod locate;
 pub mod maps;
 pub mod model;
 pub mod netns;

@@ -352,6 +352,13 @@ impl Serialize for MacAddr {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// How the agent finds an instance's host interface.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case", tag = "by", content = "value")]
@@ -489,6 +496,9 @@ pub struct Member {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Lab {
     pub clients: Vec<LabClient>,
+    /// Instances with DHCP on (I6) take their IPv4 address from the router's DHCP server, as
+    /// a VM does, through the filter.
+    pub dhcp: bool,
 }
 
 /// An unfiltered host in the lab (for example "internet" or "admin").

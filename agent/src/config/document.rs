@@ -35,6 +35,7 @@ pub(crate) struct RawDocument {
     pub instances: Vec<RawInstance>,
     pub members: Vec<RawMember>,
     pub lab_clients: Vec<RawLabClient>,
+    pub lab_dhcp: Option<Located<bool>>,
 }
 
 #[derive(Debug)]
@@ -159,7 +160,7 @@ const CONNTRACK_FIELDS: &[&str] = &[
     "cut_on_rule_removal",
 ];
 const MEMBER_FIELDS: &[&str] = &["name", "addresses", "security_groups"];
-const LAB_FIELDS: &[&str] = &["client"];
+const LAB_FIELDS: &[&str] = &["client", "dhcp"];
 const LAB_CLIENT_FIELDS: &[&str] = &["name", "addresses"];
 
 /// Reads the whole document; problems go to `diagnostics`.
@@ -176,7 +177,7 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
     let groups = top.read_each("security_group", read_group, diagnostics);
     let instances = top.read_each("instance", read_instance, diagnostics);
     let members = top.read_each("member", read_member, diagnostics);
-    let lab_clients = top
+    let (lab_clients, lab_dhcp) = top
         .table("lab", diagnostics)
         .map(|(table, at)| read_lab(table, at, diagnostics))
         .unwrap_or_default();
@@ -186,6 +187,7 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
         instances,
         members,
         lab_clients,
+        lab_dhcp,
     }
 }
 
@@ -290,9 +292,16 @@ fn read_member(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics)
     }
 }
 
-fn read_lab(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> Vec<RawLabClient> {
+fn read_lab(
+    table: &DeTable<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> (Vec<RawLabClient>, Option<Located<bool>>) {
     let fields = Fields::open(table, at, LAB_FIELDS, diagnostics);
-    fields.read_each("client", read_lab_client, diagnostics)
+    (
+        fields.read_each("client", read_lab_client, diagnostics),
+        fields.boolean("dhcp", diagnostics),
+    )
 }
 
 fn read_lab_client(

@@ -33,6 +33,7 @@ use crate::{
         sys,
     },
     error_text::with_causes,
+    locate::{self, NotFound, Resolved},
     maps::{self, Applied, Capacities, MapError, PolicyMaps},
     model::{Config, Hook},
     pins::{
@@ -76,6 +77,8 @@ pub enum RuntimeError {
     Console(std::io::Error),
     #[error("counting possible CPUs for per-CPU maps: {0}")]
     Cpus(std::io::Error),
+    #[error("listing the interfaces to find those named by pattern or MAC: {0}")]
+    Links(std::io::Error),
 }
 
 fn aya_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> RuntimeError {
@@ -102,7 +105,13 @@ struct Retiring {
 pub struct Agent {
     pub options: AgentOptions,
     pub paths: Paths,
+    /// The config as written (validated).
+    pub declared: Config,
+    /// The config in force: `declared` with the interfaces found by pattern or MAC named
+    /// (`locate`).
     pub config: Config,
+    /// Instances whose interface is not found, and why.
+    not_found: BTreeMap<String, NotFound>,
     pub datapath: Datapath,
     /// The same maps as `datapath`'s, opened through their pins: what the agent reads besides
     /// the policy it writes (conntrack, rule hits).
@@ -137,8 +146,9 @@ impl Agent {
             .ok()
             .filter(|s| s.generation == generation && generation != 0);
 
-        let compiled = compile::compile(&loaded.config, &previous_slots)?;
-        let ifindexes = present_ifindexes(&loaded.config);
+        let resolved = resolve_links(&loaded.config)?;
+        let compiled = compile::compile(&resolved.config, &previous_slots)?;
+        let ifindexes = present_ifindexes(&resolved.config);
         let applied = maps::apply_full(&mut datapath.maps, None, compiled, ifindexes)?;
         let retiring = previous_state.as_ref().map(|s| Retiring {
             due: Instant::now() + GRACE_PERIOD,
@@ -160,7 +170,9 @@ impl Agent {
             },
             options,
             paths,
-            config: loaded.config,
+            declared: loaded.config,
+            config: resolved.config,
+            not_found: resolved.not_found,
             datapath,
             pinned,
             applied,
@@ -196,9 +208,26 @@ impl Agent {
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
+        let resolved = resolve_links(&loaded.config)?;
+        let outcome = self.put_in_force(loaded.config, resolved, console)?;
+        self.state.reloads.applied += 1;
+        self.state.reloads.last_error = None;
+        self.write_state()?;
+        Ok(outcome)
+    }
+
+    /// Applies `declared` (as `resolved` finds its interfaces): nothing when it compiles to
+    /// what is in force, membership deltas when only memberships change, a generation flip
+    /// otherwise; then follows the interfaces it names.
+    fn put_in_force(
+        &mut self,
+        declared: Config,
+        resolved: Resolved,
+        console: &mut Console,
+    ) -> Result<ReloadOutcome, RuntimeError> {
         let slots: BTreeMap<String, u16> = self.applied.policy.ifslots();
-        let compiled = compile::compile(&loaded.config, &slots)?;
-        let ifindexes = present_ifindexes(&loaded.config);
+        let compiled = compile::compile(&resolved.config, &slots)?;
+        let ifindexes = present_ifindexes(&resolved.config);
 
         let outcome = if compiled == self.applied.policy && ifindexes == self.applied.ifindexes {
             ReloadOutcome::Unchanged
@@ -234,9 +263,9 @@ impl Agent {
             });
             ReloadOutcome::Flipped
         };
-        self.config = loaded.config;
-        self.state.reloads.applied += 1;
-        self.state.reloads.last_error = None;
+        self.declared = declared;
+        self.config = resolved.config;
+        self.not_found = resolved.not_found;
         self.detach_unconfigured()?;
         self.attach_all(console)?;
         self.refresh_state()?;
@@ -246,6 +275,16 @@ impl Agent {
     /// Attaches interfaces that appeared, re-attaches recreated ones, and stops enforcing the
     /// ones that vanished. Returns true when anything changed.
     pub fn poll_interfaces(&mut self, console: &mut Console) -> Result<bool, RuntimeError> {
+        if locate::needs_links(&self.declared) {
+            let resolved = resolve_links(&self.declared)?;
+            if resolved.config != self.config || resolved.not_found != self.not_found {
+                // An instance found its interface, lost it, or found another: its policy moves
+                // with it, under a new generation like any change of the rules' interfaces.
+                let outcome = self.put_in_force(self.declared.clone(), resolved, console)?;
+                tracing::info!("interfaces found by pattern or MAC changed: {outcome:?}");
+                return Ok(true);
+            }
+        }
         let present = present_ifindexes(&self.config);
         if present == self.applied.ifindexes {
             return Ok(false);
@@ -405,12 +444,18 @@ impl Agent {
                 .iter()
                 .find(|i| i.interface == instance.interface)
                 .cloned();
-            let (status, detail) = match ifindex {
-                None => (
+            let (status, detail) = match (ifindex, self.not_found.get(&instance.name)) {
+                (_, Some(NotFound::Ambiguous(detail))) => {
+                    (InterfaceStatus::Failed, Some(detail.clone()))
+                }
+                (_, Some(NotFound::Absent(detail))) => {
+                    (InterfaceStatus::Waiting, Some(detail.clone()))
+                }
+                (None, None) => (
                     InterfaceStatus::Waiting,
                     Some("no such interface".to_string()),
                 ),
-                Some(index) => {
+                (Some(index), None) => {
                     let already = previous.as_ref().is_some_and(|p| {
                         p.status == InterfaceStatus::Enforcing && p.ifindex == Some(index)
                     });
@@ -500,6 +545,19 @@ fn recover_ifslots(
         }
     }
     Ok(slots)
+}
+
+/// The config with the interfaces found by pattern or MAC named; the interfaces are listed
+/// only when some instance looks for one.
+fn resolve_links(declared: &Config) -> Result<Resolved, RuntimeError> {
+    if !locate::needs_links(declared) {
+        return Ok(Resolved {
+            config: declared.clone(),
+            not_found: BTreeMap::new(),
+        });
+    }
+    let links = sys::links().map_err(RuntimeError::Links)?;
+    Ok(locate::resolve(declared, &links))
 }
 
 /// Interfaces of the config that exist right now, with their index.

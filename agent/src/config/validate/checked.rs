@@ -15,6 +15,7 @@ pub(crate) struct Checked {
     pub instances: Vec<CheckedInstance>,
     pub members: Vec<Member>,
     pub lab_clients: Vec<LabClient>,
+    pub lab_dhcp: bool,
 }
 
 pub(crate) struct CheckedGroup {

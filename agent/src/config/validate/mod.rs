@@ -63,5 +63,6 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         instances,
         members,
         lab_clients,
+        lab_dhcp: raw.lab_dhcp.as_ref().is_some_and(|v| v.value),
     }
 }
