@@ -143,7 +143,7 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         sole_error("[lab]\nclients = []\n"),
         pair(
             "lab.clients",
-            "unknown field \"clients\"; allowed fields: client"
+            "unknown field \"clients\"; allowed fields: client, dhcp"
         )
     );
     assert_eq!(
