@@ -82,7 +82,10 @@ impl LinkPlan {
         if self.dhcp {
             parts.push("DHCP passes (I6)".to_string());
         }
-        parts.push(format!("own addresses {} (I5)", self.own_addresses.join(", ")));
+        parts.push(format!(
+            "own addresses {} (I5)",
+            self.own_addresses.join(", ")
+        ));
         parts.join("; ")
     }
 }
@@ -390,8 +393,8 @@ security_groups = ["vm"]
 source_dest_check = false
 dhcp = false
 "#;
-        let loaded = crate::config::load_str(text, std::path::Path::new("vms.toml"))
-            .expect("valid config");
+        let loaded =
+            crate::config::load_str(text, std::path::Path::new("vms.toml")).expect("valid config");
         let plan = plan(&loaded.config, &Capacities::default()).expect("plans");
         let vm = &plan.interfaces[0];
         assert!(vm.link.source_dest_check && vm.link.dhcp);
@@ -400,7 +403,10 @@ dhcp = false
             vm.link.own_addresses,
             vec!["10.0.6.10", "fe80::5054:ff:fe12:3456"]
         );
-        assert_eq!(vm.local_addresses, 2, "the link-local address is in the map (I5)");
+        assert_eq!(
+            vm.local_addresses, 2,
+            "the link-local address is in the map (I5)"
+        );
         let nat = &plan.interfaces[1];
         assert!(!nat.link.source_dest_check && !nat.link.dhcp);
         let rendered = plan.render();

@@ -83,9 +83,23 @@ pub fn xdp(ctx: &XdpContext) -> bool {
     }
 }
 
+/// `skb->pkt_type` of the local copy of a multicast or broadcast packet the host itself sent
+/// out of the interface (`dev_loopback_xmit`).
+const PACKET_LOOPBACK: u32 = 5;
+
 /// A TC hook's verdict; true admits.
 #[inline(always)]
 pub fn tc(ctx: &TcContext, hook: Hook) -> bool {
+    // SAFETY: the context pointer is the kernel's __sk_buff for this invocation.
+    let pkt_type = unsafe { (*ctx.skb.skb).pkt_type };
+    if matches!(hook, Hook::Ingress) && pkt_type == PACKET_LOOPBACK {
+        // The host's own multicast and broadcast (an RA from dnsmasq, a broadcast ping) come
+        // back to TC ingress as a local copy, without their Ethernet header, after the real
+        // frame was judged at TC egress. It never crossed the wire, so it is neither the
+        // instance's traffic nor counted as such: read as a frame it was a phantom `non_ip`
+        // (or `mac_spoof`) drop from the instance that no capture shows.
+        return true;
+    }
     let frame_len = ctx.len();
     let linear = (ctx.data_end() - ctx.data()) as u32;
     let needed = frame_len.min(headers_needed(&Packet::new(ctx.data(), ctx.data_end())));

@@ -70,6 +70,8 @@ const TIERS: &[Tier] = &[
             "runtime",
             "--test",
             "lab",
+            "--test",
+            "guest",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],
