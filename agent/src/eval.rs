@@ -25,7 +25,7 @@ use crate::model::{Config, Direction, EffectiveRule, Instance, MacAddr, Peer, ef
 /// from the parser and the datapath alone.
 pub use filter_common::Reason;
 /// Re-exported for the lab and the tests, which build packets with them.
-pub use filter_common::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+pub use filter_common::{TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN};
 
 /// The evaluator's answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +78,10 @@ pub enum Transport {
         src_port: u16,
         dst_port: u16,
         flags: u8,
+        /// Sequence and acknowledgement numbers: the originator's ACK of the SYN-ACK is what
+        /// establishes a TCP flow.
+        seq: u32,
+        ack: u32,
     },
     Udp {
         src_port: u16,
@@ -117,6 +121,35 @@ pub enum Fragment {
         id: u32,
         offset: u16,
     },
+}
+
+/// The numbers a TCP segment carries when a test or probe does not care: every side starts at
+/// sequence number 1, so an ACK of 2 completes a handshake ([`filter_common::acks_handshake`]).
+pub const TCP_DEFAULT_SEQ: u32 = 1;
+
+/// (sequence, acknowledgement) of a segment with these flags and the default numbers.
+pub fn default_tcp_numbers(flags: u8) -> (u32, u32) {
+    let ack = if flags & TCP_ACK != 0 {
+        TCP_DEFAULT_SEQ + 1
+    } else {
+        0
+    };
+    (TCP_DEFAULT_SEQ, ack)
+}
+
+impl Transport {
+    /// A TCP segment with the default numbers ([`default_tcp_numbers`]): any segment carrying
+    /// an ACK acknowledges the other side's SYN.
+    pub fn tcp(src_port: u16, dst_port: u16, flags: u8) -> Self {
+        let (seq, ack) = default_tcp_numbers(flags);
+        Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            seq,
+            ack,
+        }
+    }
 }
 
 impl IpPacket {
@@ -534,7 +567,11 @@ pub fn evaluate(
 #[derive(Clone, Debug, PartialEq)]
 pub struct RefFlow {
     pub origin: Direction,
+    /// In the established pool: counted against the allowance (C6), never evicted.
     pub established: bool,
+    /// TCP: the SYN-ACK was seen with this sequence number, and the originator's ACK of it
+    /// has not been (half-open).
+    pub reply_isn: Option<u32>,
     pub closing: bool,
     pub udp_stream: bool,
     pub packets: [u64; 2],
@@ -717,6 +754,7 @@ impl Session {
                     RefFlow {
                         origin: direction,
                         established: false,
+                        reply_isn: None,
                         closing,
                         udp_stream: false,
                         packets: [1, 0],
@@ -757,19 +795,44 @@ fn quoted_flow_key(instance: &str, direction: Direction, quoted: &QuotedFlow) ->
     }
 }
 
+/// Counts a packet of a live flow and moves the flow on: a TCP flow becomes half-open with the
+/// SYN-ACK and established only when the originator acknowledges that SYN-ACK, which a spoofed
+/// source never sees; a UDP or ICMP flow is established when its originator sends again after
+/// a reply (C5, C6).
 fn record(flow: &mut RefFlow, packet: &IpPacket, direction: Direction, now: f64) {
     flow.last_seen = now;
-    let side = usize::from(direction != flow.origin);
-    flow.packets[side] += 1;
+    let from_origin = direction == flow.origin;
+    flow.packets[usize::from(!from_origin)] += 1;
     let proto = packet.proto();
-    if side == 1 && !(proto == PROTO_TCP && packet.tcp_flags() & TCP_RST != 0) {
-        flow.established = true;
-    }
-    if proto == PROTO_UDP && flow.packets[0] >= 2 && flow.packets[1] >= 2 {
-        flow.udp_stream = true;
-    }
-    if proto == PROTO_TCP && packet.tcp_flags() & (TCP_FIN | TCP_RST) != 0 {
+    let Transport::Tcp {
+        flags, seq, ack, ..
+    } = packet.transport
+    else {
+        // No handshake: speaking again after a reply is all a UDP or ICMP originator can do
+        // to show it hears the replies.
+        if from_origin && flow.packets[1] > 0 {
+            flow.established = true;
+        }
+        if proto == PROTO_UDP && flow.packets[0] >= 2 && flow.packets[1] >= 2 {
+            flow.udp_stream = true;
+        }
+        return;
+    };
+    let handshake = flags & (TCP_SYN | TCP_ACK | TCP_RST);
+    let completes_handshake = from_origin
+        && !flow.established
+        && !flow.closing
+        && handshake == TCP_ACK
+        && flow
+            .reply_isn
+            .is_some_and(|isn| filter_common::acks_handshake(isn, ack));
+    if flags & (TCP_FIN | TCP_RST) != 0 {
         flow.closing = true;
+    }
+    if completes_handshake {
+        flow.established = true;
+    } else if !from_origin && !flow.established && !flow.closing && handshake == TCP_SYN | TCP_ACK {
+        flow.reply_isn = Some(seq);
     }
 }
 

@@ -60,6 +60,10 @@ const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 1, 134, 137];
 pub const TEST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
 /// The DHCP port pairs, both ways (I6, I7).
 const DHCP_PORTS: &[(u16, u16)] = &[(68, 67), (67, 68), (546, 547), (547, 546)];
+/// TCP sequence and acknowledgement numbers: 2 acknowledges a SYN-ACK numbered 1, 0 one
+/// numbered `u32::MAX` (wrapping), and 0x1_0000 / 0x1_0001 sit on either side of the end of the
+/// handshake window after 1.
+const TCP_NUMBERS: &[u32] = &[1, 2, 0, u32::MAX, 0x1_0000, 0x1_0001];
 /// Interface names the generator uses: the tier 2 harness creates these devices once.
 pub const INTERFACES: &[&str] = &["sgw-r0", "sgw-r1", "sgw-r2"];
 
@@ -282,6 +286,10 @@ pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPa
             dst_port: *rng.pick(PORTS),
             // SYN, SYN-ACK, ACK, FIN-ACK, RST: only the first starts a tracked flow.
             flags: *rng.pick(&[0x02, 0x02, 0x12, 0x10, 0x11, 0x04]),
+            // Few distinct numbers, so that ACKs often complete (and sometimes miss) the
+            // handshake of a half-open flow.
+            seq: *rng.pick(TCP_NUMBERS),
+            ack: *rng.pick(TCP_NUMBERS),
         },
         2 => Transport::Udp {
             src_port: 1024 + rng.below(60000) as u16,
@@ -310,4 +318,89 @@ pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPa
             fragment: Fragment::Whole,
         },
     )
+}
+
+/// The packets a random conversation has sent so far, so that later packets can continue or
+/// answer them: without that, random packets almost never meet a tracked flow, and conntrack
+/// (replies, handshakes, closing) would go untested.
+#[derive(Default)]
+pub struct Conversations {
+    recent: Vec<(String, Direction, IpPacket)>,
+}
+
+impl Conversations {
+    /// How many recent packets later ones may continue or answer.
+    const KEPT: usize = 16;
+
+    /// A random packet: half the time a new one ([`random_packet`]), otherwise the next packet
+    /// of a recent flow, in either direction, with fresh TCP flags and numbers or a fresh ICMP
+    /// type.
+    pub fn next(&mut self, rng: &mut Rng, config: &Config) -> (String, Direction, IpPacket) {
+        let packet = if self.recent.is_empty() || rng.chance(50) {
+            random_packet(rng, config)
+        } else {
+            let (instance, direction, previous) = rng.pick(&self.recent).clone();
+            if rng.chance(50) {
+                (instance, direction, refresh(rng, previous))
+            } else {
+                (
+                    instance,
+                    direction.reverse(),
+                    refresh(rng, answer(&previous)),
+                )
+            }
+        };
+        if self.recent.len() == Self::KEPT {
+            self.recent.remove(0);
+        }
+        self.recent.push(packet.clone());
+        packet
+    }
+}
+
+/// The packet the other side of `packet`'s flow sends.
+fn answer(packet: &IpPacket) -> IpPacket {
+    let transport = match packet.transport {
+        Transport::Tcp {
+            src_port,
+            dst_port,
+            flags,
+            seq,
+            ack,
+        } => Transport::Tcp {
+            src_port: dst_port,
+            dst_port: src_port,
+            flags,
+            seq,
+            ack,
+        },
+        Transport::Udp { src_port, dst_port } => Transport::Udp {
+            src_port: dst_port,
+            dst_port: src_port,
+        },
+        other => other,
+    };
+    IpPacket {
+        src: packet.dst,
+        dst: packet.src,
+        transport,
+        fragment: packet.fragment,
+    }
+}
+
+/// The same flow with the parts that change from packet to packet drawn afresh.
+fn refresh(rng: &mut Rng, mut packet: IpPacket) -> IpPacket {
+    match &mut packet.transport {
+        Transport::Tcp {
+            flags, seq, ack, ..
+        } => {
+            // SYN, SYN-ACK, ACK, data, FIN-ACK, RST.
+            *flags = *rng.pick(&[0x02, 0x12, 0x10, 0x10, 0x18, 0x11, 0x04]);
+            *seq = *rng.pick(TCP_NUMBERS);
+            *ack = *rng.pick(TCP_NUMBERS);
+        }
+        Transport::Icmp { icmp_type, .. } => *icmp_type = *rng.pick(ICMP_TYPES),
+        _ => {}
+    }
+    packet
 }

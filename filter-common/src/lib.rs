@@ -15,7 +15,7 @@ pub use proto::*;
 pub use reason::*;
 
 /// Bumped on any change to a type or map definition below. Pins live under `v{LAYOUT_VERSION}`.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations spelled as integers.
@@ -52,12 +52,38 @@ pub const IFACE_F_DHCP: u8 = 1 << 4;
 /// check, frames from the instance must carry it (I7, port security).
 pub const IFACE_F_MAC: u8 = 1 << 5;
 
-/// Conntrack states. A flow starts `NEW` in the embryonic pool and becomes `ESTABLISHED` (and
-/// moves to the established pool) when the first packet in the reply direction is seen.
+/// Conntrack states. A flow starts `NEW` in the embryonic pool. A UDP or ICMP flow becomes
+/// `ESTABLISHED` (and moves to the established pool) with the first packet in the reply
+/// direction. A TCP flow becomes `HALF_OPEN` with the SYN-ACK and stays embryonic until the
+/// originator's ACK of that SYN-ACK completes the handshake: only a peer that received the
+/// SYN-ACK can send it, so spoofed SYNs never reach the established pool (C5, C6).
 pub const CT_STATE_NEW: u8 = 1;
 pub const CT_STATE_ESTABLISHED: u8 = 2;
 /// TCP after FIN or RST: kept for [`Timeouts::tcp_closing`] so the last ACKs pass.
 pub const CT_STATE_CLOSING: u8 = 3;
+/// TCP after the SYN-ACK, before the originator's ACK: still embryonic, under the TCP "not yet
+/// established" timeout.
+pub const CT_STATE_HALF_OPEN: u8 = 4;
+
+/// The name `sgwall conntrack` and flow records give a conntrack state.
+pub fn ct_state_name(state: u8) -> &'static str {
+    match state {
+        CT_STATE_ESTABLISHED => "established",
+        CT_STATE_CLOSING => "closing",
+        CT_STATE_HALF_OPEN => "half-open",
+        _ => "new",
+    }
+}
+
+/// How far past the SYN-ACK's sequence number the completing ACK may acknowledge: exactly the
+/// SYN (+1), plus room for data a server sends with or right after its SYN-ACK (TCP Fast
+/// Open). A blind spoofer guessing the number succeeds about once in 2^32 / this many tries.
+pub const TCP_HANDSHAKE_ACK_WINDOW: u32 = 1 << 16;
+
+/// Whether an ACK number acknowledges a SYN-ACK whose sequence number was `reply_isn`.
+pub fn acks_handshake(reply_isn: u32, ack: u32) -> bool {
+    ack.wrapping_sub(reply_isn.wrapping_add(1)) < TCP_HANDSHAKE_ACK_WINDOW
+}
 
 /// The flow has seen at least one packet in the reply direction.
 pub const CT_F_SEEN_REPLY: u8 = 1 << 0;
@@ -426,7 +452,10 @@ pub struct CtEntry {
     pub origin: u8,
     pub state: u8,
     pub flags: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// TCP: the sequence number of the SYN-ACK seen ([`CT_STATE_HALF_OPEN`]); the completing
+    /// ACK must acknowledge it ([`acks_handshake`]).
+    pub reply_isn: u32,
 }
 const _: () = assert!(core::mem::size_of::<CtEntry>() == 72);
 
@@ -555,6 +584,9 @@ pub struct PacketFacts {
     pub echo_id: u16,
     /// In 8-byte units; non-zero only for a later fragment, which has no transport header (H1).
     pub fragment_offset: u16,
+    /// TCP sequence and acknowledgement numbers (host order): the handshake check.
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
     pub src: [u8; 16],
     pub dst: [u8; 16],
     /// The tracked-flow key an ICMP error refers to, oriented to the interface.
@@ -563,7 +595,7 @@ pub struct PacketFacts {
     pub source_mac: [u8; 6],
     pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<PacketFacts>() == 120);
+const _: () = assert!(core::mem::size_of::<PacketFacts>() == 128);
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers both sides use, so the userspace model of the datapath runs the same code.

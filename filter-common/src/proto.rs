@@ -80,6 +80,7 @@ pub const DHCPV6_SERVER_PORT: u16 = 547;
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
+pub const TCP_PSH: u8 = 0x08;
 pub const TCP_ACK: u8 = 0x10;
 
 /// True for ICMP echo requests and replies, the only ICMP messages tracked as flows (C3).

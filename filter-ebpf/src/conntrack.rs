@@ -1,9 +1,13 @@
 //! Connection tracking (C1-C6). Keys are oriented to the interface (local = instance side), so
 //! one lookup answers both "is this a packet of a known flow" and "is this a reply".
 //!
-//! Embryonic flows live in `CT_NEW` (LRU: a flood only evicts other embryonic flows); the first
-//! reply moves a flow to `CT_EST`, which never evicts. The per-interface allowance counts
-//! `CT_EST` entries; when it is used up, new flows drop (C6).
+//! Embryonic flows live in `CT_NEW` (LRU: a flood only evicts other embryonic flows). A flow
+//! moves to `CT_EST`, which never evicts, once its originator has shown it hears the replies:
+//! for TCP by acknowledging the SYN-ACK (a spoofed source never sees it, so its half-open flow
+//! stays embryonic and idles out after the TCP "not yet established" timeout), for UDP and ICMP
+//! by sending again after a reply (a flood of one datagram per spoofed source stays embryonic
+//! too). The per-interface allowance counts `CT_EST` entries; when it is used up, new flows
+//! drop (C6).
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
@@ -24,6 +28,8 @@ pub struct Flow {
     /// This packet's direction.
     pub dir: u8,
     pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
     /// Rule selector of this packet (used when it starts a flow).
     pub selector: u16,
     pub bytes: u32,
@@ -170,21 +176,44 @@ pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Reason>, R
         let _ = CT_NEW.remove(&flow.key);
         return Err(Reason::ConntrackCut);
     }
+    let is_tcp = flow.key.proto == PROTO_TCP;
+    let from_origin = flow.dir == entry.origin;
+    // Judged before `record`, which moves a flow that sees a FIN or RST to closing. A TCP
+    // originator proves it is real by acknowledging the SYN-ACK; a UDP or ICMP one has no
+    // number to show, and speaking again after a reply is all it can do.
+    let proves_real = from_origin
+        && if is_tcp {
+            entry.state == CT_STATE_HALF_OPEN
+                && flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
+                && acks_handshake(entry.reply_isn, flow.tcp_ack)
+        } else {
+            entry.flags & CT_F_SEEN_REPLY != 0
+        };
     record(entry, flow, now);
-    if flow.dir == entry.origin {
+    if from_origin {
+        if proves_real {
+            promote(&flow.key, entry)?;
+        }
         return Ok(Some(Reason::Tracked));
     }
-    if flow.tcp_flags & TCP_RST == 0 {
-        promote(&flow.key, entry)?;
+    if is_tcp
+        && flow.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN | TCP_ACK
+        && (entry.state == CT_STATE_NEW || entry.state == CT_STATE_HALF_OPEN)
+    {
+        // A retransmitted SYN-ACK carries the same sequence number; a different one (the
+        // responder restarted) is the one the originator will acknowledge.
+        entry.state = CT_STATE_HALF_OPEN;
+        entry.reply_isn = flow.tcp_seq;
     }
     Ok(Some(Reason::Reply))
 }
 
-/// Moves a flow that has seen its first reply into the established pool.
+/// Moves a flow whose peer has shown it is real (see the module comment) into the
+/// established pool.
 #[inline(always)]
 fn promote(key: &CtKey, entry: &CtEntry) -> Result<(), Reason> {
     let mut established = *entry;
-    if established.state == CT_STATE_NEW {
+    if established.state == CT_STATE_NEW || established.state == CT_STATE_HALF_OPEN {
         established.state = CT_STATE_ESTABLISHED;
     }
     match CT_EST.insert(key, &established, u64::from(BPF_NOEXIST)) {
@@ -226,7 +255,8 @@ pub fn start(flow: &Flow, policy: &Policy, rule_id: u32, now: u64) -> Result<(),
         origin: flow.dir,
         state,
         flags: 0,
-        _pad: [0; 5],
+        _pad: 0,
+        reply_isn: 0,
     };
     CT_NEW
         .insert(&flow.key, &entry, u64::from(BPF_ANY))

@@ -137,6 +137,8 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) ->
         },
         dir,
         tcp_flags: facts.tcp_flags,
+        tcp_seq: facts.tcp_seq,
+        tcp_ack: facts.tcp_ack,
         selector,
         bytes: facts.frame_len,
     };

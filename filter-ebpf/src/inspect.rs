@@ -202,6 +202,8 @@ fn hand_over(
     facts.family = ip.family;
     facts.proto = ip.proto;
     facts.tcp_flags = l4.tcp_flags;
+    facts.tcp_seq = l4.tcp_seq;
+    facts.tcp_ack = l4.tcp_ack;
     facts.icmp_type = l4.icmp_type;
     facts.icmp_code = l4.icmp_code;
     facts.first_fragment = u8::from(ip.fragment == FRAG_FIRST);

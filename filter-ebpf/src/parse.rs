@@ -217,6 +217,8 @@ pub struct L4 {
     pub src_port: u16,
     pub dst_port: u16,
     pub tcp_flags: u8,
+    pub tcp_seq: u32,
+    pub tcp_ack: u32,
     pub icmp_type: u8,
     pub icmp_code: u8,
     /// ICMP echo identifier.
@@ -230,6 +232,8 @@ impl L4 {
         src_port: 0,
         dst_port: 0,
         tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_ack: 0,
         icmp_type: 0,
         icmp_code: 0,
         echo_id: 0,
@@ -260,6 +264,8 @@ pub fn transport(packet: &Packet, ip: &Ip) -> Result<L4, Reason> {
                 src_port: tcp.be16::<0>(),
                 dst_port: tcp.be16::<2>(),
                 tcp_flags: tcp.u8::<13>(),
+                tcp_seq: tcp.be32::<4>(),
+                tcp_ack: tcp.be32::<8>(),
                 ..L4::NONE
             })
         }

@@ -6,6 +6,7 @@
 //! those before it starts.
 
 pub mod datapath;
+pub mod flood;
 pub mod lab;
 pub mod packet;
 

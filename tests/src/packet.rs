@@ -29,6 +29,8 @@ pub enum L4 {
         sport: u16,
         dport: u16,
         flags: u8,
+        seq: u32,
+        ack: u32,
     },
     Udp {
         sport: u16,
@@ -44,18 +46,25 @@ pub enum L4 {
         body: Vec<u8>,
     },
     /// Any other protocol number, with an opaque payload.
-    Raw {
-        proto: u8,
-        payload: Vec<u8>,
-    },
+    Raw { proto: u8, payload: Vec<u8> },
 }
 
 impl L4 {
+    /// A TCP segment with the evaluator's default numbers (`sgwall::eval::Transport::tcp`):
+    /// a segment carrying an ACK acknowledges the other side's SYN.
     pub fn tcp(sport: u16, dport: u16, flags: u8) -> Self {
+        let (seq, ack) = sgwall::eval::default_tcp_numbers(flags);
+        Self::tcp_numbered(sport, dport, flags, seq, ack)
+    }
+
+    /// A TCP segment with explicit sequence and acknowledgement numbers.
+    pub fn tcp_numbered(sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Self {
         L4::Tcp {
             sport,
             dport,
             flags,
+            seq,
+            ack,
         }
     }
 
@@ -341,11 +350,14 @@ fn l4_bytes(l4: &L4, src: IpAddr, dst: IpAddr) -> Vec<u8> {
             sport,
             dport,
             flags,
+            seq,
+            ack,
         } => {
             let mut tcp = vec![0u8; 20];
             tcp[0..2].copy_from_slice(&sport.to_be_bytes());
             tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-            tcp[4..8].copy_from_slice(&1u32.to_be_bytes());
+            tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+            tcp[8..12].copy_from_slice(&ack.to_be_bytes());
             tcp[12] = 5 << 4;
             tcp[13] = *flags;
             tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
@@ -449,7 +461,9 @@ pub fn from_eval(packet: &sgwall::eval::IpPacket) -> Vec<u8> {
             src_port,
             dst_port,
             flags,
-        } => L4::tcp(src_port, dst_port, flags),
+            seq,
+            ack,
+        } => L4::tcp_numbered(src_port, dst_port, flags, seq, ack),
         Transport::Udp { src_port, dst_port } => L4::udp(src_port, dst_port),
         Transport::Icmp {
             icmp_type,

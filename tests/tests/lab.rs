@@ -163,11 +163,7 @@ fn tcp(src: &str, src_port: u16, dst: &str, dst_port: u16, flags: u8) -> IpPacke
     IpPacket {
         src: ip(src),
         dst: ip(dst),
-        transport: Transport::Tcp {
-            src_port,
-            dst_port,
-            flags,
-        },
+        transport: Transport::tcp(src_port, dst_port, flags),
         fragment: Fragment::Whole,
     }
 }
@@ -622,6 +618,11 @@ fn syn_ack_from_s(dst_port: u16) -> IpPacket {
     tcp(INSTANCE_1_V4, 7000, CLIENT_V4, dst_port, TCP_SYN | TCP_ACK)
 }
 
+/// The client's ACK of `syn_ack_from_s(src_port)`, which completes the handshake (issue 10).
+fn handshake_ack_to_s(src_port: u16) -> IpPacket {
+    tcp(CLIENT_V4, src_port, INSTANCE_1_V4, 7000, TCP_ACK)
+}
+
 /// The reference conntrack's view of C4: a flow admitted under the old rules, then the rule
 /// removed. Returns (a packet of the old flow admitted, a new flow admitted).
 fn evaluator_after_rule_removal(before: &str, after: &str) -> (bool, bool) {
@@ -820,8 +821,9 @@ fn c6_flow_allowance_drops_new_flows_while_established_ones_continue() {
         let handshake = [
             (Direction::Ingress, &syn_to_s(port), 0.0),
             (Direction::Egress, &syn_ack_from_s(port), 0.0),
+            (Direction::Ingress, &handshake_ack_to_s(port), 0.0),
         ];
-        assert_eq!(admitted(&mut session, "s", &handshake), [true, true]);
+        assert_eq!(admitted(&mut session, "s", &handshake), [true, true, true]);
     }
     let third = [(Direction::Ingress, &syn_to_s(40002), 0.0)];
     assert_eq!(

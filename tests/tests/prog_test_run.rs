@@ -132,12 +132,13 @@ fn expect_rows(dp: &mut TestDatapath, rows: &[Row]) {
     }
 }
 
-/// The first two packets of a TCP connection to `instance`: the SYN starts a flow, and the
-/// SYN-ACK, its first reply, establishes it.
-fn accepted(instance: &'static str, connection: Conversation) -> [Row; 2] {
+/// The handshake of a TCP connection to `instance`: the SYN starts a flow, the SYN-ACK makes
+/// it half-open, and the client's ACK of the SYN-ACK establishes it.
+fn accepted(instance: &'static str, connection: Conversation) -> [Row; 3] {
     [
         (instance, Ingress, connection.tcp_out(TCP_SYN), NewFlow),
         (instance, Egress, connection.tcp_back(SYN_ACK), Reply),
+        (instance, Ingress, connection.tcp_out(TCP_ACK), Tracked),
     ]
 }
 
@@ -297,7 +298,7 @@ fn c1_reply_passes_without_a_reverse_rule() {
     assert_eq!(
         dp.established_flows().len(),
         1,
-        "the first reply moves the flow to the established pool"
+        "the completed handshake moves the flow to the established pool"
     );
     let unsolicited = between("10.0.1.10", 40002, "10.0.2.10", 8080);
     expect_rows(
@@ -474,10 +475,168 @@ fn c6_full_established_table_refuses_new_flows_not_old_ones() {
         &mut dp,
         &[
             ("app-1", Ingress, second.tcp_out(TCP_SYN), NewFlow),
-            ("app-1", Egress, second.tcp_back(SYN_ACK), ConntrackFull),
+            ("app-1", Egress, second.tcp_back(SYN_ACK), Reply),
+            // The handshake's last ACK would move the flow into the full table.
+            ("app-1", Ingress, second.tcp_out(TCP_ACK), ConntrackFull),
             ("app-1", Ingress, first.tcp_out(TCP_ACK), Tracked),
         ],
     );
+}
+
+/// Issue 10 (C5, C6): SYN in, SYN-ACK out and no ACK, as for a spoofed source: the flow stays
+/// half-open in the embryonic pool, never reaches the established pool, and idles out 60 s
+/// after its last packet (the clock is driven through the entry's timestamps).
+#[test]
+fn c5_c6_a_half_open_tcp_flow_is_not_established_and_expires_after_60_seconds() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let ssh = between("198.51.100.7", 4000, "10.0.1.10", 22);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, ssh.tcp_out(TCP_SYN), NewFlow),
+            ("web-1", Egress, ssh.tcp_back(SYN_ACK), Reply),
+        ],
+    );
+    assert!(
+        dp.established_flows().is_empty(),
+        "half-open is not established"
+    );
+    let states: Vec<u8> = dp.embryonic_flows().iter().map(|(_, e)| e.state).collect();
+    assert_eq!(states, [CT_STATE_HALF_OPEN]);
+    dp.age_flows(59);
+    // Still live: the retransmitted SYN-ACK is a reply, and refreshes the flow.
+    expect_rows(&mut dp, &[("web-1", Egress, ssh.tcp_back(SYN_ACK), Reply)]);
+    dp.age_flows(60);
+    // Gone: the late ACK passes on the ingress rule alone and establishes nothing.
+    expect_rows(
+        &mut dp,
+        &[("web-1", Ingress, ssh.tcp_out(TCP_ACK), RuleNoEntry)],
+    );
+    assert!(dp.established_flows().is_empty());
+}
+
+/// Issue 10, the UDP case: a datagram answered once stays embryonic (a spoofed source never
+/// speaks again); the originator's next datagram after the reply establishes the flow.
+#[test]
+fn c6_a_udp_flow_is_established_when_its_originator_speaks_after_a_reply() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let spoofed = between("10.9.9.21", 5000, "10.0.1.10", 1500);
+    let real = between("10.9.9.7", 5000, "10.0.1.10", 1500);
+    expect_rows(
+        &mut dp,
+        &[
+            ("web-1", Ingress, spoofed.udp_out(), NewFlow),
+            ("web-1", Egress, spoofed.udp_back(), Reply),
+            ("web-1", Ingress, real.udp_out(), NewFlow),
+            ("web-1", Egress, real.udp_back(), Reply),
+        ],
+    );
+    assert!(dp.established_flows().is_empty());
+    expect_rows(&mut dp, &[("web-1", Ingress, real.udp_out(), Tracked)]);
+    let established: Vec<u16> = dp
+        .established_flows()
+        .iter()
+        .map(|(key, _)| key.remote_port)
+        .collect();
+    assert_eq!(established, [5000]);
+    assert_eq!(
+        dp.embryonic_flows().len(),
+        1,
+        "the answered-once flow stays embryonic"
+    );
+}
+
+/// Issue 10: only the originator's ACK of the SYN-ACK's own sequence number establishes the
+/// flow; a blind ACK with another number (or a SYN) leaves it half-open.
+#[test]
+fn c6_only_an_ack_of_the_syn_ack_establishes_a_tcp_flow() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let (client, server) = (ip("198.51.100.7"), ip("10.0.1.10"));
+    let segment = |from, to, flags, seq, ack| {
+        let (sport, dport) = if from == client {
+            (4000, 22)
+        } else {
+            (22, 4000)
+        };
+        IpPacket::new(from, to, L4::tcp_numbered(sport, dport, flags, seq, ack)).build()
+    };
+    let steps = [
+        (client, TCP_SYN, 7, 0, NewFlow, 0),
+        (server, SYN_ACK, 1000, 8, Reply, 0),
+        (client, TCP_ACK, 8, 1000, Tracked, 0),
+        (
+            client,
+            TCP_ACK,
+            8,
+            1001 + TCP_HANDSHAKE_ACK_WINDOW,
+            Tracked,
+            0,
+        ),
+        (client, SYN_ACK, 8, 1001, Tracked, 0),
+        (client, TCP_ACK, 8, 1001, Tracked, 1),
+    ];
+    for (index, (from, flags, seq, ack, reason, established)) in steps.into_iter().enumerate() {
+        let (to, direction) = if from == client {
+            (server, Ingress)
+        } else {
+            (client, Egress)
+        };
+        let sent = dp.send("web-1", direction, &segment(from, to, flags, seq, ack));
+        assert_eq!(sent.reason, reason, "step {index}: {sent}");
+        assert_eq!(dp.established_flows().len(), established, "step {index}");
+    }
+}
+
+/// Issue 10 (C6): spoofed SYNs at twice the allowance leave half-open flows that take no
+/// established slot, so a real client still connects at once.
+#[test]
+fn c6_half_open_flows_at_twice_the_allowance_keep_nobody_out() {
+    if !privileged() {
+        return;
+    }
+    let policy = BASE.replacen(
+        "security_groups = [\"web\", \"pmtud\"]\n",
+        "security_groups = [\"web\", \"pmtud\"]\nconntrack = { max_flows = 4 }\n",
+        1,
+    );
+    let mut dp = TestDatapath::from_toml(&policy);
+    let spoofed = [
+        "198.51.100.21",
+        "198.51.100.22",
+        "198.51.100.23",
+        "198.51.100.24",
+    ];
+    let more = [
+        "198.51.100.25",
+        "198.51.100.26",
+        "198.51.100.27",
+        "198.51.100.28",
+    ];
+    for source in spoofed.into_iter().chain(more) {
+        let flood = between(source, 4000, "10.0.1.10", 22);
+        expect_rows(
+            &mut dp,
+            &[
+                ("web-1", Ingress, flood.tcp_out(TCP_SYN), NewFlow),
+                ("web-1", Egress, flood.tcp_back(SYN_ACK), Reply),
+            ],
+        );
+    }
+    assert!(dp.established_flows().is_empty());
+    expect_rows(
+        &mut dp,
+        &accepted("web-1", between("198.51.100.7", 4000, "10.0.1.10", 22)),
+    );
+    assert_eq!(dp.established_flows().len(), 1);
 }
 
 #[test]
@@ -682,6 +841,8 @@ fn tcp_packet(src: &str, dst: &str, dst_port: u16) -> Frame {
         src_port: 40000,
         dst_port,
         flags: TCP_SYN,
+        seq: 1,
+        ack: 0,
     };
     packet(src, dst, transport)
 }
@@ -1366,14 +1527,17 @@ fn differential_random_policies_match_the_reference_evaluator() {
     ));
     let started = Instant::now();
     let mut packets = 0;
+    let mut seen = std::collections::BTreeMap::<Reason, usize>::new();
+    let mut established = 0;
     for seed in 0..40u64 {
         let mut rng = testgen::Rng::new(seed);
         let config = testgen::random_config(&mut rng);
         dp.flush_conntrack();
         dp.reconfigure(config.clone());
         let mut session = Session::new(config.clone());
+        let mut conversations = testgen::Conversations::default();
         for _ in 0..100 {
-            let (instance, direction, packet) = testgen::random_packet(&mut rng, &config);
+            let (instance, direction, packet) = conversations.next(&mut rng, &config);
             let expected = session.process(
                 &instance,
                 direction,
@@ -1385,6 +1549,7 @@ fn differential_random_policies_match_the_reference_evaluator() {
                 .map(|bit| dp.global_rule_id(&instance, direction, bit));
             let hits_before = hit_rule.map(|rule| dp.rule_hits(rule));
             let sent = dp.send(&instance, direction, &from_eval(&packet));
+            *seen.entry(sent.reason).or_default() += 1;
             assert_eq!(
                 sent.reason, expected.reason,
                 "seed {seed}: {instance} {direction} {packet:?}: datapath {sent}, evaluator {:?}",
@@ -1399,8 +1564,18 @@ fn differential_random_policies_match_the_reference_evaluator() {
             }
             packets += 1;
         }
+        established += dp.established_flows().len();
     }
     assert_eq!(packets, 4000);
+    // The conversations reach conntrack: replies, tracked packets, completed handshakes.
+    println!("reasons: {seen:?}; established flows at the end of each seed: {established}");
+    for reason in [Tracked, Reply, NewFlow, NoRule, RuleNoEntry] {
+        assert!(
+            seen.get(&reason).copied().unwrap_or(0) >= 20,
+            "{reason:?}: {seen:?}"
+        );
+    }
+    assert!(established >= 20, "{established} flows established");
 }
 
 /// The verifier accepts every program on this kernel, within its limits. Prints the figures

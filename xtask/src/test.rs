@@ -71,6 +71,8 @@ const TIERS: &[Tier] = &[
             "--test",
             "lab",
             "--test",
+            "floods",
+            "--test",
             "guest",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.

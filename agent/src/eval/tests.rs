@@ -7,7 +7,7 @@ use std::path::Path;
 use filter_common::{
     ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIMESTAMP, ICMPV6_ECHO_REQUEST,
     ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERTISEMENT,
-    IPV6_UNWALKABLE_EXTENSIONS,
+    IPV6_UNWALKABLE_EXTENSIONS, TCP_HANDSHAKE_ACK_WINDOW,
 };
 
 // The explicit import wins over the glob of reasons, which has a `Fragment` too.
@@ -39,15 +39,25 @@ fn packet(src: &str, dst: &str, transport: Transport) -> Frame {
 }
 
 fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Frame {
-    packet(
-        src,
-        dst,
-        Transport::Tcp {
-            src_port: sport,
-            dst_port: dport,
-            flags,
-        },
-    )
+    packet(src, dst, Transport::tcp(sport, dport, flags))
+}
+
+/// A TCP segment with explicit sequence and acknowledgement numbers.
+fn tcp_numbered(
+    (src, sport): (&str, u16),
+    (dst, dport): (&str, u16),
+    flags: u8,
+    seq: u32,
+    ack: u32,
+) -> Frame {
+    let transport = Transport::Tcp {
+        src_port: sport,
+        dst_port: dport,
+        flags,
+        seq,
+        ack,
+    };
+    packet(src, dst, transport)
 }
 
 fn udp(src: &str, sport: u16, dst: &str, dport: u16) -> Frame {
@@ -455,17 +465,160 @@ fn c6_full_allowance_drops_new_flows_and_keeps_established_ones() {
     let mut session = Session::new(config(&text));
     let first = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_SYN);
     let first_reply = tcp("10.0.2.10", 8080, "10.0.1.10", 4000, TCP_SYN | TCP_ACK);
+    let first_ack = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_ACK);
     let second = tcp("10.0.1.99", 4000, "10.0.2.10", 8080, TCP_SYN);
-    let first_more = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_ACK);
+    let first_more = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_ACK | TCP_PSH);
     expect_steps(
         &mut session,
         &[
             ("app-1", Ingress, first, 0.0, NewFlow),
             ("app-1", Egress, first_reply, 0.1, Reply),
-            ("app-1", Ingress, second, 0.2, ConntrackFull),
-            ("app-1", Ingress, first_more, 0.3, Tracked),
+            ("app-1", Ingress, first_ack, 0.2, Tracked),
+            ("app-1", Ingress, second, 0.3, ConntrackFull),
+            ("app-1", Ingress, first_more, 0.4, Tracked),
         ],
     );
+}
+
+/// Issue 10: half-open TCP flows (SYN-ACK sent, never acknowledged, as from spoofed sources)
+/// stay embryonic: they never use the allowance, so they cannot lock new connections out.
+#[test]
+fn c6_half_open_flows_never_use_the_allowance() {
+    let text = WEB_APP_DB.replacen(
+        "security_groups = [\"web\"]\n",
+        "security_groups = [\"web\"]\nconntrack = { max_flows = 1 }\n",
+        1,
+    );
+    let mut session = Session::new(config(&text));
+    // SSH from the admin range: a tracked flow (port 80 from anywhere would be untracked, C8).
+    let syn = |src| tcp(src, 4000, "10.0.1.10", 22, TCP_SYN);
+    let syn_ack = |dst| tcp("10.0.1.10", 22, dst, 4000, TCP_SYN | TCP_ACK);
+    let ack = |src| tcp(src, 4000, "10.0.1.10", 22, TCP_ACK);
+    let mut steps = Vec::new();
+    // Three spoofed half-open flows: each SYN is a new flow although the allowance is one.
+    let spoofed = ["198.51.100.21", "198.51.100.22", "198.51.100.23"];
+    for (index, source) in spoofed.into_iter().enumerate() {
+        let at = index as f64;
+        steps.push(("web-1", Ingress, syn(source), at, NewFlow));
+        steps.push(("web-1", Egress, syn_ack(source), at + 0.5, Reply));
+    }
+    // A real client completes its handshake and takes the one slot...
+    steps.push(("web-1", Ingress, syn("198.51.100.7"), 4.0, NewFlow));
+    steps.push(("web-1", Egress, syn_ack("198.51.100.7"), 4.1, Reply));
+    steps.push(("web-1", Ingress, ack("198.51.100.7"), 4.2, Tracked));
+    // ...and only then is the allowance used up.
+    steps.push(("web-1", Ingress, syn("198.51.100.8"), 4.3, ConntrackFull));
+    expect_steps(&mut session, &steps);
+    let established: Vec<_> = session
+        .flows
+        .iter()
+        .filter(|(_, flow)| flow.established)
+        .map(|(key, _)| key.remote)
+        .collect();
+    assert_eq!(established, [ip("198.51.100.7")]);
+    let half_open = session
+        .flows
+        .values()
+        .filter(|flow| !flow.established && flow.reply_isn.is_some())
+        .count();
+    assert_eq!(half_open, 3);
+}
+
+/// Issue 10, the UDP case: a spoofed datagram answered once (the reply goes nowhere) leaves
+/// an embryonic flow that uses no allowance; an originator that speaks again after the reply
+/// establishes its flow.
+#[test]
+fn c6_a_udp_flow_is_established_when_its_originator_speaks_after_a_reply() {
+    let text = WEB_APP_DB.replacen(
+        "security_groups = [\"web\"]\n",
+        "security_groups = [\"web\"]\nconntrack = { max_flows = 1 }\n",
+        1,
+    )
+    .replace(
+        "  ports = \"22\"\n  cidr = [\"198.51.100.0/24\"]\n",
+        "  ports = \"22\"\n  cidr = [\"198.51.100.0/24\"]\n  [[security_group.ingress]]\n  protocol = \"udp\"\n  ports = \"53\"\n  cidr = [\"198.51.100.0/24\"]\n",
+    );
+    let mut session = Session::new(config(&text));
+    let query = |src| udp(src, 5000, "10.0.1.10", 53);
+    let answer = |dst| udp("10.0.1.10", 53, dst, 5000);
+    let mut steps = Vec::new();
+    for (index, spoofed) in ["198.51.100.21", "198.51.100.22"].into_iter().enumerate() {
+        let at = index as f64;
+        steps.push(("web-1", Ingress, query(spoofed), at, NewFlow));
+        steps.push(("web-1", Egress, answer(spoofed), at + 0.5, Reply));
+    }
+    steps.push(("web-1", Ingress, query("198.51.100.7"), 3.0, NewFlow));
+    steps.push(("web-1", Egress, answer("198.51.100.7"), 3.1, Reply));
+    steps.push(("web-1", Ingress, query("198.51.100.7"), 3.2, Tracked));
+    steps.push(("web-1", Ingress, query("198.51.100.8"), 3.3, ConntrackFull));
+    expect_steps(&mut session, &steps);
+    let established: Vec<_> = session
+        .flows
+        .iter()
+        .filter(|(_, flow)| flow.established)
+        .map(|(key, _)| key.remote)
+        .collect();
+    assert_eq!(established, [ip("198.51.100.7")]);
+}
+
+/// C5 and issue 10: a half-open TCP flow is "not yet established": it idles out after 60 s,
+/// and its late ACK is judged by the rules alone, with no entry.
+#[test]
+fn c5_a_half_open_tcp_flow_expires_after_60_seconds() {
+    let mut session = Session::new(config(WEB_APP_DB));
+    let syn = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_SYN);
+    let syn_ack = tcp("10.0.2.10", 8080, "10.0.1.10", 4000, TCP_SYN | TCP_ACK);
+    let ack = tcp("10.0.1.10", 4000, "10.0.2.10", 8080, TCP_ACK);
+    let late_reply = tcp("10.0.2.10", 8080, "10.0.1.10", 4000, TCP_SYN | TCP_ACK);
+    expect_steps(
+        &mut session,
+        &[
+            ("app-1", Ingress, syn, 0.0, NewFlow),
+            ("app-1", Egress, syn_ack.clone(), 0.5, Reply),
+            // A retransmitted SYN-ACK just inside the 60 s refreshes the flow...
+            ("app-1", Egress, syn_ack, 59.5, Reply),
+            // ...and 60 s after it, the flow is gone: the ACK passes on the ingress rule
+            // alone, with no entry, and nothing admits another SYN-ACK (app has no egress).
+            ("app-1", Ingress, ack, 119.5, RuleNoEntry),
+            ("app-1", Egress, late_reply, 119.6, NoRule),
+        ],
+    );
+    assert!(session.flows.values().all(|flow| !flow.established));
+}
+
+/// Issue 10: only an ACK of the SYN-ACK's own sequence number completes the handshake; a
+/// blind ACK with another number leaves the flow half-open.
+#[test]
+fn c6_only_an_ack_of_the_syn_ack_establishes_a_tcp_flow() {
+    let mut session = Session::new(config(WEB_APP_DB));
+    let client = ("10.0.1.10", 4000);
+    let server = ("10.0.2.10", 8080);
+    let steps = [
+        (client, server, TCP_SYN, 7, 0, NewFlow, false),
+        (server, client, TCP_SYN | TCP_ACK, 1000, 8, Reply, false),
+        // Guesses: the SYN-ACK's own number, and one past the handshake window.
+        (client, server, TCP_ACK, 8, 1000, Tracked, false),
+        (
+            client,
+            server,
+            TCP_ACK,
+            8,
+            1001 + TCP_HANDSHAKE_ACK_WINDOW,
+            Tracked,
+            false,
+        ),
+        // A SYN with the ACK is not the handshake's last segment either.
+        (client, server, TCP_SYN | TCP_ACK, 8, 1001, Tracked, false),
+        (client, server, TCP_ACK, 8, 1001, Tracked, true),
+    ];
+    for (index, (from, to, flags, seq, ack, reason, established)) in steps.into_iter().enumerate() {
+        let direction = if from == client { Ingress } else { Egress };
+        let frame = tcp_numbered(from, to, flags, seq, ack);
+        let decision = session.process("app-1", direction, &frame, index as f64);
+        assert_eq!(decision.reason, reason, "step {index}");
+        let flow = session.flows.values().next().expect("one flow");
+        assert_eq!(flow.established, established, "step {index}");
+    }
 }
 
 #[test]
@@ -904,11 +1057,7 @@ fn h1_later_fragments_follow_their_first_fragment() {
     };
     let orphan = || fragment(udp(0), Fragment::Later { id: 9, offset: 185 });
     let first = fragment(udp(53), Fragment::First { id: 9 });
-    let tcp = Transport::Tcp {
-        src_port: 1,
-        dst_port: 2,
-        flags: 0,
-    };
+    let tcp = Transport::tcp(1, 2, 0);
     let overlap = fragment(tcp, Fragment::Later { id: 3, offset: 1 });
     expect_steps(
         &mut session,

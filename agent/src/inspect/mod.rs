@@ -7,8 +7,8 @@ pub mod metrics;
 use std::{collections::BTreeMap, path::PathBuf};
 
 use filter_common::{
-    COUNTERS_LEN, CT_STATE_CLOSING, CT_STATE_ESTABLISHED, CtEntry, CtKey, DIR_INGRESS,
-    IFSLOT_UNCONFIGURED, Reason, counter_index, map_names, rule_hit_index, slot_of_generation,
+    COUNTERS_LEN, CtEntry, CtKey, DIR_INGRESS, IFSLOT_UNCONFIGURED, Reason, counter_index,
+    ct_state_name, map_names, rule_hit_index, slot_of_generation,
 };
 use serde::Serialize;
 
@@ -264,12 +264,7 @@ impl TrackedFlow {
             local: endpoint(&key.local_addr, key.local_port),
             remote: endpoint(&key.remote_addr, key.remote_port),
             origin: direction_name(entry.origin).to_string(),
-            state: match entry.state {
-                CT_STATE_ESTABLISHED => "established",
-                CT_STATE_CLOSING => "closing",
-                _ => "new",
-            }
-            .to_string(),
+            state: ct_state_name(entry.state).to_string(),
             age_seconds: now.saturating_sub(entry.created_ns) / 1_000_000_000,
             idle_seconds: now.saturating_sub(entry.last_seen_ns) / 1_000_000_000,
             packets: entry.packets,

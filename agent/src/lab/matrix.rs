@@ -254,16 +254,8 @@ pub fn probe_packets(
     let v6 = destination.is_ipv6();
     let (forward, answer) = match service {
         Service::Tcp(port) => (
-            Transport::Tcp {
-                src_port: MODEL_SOURCE_PORT,
-                dst_port: port,
-                flags: TCP_SYN,
-            },
-            Transport::Tcp {
-                src_port: port,
-                dst_port: MODEL_SOURCE_PORT,
-                flags: TCP_SYN | TCP_ACK,
-            },
+            Transport::tcp(MODEL_SOURCE_PORT, port, TCP_SYN),
+            Transport::tcp(port, MODEL_SOURCE_PORT, TCP_SYN | TCP_ACK),
         ),
         Service::Udp(port) => (
             Transport::Udp {

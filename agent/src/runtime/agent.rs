@@ -51,6 +51,9 @@ pub const GRACE_PERIOD: Duration = Duration::from_millis(200);
 /// least this many times the last sweep's duration, keeping the sweep near 5% of one CPU.
 pub const CONNTRACK_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 const SWEEP_DUTY_DIVISOR: u32 = 20;
+/// When the datapath refuses a new flow for want of allowance (C6), expired flows may be what
+/// holds it: the agent sweeps at once, but no more often than this.
+pub const URGENT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -121,6 +124,8 @@ pub struct Agent {
     retiring: Option<Retiring>,
     last_sweep: Instant,
     sweep_interval: Duration,
+    /// A new flow was refused for want of allowance since the last sweep.
+    sweep_requested: bool,
 }
 
 impl Agent {
@@ -179,6 +184,7 @@ impl Agent {
             retiring,
             last_sweep: Instant::now(),
             sweep_interval: CONNTRACK_SWEEP_INTERVAL,
+            sweep_requested: false,
         };
         agent.detach_unconfigured()?;
         agent.attach_all(console)?;
@@ -317,14 +323,24 @@ impl Agent {
             maps::collect_garbage(&mut self.datapath.maps)?;
             self.write_state()?;
         }
-        if self.last_sweep.elapsed() >= self.sweep_interval {
+        let since_sweep = self.last_sweep.elapsed();
+        let urgent = self.sweep_requested && since_sweep >= URGENT_SWEEP_INTERVAL;
+        if since_sweep >= self.sweep_interval || urgent {
             let started = Instant::now();
             self.sweep_conntrack()?;
             self.sweep_interval =
                 CONNTRACK_SWEEP_INTERVAL.max(started.elapsed() * SWEEP_DUTY_DIVISOR);
             self.last_sweep = Instant::now();
+            self.sweep_requested = false;
         }
         Ok(())
+    }
+
+    /// Asks for a conntrack sweep at the next housekeeping (within [`URGENT_SWEEP_INTERVAL`]
+    /// of the last one): the datapath refused a new flow because the allowance looked used up,
+    /// and entries that expired since the last sweep still count against it.
+    pub fn request_sweep(&mut self) {
+        self.sweep_requested = true;
     }
 
     /// Folds the retired generation's rule hits into the totals and zeroes them, so the slot

@@ -92,8 +92,12 @@ impl EventConsumer {
         Ok(())
     }
 
-    pub fn drain(&mut self, interfaces: &InterfaceNames) {
+    /// Reads every waiting event into the window's tallies. Returns whether one of them was a
+    /// new flow refused for want of allowance (C6), so the agent can sweep expired flows at
+    /// once.
+    pub fn drain(&mut self, interfaces: &InterfaceNames) -> bool {
         let ring = self.ring.get_mut();
+        let mut allowance_exceeded = false;
         while let Some(item) = ring.next() {
             if item.len() < std::mem::size_of::<FlowEvent>() {
                 continue;
@@ -101,8 +105,11 @@ impl EventConsumer {
             // SAFETY: the datapath writes whole FlowEvent records; the length was checked and
             // the read is unaligned-safe.
             let event = unsafe { (item.as_ptr() as *const FlowEvent).read_unaligned() };
+            allowance_exceeded |= event.kind == EVENT_FLOW_DENIED
+                && u32::from(event.reason) == Reason::ConntrackFull as u32;
             record_event(&mut self.tallies, &mut self.suppressed, interfaces, &event);
         }
+        allowance_exceeded
     }
 
     /// Writes the window's records once it is over.

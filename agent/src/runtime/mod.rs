@@ -208,7 +208,9 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
                 if let Err(error) = ready {
                     tracing::error!("reading flow events: {error}");
                 }
-                events.drain(&interface_names(&agent.applied.ifindexes));
+                if events.drain(&interface_names(&agent.applied.ifindexes)) {
+                    agent.request_sweep();
+                }
             }
             Ok(mut guard) = async {
                 match ebpf_logger.as_mut() {

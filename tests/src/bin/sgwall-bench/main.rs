@@ -8,6 +8,7 @@
 
 mod control;
 mod e2e;
+mod floods;
 mod memory;
 mod micro;
 mod peers;
@@ -51,15 +52,17 @@ enum Section {
     MicroFlows,
     E2e,
     Control,
+    Floods,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
         Section::E2e,
         Section::Control,
+        Section::Floods,
     ];
 
     fn key(self) -> &'static str {
@@ -69,6 +72,7 @@ impl Section {
             Section::MicroFlows => "micro-flows",
             Section::E2e => "e2e",
             Section::Control => "control",
+            Section::Floods => "floods",
         }
     }
 }
@@ -145,6 +149,11 @@ fn run() -> Result<()> {
             Section::Control => {
                 let result = control::run(&control::Params::for_mode(cli.mode))?;
                 let (fragment, targets) = report::control_fragment(&result, &header);
+                (serde_json::to_value(&result)?, fragment, targets)
+            }
+            Section::Floods => {
+                let result = floods::run(&floods::Params::for_mode(cli.mode))?;
+                let (fragment, targets) = floods::fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
             }
         };

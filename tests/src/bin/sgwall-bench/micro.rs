@@ -334,7 +334,8 @@ fn populate_flows(
             origin: DIR_INGRESS,
             state: CT_STATE_ESTABLISHED,
             flags: CT_F_SEEN_REPLY,
-            _pad: [0; 5],
+            _pad: 0,
+            reply_isn: 0,
         };
         map.insert(established_key(ifindex, n), entry, 0)
             .with_context(|| format!("inserting established flow {n} of {count}"))?;
