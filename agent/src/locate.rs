@@ -41,6 +41,16 @@ pub struct Resolved {
     pub not_found: BTreeMap<String, NotFound>,
 }
 
+/// The interfaces `config` found by pattern or MAC, by instance name: what [`resolve`] keeps.
+pub fn found(config: &Config) -> BTreeMap<String, String> {
+    config
+        .instances
+        .iter()
+        .filter(|i| i.is_located())
+        .map(|i| (i.name.clone(), i.interface.clone()))
+        .collect()
+}
+
 /// Whether any instance of `config` needs [`resolve`].
 pub fn needs_links(config: &Config) -> bool {
     config.instances.iter().any(|i| i.is_located())
@@ -48,8 +58,15 @@ pub fn needs_links(config: &Config) -> bool {
 
 /// Names the interface of every instance found by pattern or MAC. Interfaces that instances
 /// name outright are never taken by a pattern or a MAC, and an interface goes to one instance
-/// at most (the first in the file that finds it alone).
-pub fn resolve(config: &Config, links: &[HostLink]) -> Resolved {
+/// at most (the first in the file that finds it alone). `found_before` gives, by instance name,
+/// the interface each is enforced on now: an instance keeps it while it still matches, even
+/// when a second one appears that matches too, so a new interface never takes enforcement
+/// away from one already enforced (H4).
+pub fn resolve(
+    config: &Config,
+    links: &[HostLink],
+    found_before: &BTreeMap<String, String>,
+) -> Resolved {
     let mut taken: BTreeSet<&str> = config
         .instances
         .iter()
@@ -71,8 +88,15 @@ pub fn resolve(config: &Config, links: &[HostLink]) -> Resolved {
             .iter()
             .filter(|link| !taken.contains(link.name.as_str()) && matches(link))
             .collect();
+        let kept = found_before
+            .get(&instance.name)
+            .and_then(|before| candidates.iter().find(|link| link.name == *before));
         match candidates.as_slice() {
             _ if !instance.is_located() => {}
+            _ if let Some(kept) = kept => {
+                taken.insert(kept.name.as_str());
+                instance.interface = kept.name.clone();
+            }
             [] => {
                 let detail = match &instance.interface_match {
                     InterfaceMatch::HostMac(mac) => format!("no interface has MAC {mac}"),
@@ -158,7 +182,7 @@ security_groups = ["vm"]
             link("tap101i0", "aa:00:00:00:00:01"),
             link("tap101i9", "aa:00:00:00:00:09"),
         ];
-        let resolved = resolve(&config(), &links);
+        let resolved = resolve(&config(), &links, &BTreeMap::new());
         assert_eq!(interfaces(&resolved), ["vnet7", "tap101i0", "tap101i9"]);
         assert!(resolved.not_found.is_empty());
     }
@@ -169,7 +193,7 @@ security_groups = ["vm"]
             link("tap101i0", "aa:00:00:00:00:01"),
             link("tap101i1", "aa:00:00:00:00:02"),
         ];
-        let resolved = resolve(&config(), &links);
+        let resolved = resolve(&config(), &links, &BTreeMap::new());
         assert_eq!(
             interfaces(&resolved),
             ["mac fe:54:00:12:34:56", "tap101i*", "tap101i9"]
@@ -186,6 +210,28 @@ security_groups = ["vm"]
         );
         // The named instance is not looked for: absent, it waits as it always did.
         assert!(!resolved.not_found.contains_key("named"));
+    }
+
+    #[test]
+    fn an_enforced_interface_stays_found_when_a_second_one_matches_h4() {
+        let one = [link("tap101i0", "aa:00:00:00:00:01")];
+        let first = resolve(&config(), &one, &BTreeMap::new());
+        assert_eq!(first.config.instances[1].interface, "tap101i0");
+        let two = [
+            link("tap101i0", "aa:00:00:00:00:01"),
+            link("tap101i1", "aa:00:00:00:00:02"),
+        ];
+        let again = resolve(&config(), &two, &found(&first.config));
+        assert_eq!(again.config.instances[1].interface, "tap101i0");
+        assert!(!again.not_found.contains_key("proxmox"));
+        // Once it is gone, the one left is found; two new ones are still not guessed between.
+        let moved = resolve(&config(), &two[1..], &found(&again.config));
+        assert_eq!(moved.config.instances[1].interface, "tap101i1");
+        let fresh = resolve(&config(), &two, &BTreeMap::new());
+        assert!(matches!(
+            fresh.not_found.get("proxmox"),
+            Some(NotFound::Ambiguous(_))
+        ));
     }
 
     #[test]

@@ -402,6 +402,34 @@ impl Drop for PinDir {
     }
 }
 
+/// A directory under the temporary directory, removed with everything in it on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique_name());
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running `sgwall run` (for the benchmarks and the smoke tests; integration tests use
 /// [`lab::TestLab`]), killed (SIGKILL: the harshest exit) and cleaned up with `sgwall down` when
 /// dropped, so nothing is left attached or pinned.
@@ -508,10 +536,25 @@ impl AgentProcess {
         timeout: std::time::Duration,
         wanted: impl Fn(&AgentEvent) -> bool,
     ) {
+        self.wait_events(what, timeout, 1, wanted);
+    }
+
+    /// Waits until the agent has reported `count` events that `wanted` accepts, counting from
+    /// its start: for an event that recurs (an interface waited for again).
+    pub fn wait_events(
+        &mut self,
+        what: &str,
+        timeout: std::time::Duration,
+        count: usize,
+        wanted: impl Fn(&AgentEvent) -> bool,
+    ) {
         self.read_until(what, timeout, |seen| {
-            seen.iter().any(|(is_stdout, line)| {
-                *is_stdout && AgentEvent::from_line(line).is_some_and(|e| wanted(&e))
-            })
+            seen.iter()
+                .filter(|(is_stdout, line)| {
+                    *is_stdout && AgentEvent::from_line(line).is_some_and(|e| wanted(&e))
+                })
+                .count()
+                >= count
         });
     }
 

@@ -20,7 +20,7 @@ use std::{
 use sgwall::runtime::console::{AgentEvent, LogFormat};
 use sgwall_preflight::{GUEST_DIR, GUEST_MODULES, guest_problem};
 use sgwall_tests::{
-    AgentProcess, NetNs, Outcome, PinDir, Probe, Service,
+    AgentProcess, NetNs, Outcome, PinDir, Probe, Service, TempDir,
     lab::{TcpEchoServer, UdpEndpoint},
     privileged, run, sgwall_bin, unique_name,
 };
@@ -106,23 +106,6 @@ case "$1" in
   bound|renew) ip addr add "$ip/$mask" dev "$interface" ;;
 esac
 "#;
-
-/// A directory removed with everything in it on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let path = std::env::temp_dir().join(unique_name());
-        std::fs::create_dir_all(&path).expect("temp dir");
-        Self(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child process killed and reaped on drop, its output lines gathered.
 struct Spawned {
@@ -292,7 +275,7 @@ fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_ca
     }
     let started = Instant::now();
     let dir = TempDir::new();
-    let initramfs = build_initramfs(&dir.0);
+    let initramfs = build_initramfs(dir.path());
 
     let ns = NetNs::new();
     let tap = unique_name();
@@ -307,7 +290,7 @@ fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_ca
     host(&["sysctl", "-qw", &format!("net.ipv6.conf.{tap}.accept_ra=1")]);
     host(&["ip", "link", "set", "dev", &tap, "up"]);
 
-    let config = dir.0.join("guest.toml");
+    let config = dir.path().join("guest.toml");
     std::fs::write(&config, CONFIG).expect("config");
     let pins = PinDir::new();
     let mut agent = AgentProcess::start(LogFormat::Json, &config, ns.name(), pins.path(), &[]);
@@ -338,8 +321,8 @@ fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_ca
                 "--enable-ra",
                 "--log-dhcp",
                 "--log-facility=-",
-                &format!("--dhcp-leasefile={}", dir.0.join("leases").display()),
-                &format!("--pid-file={}", dir.0.join("dnsmasq.pid").display()),
+                &format!("--dhcp-leasefile={}", dir.path().join("leases").display()),
+                &format!("--pid-file={}", dir.path().join("dnsmasq.pid").display()),
             ]),
     );
     let _echo_allowed = TcpEchoServer::start(ns.name(), 7001);

@@ -74,6 +74,8 @@ const TIERS: &[Tier] = &[
             "floods",
             "--test",
             "guest",
+            "--test",
+            "taps",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],

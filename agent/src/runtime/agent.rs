@@ -151,7 +151,13 @@ impl Agent {
             .ok()
             .filter(|s| s.generation == generation && generation != 0);
 
-        let resolved = resolve_links(&loaded.config)?;
+        // After a restart, instances keep the interfaces the previous agent enforced them on.
+        let found_before: BTreeMap<String, String> = previous_state
+            .iter()
+            .flat_map(|s| s.interfaces.iter())
+            .map(|i| (i.instance.clone(), i.interface.clone()))
+            .collect();
+        let resolved = resolve_links(&loaded.config, &found_before)?;
         let compiled = compile::compile(&resolved.config, &previous_slots)?;
         let ifindexes = present_ifindexes(&resolved.config);
         let applied = maps::apply_full(&mut datapath.maps, None, compiled, ifindexes)?;
@@ -214,7 +220,7 @@ impl Agent {
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
-        let resolved = resolve_links(&loaded.config)?;
+        let resolved = resolve_links(&loaded.config, &locate::found(&self.config))?;
         let outcome = self.put_in_force(loaded.config, resolved, console)?;
         self.state.reloads.applied += 1;
         self.state.reloads.last_error = None;
@@ -282,7 +288,7 @@ impl Agent {
     /// ones that vanished. Returns true when anything changed.
     pub fn poll_interfaces(&mut self, console: &mut Console) -> Result<bool, RuntimeError> {
         if locate::needs_links(&self.declared) {
-            let resolved = resolve_links(&self.declared)?;
+            let resolved = resolve_links(&self.declared, &locate::found(&self.config))?;
             if resolved.config != self.config || resolved.not_found != self.not_found {
                 // An instance found its interface, lost it, or found another: its policy moves
                 // with it, under a new generation like any change of the rules' interfaces.
@@ -565,7 +571,10 @@ fn recover_ifslots(
 
 /// The config with the interfaces found by pattern or MAC named; the interfaces are listed
 /// only when some instance looks for one.
-fn resolve_links(declared: &Config) -> Result<Resolved, RuntimeError> {
+fn resolve_links(
+    declared: &Config,
+    found_before: &BTreeMap<String, String>,
+) -> Result<Resolved, RuntimeError> {
     if !locate::needs_links(declared) {
         return Ok(Resolved {
             config: declared.clone(),
@@ -573,7 +582,7 @@ fn resolve_links(declared: &Config) -> Result<Resolved, RuntimeError> {
         });
     }
     let links = sys::links().map_err(RuntimeError::Links)?;
-    Ok(locate::resolve(declared, &links))
+    Ok(locate::resolve(declared, &links, found_before))
 }
 
 /// Interfaces of the config that exist right now, with their index.
