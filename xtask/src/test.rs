@@ -76,6 +76,8 @@ const TIERS: &[Tier] = &[
             "guest",
             "--test",
             "taps",
+            "--test",
+            "confirm",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],

@@ -21,6 +21,7 @@ use filter_common::{
 };
 
 use super::{
+    confirm,
     console::{AgentEvent, Console, ReloadOutcome},
     links::{self, LinkOutcome, LinkPinError},
 };
@@ -95,6 +96,9 @@ pub struct AgentOptions {
     pub xdp_mode: XdpAttachMode,
     pub netns: Option<String>,
     pub capacities: Capacities,
+    /// Reloads that change a host attachment's rules are rolled back unless confirmed within
+    /// this long (`confirm.rs`).
+    pub confirm: Option<Duration>,
 }
 
 /// A slot whose generation was replaced, waiting for its grace period to pass.
@@ -126,6 +130,8 @@ pub struct Agent {
     sweep_interval: Duration,
     /// A new flow was refused for want of allowance since the last sweep.
     sweep_requested: bool,
+    /// A change of the host NIC's rules awaiting `sgwall confirm`.
+    pending: Option<confirm::Pending>,
 }
 
 impl Agent {
@@ -178,6 +184,7 @@ impl Agent {
                 hit_totals: previous_state.map(|s| s.hit_totals).unwrap_or_default(),
                 reloads: Reloads::default(),
                 netns: options.netns.clone(),
+                pending_confirmation: None,
             },
             options,
             paths,
@@ -191,6 +198,7 @@ impl Agent {
             last_sweep: Instant::now(),
             sweep_interval: CONNTRACK_SWEEP_INTERVAL,
             sweep_requested: false,
+            pending: None,
         };
         agent.detach_unconfigured()?;
         agent.attach_all(console)?;
@@ -221,7 +229,29 @@ impl Agent {
             tracing::warn!("{warning}");
         }
         let resolved = resolve_links(&loaded.config, &locate::found(&self.config))?;
+        let probation = self
+            .options
+            .confirm
+            .filter(|_| confirm::host_rules_change(&self.declared, &loaded.config));
+        // What a rollback puts back: the last confirmed policy, also across several changes.
+        let confirmed =
+            (probation.is_some() && self.pending.is_none()).then(|| self.declared.clone());
         let outcome = self.put_in_force(loaded.config, resolved, console)?;
+        if let Some(within) = probation
+            && let Some(rollback_to) = self.pending.take().map(|p| p.rollback_to).or(confirmed)
+        {
+            let generation = self.applied.generation;
+            tracing::warn!(
+                "generation {generation} changes the host NIC's rules: run `sgwall confirm` \
+                 within {}s or the previous policy comes back",
+                within.as_secs()
+            );
+            self.state.pending_confirmation = Some(confirm::record(generation, within));
+            self.pending = Some(confirm::Pending {
+                rollback_to,
+                deadline: Instant::now() + within,
+            });
+        }
         self.state.reloads.applied += 1;
         self.state.reloads.last_error = None;
         self.write_state()?;
@@ -340,6 +370,46 @@ impl Agent {
             self.sweep_requested = false;
         }
         Ok(())
+    }
+
+    /// Keeps a pending change that `sgwall confirm` confirmed, or puts the last confirmed
+    /// policy back once the deadline passed. Returns the rollback's outcome, if one happened.
+    pub fn settle_confirmation(
+        &mut self,
+        console: &mut Console,
+    ) -> Result<Option<ReloadOutcome>, RuntimeError> {
+        let requested = confirm::take_request(&self.paths);
+        let Some(pending) = self.pending.take() else {
+            return Ok(None);
+        };
+        if requested.is_some_and(|generation| generation == self.applied.generation) {
+            tracing::info!("generation {} confirmed", self.applied.generation);
+            self.state.pending_confirmation = None;
+            self.write_state()?;
+            return Ok(None);
+        }
+        if Instant::now() < pending.deadline {
+            self.pending = Some(pending);
+            return Ok(None);
+        }
+        let unconfirmed = self.applied.generation;
+        let resolved = resolve_links(&pending.rollback_to, &locate::found(&self.config))?;
+        let outcome = match self.put_in_force(pending.rollback_to.clone(), resolved, console) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Tried again at the next tick: the unconfirmed policy stays meanwhile.
+                self.pending = Some(pending);
+                return Err(error);
+            }
+        };
+        tracing::warn!(
+            "generation {unconfirmed} was not confirmed: rolled back to the previous policy \
+             (generation {})",
+            self.applied.generation
+        );
+        self.state.pending_confirmation = None;
+        self.write_state()?;
+        Ok(Some(outcome))
     }
 
     /// Asks for a conntrack sweep at the next housekeeping (within [`URGENT_SWEEP_INTERVAL`]
