@@ -98,41 +98,6 @@ fn kernel_problem(version: Option<(u32, u32)>) -> Option<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_releases_parse_to_major_and_minor() {
-        assert_eq!(parse_kernel_release("6.18.0-1-amd64\n"), Some((6, 18)));
-        assert_eq!(parse_kernel_release("6.6"), Some((6, 6)));
-        assert_eq!(parse_kernel_release("garbage"), None);
-    }
-
-    #[test]
-    fn kernels_before_6_6_are_refused_by_name() {
-        assert_eq!(kernel_problem(Some((6, 6))), None);
-        assert_eq!(kernel_problem(Some((7, 0))), None);
-        assert_eq!(
-            kernel_problem(Some((6, 5))).as_deref(),
-            Some("kernel 6.5 lacks tcx links (needs 6.6 or newer)")
-        );
-        assert!(kernel_problem(None).is_some());
-    }
-
-    #[test]
-    fn a_missing_pin_dir_is_judged_by_its_nearest_existing_ancestor() {
-        let missing = Path::new("/proc/self/no/such/dir");
-        assert_eq!(nearest_existing(missing), Some(PathBuf::from("/proc/self")));
-        // procfs is not bpffs.
-        assert_eq!(
-            pin_dir_off_bpffs(missing),
-            Some(PathBuf::from("/proc/self"))
-        );
-        assert_eq!(filesystem_type(Path::new("/proc")), Some(0x9fa0));
-    }
-}
-
 /// Where `cargo xtask setup` leaves the guest kernel of the QEMU test (tier 3): `vmlinuz` and,
 /// under `modules/`, the virtio modules the initramfs loads, from Debian's cloud kernel package.
 pub const GUEST_DIR: &str = "/var/cache/sgwall/guest";
@@ -172,4 +137,39 @@ pub fn guest_problem() -> Option<String> {
             .iter()
             .any(|m| !guest.join("modules").join(format!("{m}.ko")).exists());
     kernel_missing.then(|| format!("no guest kernel in {GUEST_DIR} (cargo xtask setup fetches it)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_releases_parse_to_major_and_minor() {
+        assert_eq!(parse_kernel_release("6.18.0-1-amd64\n"), Some((6, 18)));
+        assert_eq!(parse_kernel_release("6.6"), Some((6, 6)));
+        assert_eq!(parse_kernel_release("garbage"), None);
+    }
+
+    #[test]
+    fn kernels_before_6_6_are_refused_by_name() {
+        assert_eq!(kernel_problem(Some((6, 6))), None);
+        assert_eq!(kernel_problem(Some((7, 0))), None);
+        assert_eq!(
+            kernel_problem(Some((6, 5))).as_deref(),
+            Some("kernel 6.5 lacks tcx links (needs 6.6 or newer)")
+        );
+        assert!(kernel_problem(None).is_some());
+    }
+
+    #[test]
+    fn a_missing_pin_dir_is_judged_by_its_nearest_existing_ancestor() {
+        let missing = Path::new("/proc/self/no/such/dir");
+        assert_eq!(nearest_existing(missing), Some(PathBuf::from("/proc/self")));
+        // procfs is not bpffs.
+        assert_eq!(
+            pin_dir_off_bpffs(missing),
+            Some(PathBuf::from("/proc/self"))
+        );
+        assert_eq!(filesystem_type(Path::new("/proc")), Some(0x9fa0));
+    }
 }
