@@ -604,6 +604,37 @@ impl Drop for AgentProcess {
     }
 }
 
+/// `sgwall status --json` for the pins under `pin_dir`.
+pub fn status_json(pin_dir: &Path) -> serde_json::Value {
+    let output = Command::new(sgwall_bin())
+        .args(["status", "--json", "--pin-dir"])
+        .arg(pin_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running sgwall status: {e}"));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sgwall status is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The packets a status counted under `reason` on `interface` going `direction`.
+pub fn counted(status: &serde_json::Value, interface: &str, direction: &str, reason: &str) -> u64 {
+    status["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| {
+            row["interface"] == interface
+                && row["direction"] == direction
+                && row["reason"] == reason
+        })
+        .filter_map(|row| row["packets"].as_u64())
+        .sum()
+}
+
 /// The `sgwall` binary under test (`cargo xtask test` builds it and sets `SGWALL_BIN`).
 pub fn sgwall_bin() -> PathBuf {
     let path = std::env::var_os("SGWALL_BIN")

@@ -20,9 +20,9 @@ use std::{
 use sgwall::runtime::console::{AgentEvent, LogFormat};
 use sgwall_preflight::{GUEST_DIR, GUEST_MODULES, guest_problem};
 use sgwall_tests::{
-    AgentProcess, NetNs, Outcome, PinDir, Probe, Service, TempDir,
+    AgentProcess, NetNs, Outcome, PinDir, Probe, Service, TempDir, counted,
     lab::{TcpEchoServer, UdpEndpoint},
-    privileged, run, sgwall_bin, unique_name,
+    privileged, run, status_json, unique_name,
 };
 
 const GUEST_MAC: &str = "52:54:00:12:34:56";
@@ -245,20 +245,6 @@ fn build_initramfs(dir: &Path) -> PathBuf {
     image
 }
 
-fn counter(status: &serde_json::Value, interface: &str, direction: &str, reason: &str) -> u64 {
-    status["counters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|row| {
-            row["interface"] == interface
-                && row["direction"] == direction
-                && row["reason"] == reason
-        })
-        .filter_map(|row| row["packets"].as_u64())
-        .sum()
-}
-
 #[test]
 fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_cannot_spoof_or_route()
  {
@@ -412,12 +398,7 @@ fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_ca
         String::from_utf8_lossy(&routes.stdout)
     );
 
-    let status = Command::new(sgwall_bin())
-        .args(["status", "--json", "--pin-dir"])
-        .arg(pins.path())
-        .output()
-        .expect("sgwall status");
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status is JSON");
+    let status = status_json(pins.path());
     for (direction, reason) in [
         ("egress", "dhcp_client"),
         ("ingress", "dhcp_server_reply"),
@@ -425,7 +406,7 @@ fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_ca
         ("egress", "router_advertisement_guard"),
     ] {
         assert!(
-            counter(&status, &tap, direction, reason) > 0,
+            counted(&status, &tap, direction, reason) > 0,
             "{direction} {reason} counted: {}",
             status["counters"]
         );
@@ -434,7 +415,7 @@ fn i5_i6_i7_a_qemu_guest_gets_its_lease_and_link_local_through_the_filter_and_ca
     // the tap's TC ingress (dnsmasq's RAs) is not counted as the guest's.
     for reason in ["mac_spoof", "non_ip"] {
         assert_eq!(
-            counter(&status, &tap, "egress", reason),
+            counted(&status, &tap, "egress", reason),
             0,
             "egress {reason}: {}",
             status["counters"]

@@ -1050,18 +1050,12 @@ fn lab_probe_three_tier_matrix_agrees_with_the_evaluator() {
 
 /// The packets counted under `reason` on `interface` going `direction` (`sgwall status`).
 fn counted(lab: &TestLab, interface: &str, direction: &str, reason: &str) -> u64 {
-    let status = lab.sgwall_json(&["status", "--json"]);
-    status["counters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|row| {
-            row["interface"] == interface
-                && row["direction"] == direction
-                && row["reason"] == reason
-        })
-        .filter_map(|row| row["packets"].as_u64())
-        .sum()
+    sgwall_tests::counted(
+        &lab.sgwall_json(&["status", "--json"]),
+        interface,
+        direction,
+        reason,
+    )
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sgwall::runtime::console::{AgentEvent, LogFormat};
 use sgwall_tests::{
     AgentProcess, Listener, NetNs, Outcome, PinDir, Probe, Service, TempDir, VethPair, privileged,
-    sgwall_bin, unique_name,
+    status_json, unique_name,
 };
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -156,12 +156,7 @@ fn i7_taps_found_by_the_guests_mac_or_a_pattern_are_followed_as_they_come_and_go
         Outcome::TimedOut,
         "a second match takes nothing away"
     );
-    let status = std::process::Command::new(sgwall_bin())
-        .args(["status", "--json", "--pin-dir"])
-        .arg(pins.path())
-        .output()
-        .expect("sgwall status");
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON");
+    let status = status_json(pins.path());
     let glob_vm = status["interfaces"]
         .as_array()
         .into_iter()
