@@ -44,7 +44,8 @@ pub fn privileged() -> bool {
     }
 }
 
-fn in_ci() -> bool {
+/// Whether the tests run under CI (`CI=true`), where a test that cannot run must fail.
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
