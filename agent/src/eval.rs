@@ -19,6 +19,8 @@ use filter_common::{
 
 use crate::model::{Config, Direction, EffectiveRule, Instance, MacAddr, Peer, effective_rules};
 
+pub mod wire;
+
 /// Why a packet was admitted or dropped: the datapath's own table, so a verdict and its counter
 /// compare directly. The evaluator gives the reasons of policy decisions (and of H2's unknown
 /// extension headers); those of other malformed input and of the datapath's own failures come
@@ -260,6 +262,15 @@ fn service_of(packet: &IpPacket) -> Service {
             port: None,
             icmp: Some((icmp_type, code)),
         },
+        // DECISION: ICMP of the other family (ICMPv6 in IPv4, ICMP in IPv6) is no ICMP there:
+        // never echo, error or link control. The rules judge it by its number with type and
+        // code read as 0, the datapath's one selector for a header it does not read: a rule
+        // for the whole protocol, or for type 0, admits it.
+        Transport::Other(PROTO_ICMP | PROTO_ICMPV6) => Service {
+            proto,
+            port: None,
+            icmp: Some((0, 0)),
+        },
         Transport::Other(_) => Service {
             proto,
             port: None,
@@ -459,7 +470,8 @@ pub fn evaluate(
     let later_fragment = matches!(packet.fragment, Fragment::Later { .. });
 
     // H2: in IPv6 these numbers are extension headers nothing can walk past, not protocols.
-    if packet.src.is_ipv6() && is_ipv6_unwalkable_extension(proto) {
+    // A later fragment's number names the fragmentable part, which is not there to walk.
+    if packet.src.is_ipv6() && !later_fragment && is_ipv6_unwalkable_extension(proto) {
         return Decision::because(Reason::Ipv6UnknownExtension);
     }
 

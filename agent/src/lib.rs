@@ -9,6 +9,8 @@ pub mod datapath;
 pub mod error_text;
 pub mod eval;
 pub mod import;
+#[cfg(test)]
+mod input_fuzz;
 pub mod inspect;
 pub mod lab;
 pub mod locate;

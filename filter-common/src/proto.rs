@@ -83,6 +83,13 @@ pub const TCP_RST: u8 = 0x04;
 pub const TCP_PSH: u8 = 0x08;
 pub const TCP_ACK: u8 = 0x10;
 
+/// ICMP of the packet's own family: ICMP in IPv4, ICMPv6 in IPv6. The other family's number
+/// is a protocol like any other there (no types, no echo, no errors), as the stacks treat it.
+pub const fn is_own_icmp(family: u8, proto: u8) -> bool {
+    (family == crate::FAMILY_V4 && proto == PROTO_ICMP)
+        || (family == crate::FAMILY_V6 && proto == PROTO_ICMPV6)
+}
+
 /// True for ICMP echo requests and replies, the only ICMP messages tracked as flows (C3).
 pub fn is_icmp_echo(proto: u8, icmp_type: u8) -> bool {
     matches!(

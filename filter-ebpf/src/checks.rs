@@ -8,7 +8,7 @@
 
 use filter_common::{
     DIR_EGRESS, DIR_INGRESS, IFACE_F_HAS_EXEMPT, IFACE_F_SOURCE_DEST_CHECK, PROTO_ICMPV6,
-    PacketFacts, Reason,
+    PacketFacts, Reason, is_own_icmp,
 };
 
 use crate::{
@@ -23,7 +23,9 @@ pub fn before_tracking(facts: &PacketFacts, policy: &Policy) -> Result<Option<Re
     let dir = facts.dir;
     guards::port_security(iface, dir, &facts.source_mac)?;
     let later_fragment = facts.fragment_offset != 0;
-    if facts.proto == PROTO_ICMPV6
+    // ICMPv6 only in IPv6: protocol 58 in an IPv4 header is no neighbour discovery.
+    if is_own_icmp(facts.family, facts.proto)
+        && facts.proto == PROTO_ICMPV6
         && !later_fragment
         && let Some(reason) = guards::icmpv6_link(iface, dir, facts.icmp_type)
     {

@@ -95,7 +95,7 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) ->
     } else {
         (&facts.src, &facts.dst)
     };
-    let is_icmp = proto == PROTO_ICMP || proto == PROTO_ICMPV6;
+    let is_icmp = is_own_icmp(facts.family, proto);
     let selector = selector_for(proto, facts.dst_port, facts.icmp_type, facts.icmp_code);
     // The conntrack key is built only after the ICMP branch: built before it, it costs the
     // verifier twice the instructions on this stage.

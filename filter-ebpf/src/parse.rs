@@ -5,7 +5,7 @@
 use filter_common::{
     FAMILY_V4, FAMILY_V6, IPV6_AUTHENTICATION, IPV6_DESTINATION_OPTIONS, IPV6_FRAGMENT,
     IPV6_HOP_BY_HOP, IPV6_ROUTING, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Reason,
-    is_ipv6_unwalkable_extension,
+    is_ipv6_unwalkable_extension, is_own_icmp,
 };
 
 use crate::packet::Packet;
@@ -277,7 +277,7 @@ pub fn transport(packet: &Packet, ip: &Ip) -> Result<L4, Reason> {
                 ..L4::NONE
             })
         }
-        PROTO_ICMP | PROTO_ICMPV6 => {
+        proto if is_own_icmp(ip.family, proto) => {
             let icmp = packet.get::<8>(offset).ok_or(short)?;
             Ok(L4 {
                 icmp_type: icmp.u8::<0>(),

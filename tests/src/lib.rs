@@ -7,6 +7,7 @@
 
 pub mod datapath;
 pub mod flood;
+pub mod fuzz;
 pub mod lab;
 pub mod packet;
 

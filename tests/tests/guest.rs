@@ -20,7 +20,7 @@ use std::{
 use sgwall::runtime::console::{AgentEvent, LogFormat};
 use sgwall_preflight::{GUEST_DIR, GUEST_MODULES, guest_problem};
 use sgwall_tests::{
-    AgentProcess, NetNs, Outcome, PinDir, Probe, Service, TempDir, counted,
+    AgentProcess, NetNs, Outcome, PinDir, Probe, Service, TempDir, counted, in_ci,
     lab::{TcpEchoServer, UdpEndpoint},
     privileged, run, status_json, unique_name,
 };

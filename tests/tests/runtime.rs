@@ -564,3 +564,84 @@ fn c6_allowance_exceeded_is_counted_and_logged_from_the_datapath() {
         .any(|row| row["reason"] == "conntrack_allowance_exceeded");
     assert!(exceeded, "{status}");
 }
+
+/// H6: an agent with a new map layout starts over the pins of an older one, whose programs
+/// are attached and tracking flows, and carries every flow over before its programs take the
+/// links. web-1's group admits the client inbound and nothing outbound, so its replies pass
+/// only as tracked flows (C1): with empty new tables every held session would be cut.
+///
+/// The older layout is made the way an upgrade finds it: the running agent stopped, its maps
+/// pinned under `v1/`, its programs attached and using them. They are this build's maps,
+/// renamed; v1's conntrack bytes are v2's with `reply_isn` as padding, which is all the v1
+/// decoder reads differently, so what is tested is the start path: read, convert, write before
+/// the swap, second pass, old layout removed, hit totals kept.
+#[test]
+fn h6_an_upgrade_to_a_new_map_layout_keeps_flows_admitted_only_as_replies() {
+    if !privileged() {
+        return;
+    }
+    const SESSIONS: usize = 5;
+    let config = format!(
+        r#"
+[[security_group]]
+name = "web"
+egress = []
+ingress = [{{ protocol = "tcp", ports = 7000, cidr = ["10.6.0.0/24"] }}]
+{WEB_INSTANCE}{CLIENT}"#
+    );
+    let mut lab = TestLab::up(&config);
+    let web = web_address();
+    let _echo = TcpEchoServer::start(&lab.namespace("web-1"), 7000);
+    let client_ns = lab.namespace("client");
+    let mut sessions: Vec<TcpSession> = (0..SESSIONS)
+        .map(|n| {
+            let mut session =
+                TcpSession::connect(&client_ns, lab.address("client", false), web, 7000)
+                    .unwrap_or_else(|| panic!("session {n} connects"));
+            assert!(session.exchange(), "session {n} before the upgrade");
+            session
+        })
+        .collect();
+
+    lab.kill_agent();
+    let current = lab
+        .pin_dir()
+        .join(format!("v{}", filter_common::LAYOUT_VERSION));
+    let older = lab.pin_dir().join("v1");
+    std::fs::rename(&current, &older).expect("pins of an older layout");
+    for (n, session) in sessions.iter_mut().enumerate() {
+        assert!(
+            session.exchange(),
+            "session {n}: the old programs still enforce on their own maps"
+        );
+    }
+
+    let since = lab.log_position();
+    lab.restart_agent(&["sgw-web1"]);
+    for (n, session) in sessions.iter_mut().enumerate() {
+        assert!(session.exchange(), "H6: session {n} survives the upgrade");
+    }
+    lab.wait_log(since, &format!("carried {SESSIONS} established"));
+    assert!(!older.exists(), "the older layout is removed once carried");
+    assert!(current.exists());
+    let flows = lab.sgwall_json(&["conntrack", "--json"]);
+    let carried = flows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|flow| flow["pool"] == "established" && flow["local"] == "10.7.0.10:7000")
+        .count();
+    assert_eq!(carried, SESSIONS, "{flows}");
+    assert_eq!(
+        established(&lab),
+        SESSIONS as u64,
+        "C6: the carried flows count against the allowance"
+    );
+    // Nothing the rules deny got in on the way: web-1 still sends nothing new out, and a
+    // port no rule opens stays shut.
+    assert_eq!(
+        probe_web(&lab, 7001),
+        Outcome::TimedOut,
+        "R1 after the upgrade"
+    );
+}

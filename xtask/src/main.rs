@@ -2,6 +2,7 @@
 //! so a new user never has to.
 
 mod bench;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -32,6 +33,16 @@ enum Task {
     /// Benchmarks: BPF_PROG_TEST_RUN microbenchmarks, end to end against nftables and
     /// iptables + ipset, control plane. Writes BENCHMARKS.md and target/bench/*.json.
     Bench(bench::BenchArgs),
+    /// The packet-path fuzzer for longer than `cargo xtask test` runs it: mutated frames through
+    /// the real object and the reference, from the seed after the last run's (kept in
+    /// target/fuzz/next-seed); disagreements are written under target/fuzz/disagreements.
+    Fuzz {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Start here instead of after the last run.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// Build the release binary and run the built-in lab demo (`sgwall lab demo`).
     Demo {
         /// Arguments passed on to `sgwall lab demo`.
@@ -62,6 +73,10 @@ fn run_task(task: Task) -> Result<()> {
         Task::Bench(args) => {
             setup::run()?;
             bench::run(&args)
+        }
+        Task::Fuzz { minutes, seed } => {
+            setup::run()?;
+            fuzz::run(minutes, seed)
         }
         Task::Demo { args } => {
             setup::run()?;

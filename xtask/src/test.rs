@@ -53,7 +53,14 @@ const TIERS: &[Tier] = &[
     Tier {
         number: 2,
         name: "prog-test-run",
-        cargo_args: &["--package", "sgwall-tests", "--test", "prog_test_run"],
+        cargo_args: &[
+            "--package",
+            "sgwall-tests",
+            "--test",
+            "prog_test_run",
+            "--test",
+            "fuzz",
+        ],
         harness_args: &[],
         privileged: true,
         timeout: Duration::from_secs(15 * 60),

@@ -190,12 +190,6 @@ impl LabAgent {
         crate::process::alive(self.pid)
     }
 
-    /// Current length of the log: pass it to the `wait_*` methods to only consider what the
-    /// agent says from now on.
-    pub fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log).map_or(0, |m| m.len())
-    }
-
     /// Log text from byte `since` on.
     pub fn log_since(&self, since: u64) -> Result<String, LabAgentError> {
         let log_error = |source| LabAgentError::Log {

@@ -393,7 +393,9 @@ impl Lab {
 
     /// Current length of the agent log (see [`Lab::wait_enforcing`]).
     pub fn log_position(&self) -> u64 {
-        self.agent.as_ref().map_or(0, LabAgent::log_len)
+        // From the file, which outlives any one agent: after `kill_agent` the position must
+        // still be the end of what the dead agent wrote, or a restart would be "seen" in it.
+        std::fs::metadata(self.settings.state_dir.join(AGENT_LOG)).map_or(0, |m| m.len())
     }
 
     /// Waits until the agent says it enforces each of `interfaces`, counting only what it

@@ -16,9 +16,11 @@
 //! - [`state`]: `state.json`, the rule table and interface status the maps cannot tell.
 //! - [`maps`]: typed openers for the pinned maps.
 //! - [`flow_log`]: `flows.log`, its record schema, writing and reading it.
+//! - [`migrate`]: tracked flows carried from an older layout's maps into this one's (H6).
 
 pub mod flow_log;
 pub mod maps;
+pub mod migrate;
 pub mod state;
 
 use std::{

@@ -40,6 +40,7 @@ use crate::{
     pins::{
         Paths, epoch_seconds,
         maps::{CtPool, PinnedMapError, PinnedMaps, monotonic_ns},
+        migrate::{self, CarriedFlow},
         state::{self, InterfaceState, InterfaceStatus, Reloads, RuleState, State, StateError},
     },
 };
@@ -156,6 +157,13 @@ impl Agent {
         let previous_state = state::read(&paths.state_file())
             .ok()
             .filter(|s| s.generation == generation && generation != 0);
+        // H6: an older layout's maps may still be what the attached programs use.
+        let older_layouts = paths.stale_layouts();
+        let carried_hit_totals = if older_layouts.is_empty() {
+            None
+        } else {
+            state::read(&paths.state_file()).ok().map(|s| s.hit_totals)
+        };
 
         // After a restart, instances keep the interfaces the previous agent enforced them on.
         let found_before: BTreeMap<String, String> = previous_state
@@ -181,7 +189,10 @@ impl Agent {
                 started_at: epoch_seconds(SystemTime::now()),
                 interfaces: Vec::new(),
                 rules: Vec::new(),
-                hit_totals: previous_state.map(|s| s.hit_totals).unwrap_or_default(),
+                hit_totals: previous_state
+                    .map(|s| s.hit_totals)
+                    .or(carried_hit_totals)
+                    .unwrap_or_default(),
                 reloads: Reloads::default(),
                 netns: options.netns.clone(),
                 pending_confirmation: None,
@@ -200,11 +211,14 @@ impl Agent {
             sweep_requested: false,
             pending: None,
         };
+        // Before any link runs the new programs: then every flow the old ones tracked is
+        // already known to the new ones when they see its next packet.
+        agent.carry_flows(&older_layouts, true);
         agent.detach_unconfigured()?;
         agent.attach_all(console)?;
-        // Every link now runs this version's programs on this layout's maps: an older layout's
-        // maps are unused (their conntrack state is not carried over: see docs/operations.md).
-        for stale in agent.paths.stale_layouts() {
+        // The old maps get no more updates now: flows that started since the first pass.
+        agent.carry_flows(&older_layouts, false);
+        for stale in older_layouts {
             match std::fs::remove_dir_all(&stale) {
                 Ok(()) => tracing::info!("removed maps of an older layout: {}", stale.display()),
                 Err(error) => tracing::warn!("removing {}: {error}", stale.display()),
@@ -212,6 +226,45 @@ impl Agent {
         }
         agent.refresh_state()?;
         Ok(agent)
+    }
+
+    /// Carries the tracked flows of older layouts' maps into this one's (H6). A layout it
+    /// cannot read costs its flows, never the start: the new tables only lack entries, so
+    /// nothing is admitted that the rules deny.
+    fn carry_flows(&mut self, older_layouts: &[PathBuf], before_swap: bool) {
+        let slots: BTreeMap<u32, u16> = self
+            .applied
+            .ifindexes
+            .iter()
+            .filter_map(|(interface, ifindex)| {
+                let slot = self.applied.policy.interface(interface)?.ifslot;
+                Some((*ifindex, slot))
+            })
+            .collect();
+        for dir in older_layouts {
+            let carried = migrate::read_flows(dir).and_then(|flows: Vec<CarriedFlow>| {
+                migrate::carry(&flows, &self.pinned, &slots, before_swap)
+            });
+            match carried {
+                Ok(carried) => tracing::info!(
+                    "carried {} established and {} embryonic flows from {} ({}){}",
+                    carried.established,
+                    carried.embryonic,
+                    dir.display(),
+                    if before_swap {
+                        "before the swap"
+                    } else {
+                        "after it"
+                    },
+                    if carried.left > 0 {
+                        format!(", left {} of interfaces not enforced", carried.left)
+                    } else {
+                        String::new()
+                    }
+                ),
+                Err(error) => tracing::error!("{}", with_causes(&error)),
+            }
+        }
     }
 
     /// Re-reads the config. An invalid config changes nothing and is reported as an error.
