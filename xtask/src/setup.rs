@@ -216,8 +216,19 @@ fn ensure_guest_kernel(done: &mut Vec<String>) -> Result<()> {
     if !is_root() {
         bail!("the guest kernel is missing from {GUEST_DIR}: run cargo xtask setup as root");
     }
-    let depends = command_stdout(Command::new("apt-cache").args(["depends", GUEST_KERNEL_META]))
-        .context("apt-cache depends")?;
+    let depends = || command_stdout(Command::new("apt-cache").args(["depends", GUEST_KERNEL_META]));
+    // On a machine whose package lists were never fetched, apt-cache knows no package yet.
+    let depends = match depends().filter(|text| text.contains("Depends: ")) {
+        Some(text) => text,
+        None => {
+            run_checked(
+                Command::new("apt-get")
+                    .args(["update", "-qq"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+            depends().context("apt-cache depends")?
+        }
+    };
     let package = depends
         .lines()
         .filter_map(|line| line.trim().strip_prefix("Depends: "))
