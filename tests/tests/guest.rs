@@ -11,6 +11,7 @@
 use std::{
     io::BufRead as _,
     net::{IpAddr, SocketAddr},
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc::{Receiver, channel},
@@ -117,6 +118,17 @@ struct Spawned {
 
 impl Spawned {
     fn start(what: &'static str, command: &mut Command) -> Self {
+        // A test killed outright (a timeout) takes QEMU and dnsmasq with it: `ip netns exec`
+        // execs them in this very process, which keeps the parent-death signal.
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
