@@ -14,6 +14,7 @@ mod micro;
 mod peers;
 mod policy;
 mod report;
+mod soak;
 mod stats;
 mod traffic;
 
@@ -53,16 +54,18 @@ enum Section {
     E2e,
     Control,
     Floods,
+    Soak,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 7] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
         Section::E2e,
         Section::Control,
         Section::Floods,
+        Section::Soak,
     ];
 
     fn key(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Section {
             Section::E2e => "e2e",
             Section::Control => "control",
             Section::Floods => "floods",
+            Section::Soak => "soak",
         }
     }
 }
@@ -154,6 +158,12 @@ fn run() -> Result<()> {
             Section::Floods => {
                 let result = floods::run(&floods::Params::for_mode(cli.mode))?;
                 let (fragment, targets) = floods::fragment(&result, &header);
+                (serde_json::to_value(&result)?, fragment, targets)
+            }
+            Section::Soak => {
+                let result = soak::run(&soak::Params::for_mode(cli.mode))?;
+                soak::check(&result)?;
+                let (fragment, targets) = soak::fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
             }
         };
