@@ -17,7 +17,10 @@ use filter_common::{
     is_ipv6_unwalkable_extension, quoted_flow_orientation,
 };
 
-use crate::model::{Config, Direction, EffectiveRule, Instance, MacAddr, Peer, effective_rules};
+use crate::model::{
+    AclAction, AclEntry, Config, Direction, EffectiveRule, Instance, MacAddr, Peer, PortRange,
+    Protocol, effective_rules,
+};
 
 pub mod wire;
 
@@ -36,6 +39,46 @@ pub struct Decision {
     /// The rule (its id in the interface's effective rules for this direction) that admitted
     /// the packet, when a rule did.
     pub rule: Option<u16>,
+    /// What the subnet's network ACL said, when it judged the packet (N1-N4): always inbound
+    /// (before the groups), outbound only what the groups admitted (after them). `None`: no
+    /// ACL judged it (no subnet, the peer inside the subnet, or settled before the policy).
+    pub acl: Option<AclVerdict>,
+}
+
+/// The network ACL's verdict on one packet (N2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AclVerdict {
+    /// The entry with this number matched first.
+    Entry { number: u16, action: AclAction },
+    /// No entry matched: the final `*` entry denies.
+    NoEntry,
+}
+
+impl AclVerdict {
+    pub fn allows(self) -> bool {
+        matches!(
+            self,
+            AclVerdict::Entry {
+                action: AclAction::Allow,
+                ..
+            }
+        )
+    }
+
+    /// The entry's number as AWS shows it: the number, or `*` for the final entry.
+    pub fn number_text(self) -> String {
+        match self {
+            AclVerdict::Entry { number, .. } => number.to_string(),
+            AclVerdict::NoEntry => "*".to_string(),
+        }
+    }
+
+    fn refusal(self) -> Reason {
+        match self {
+            AclVerdict::NoEntry => Reason::AclImplicitDeny,
+            AclVerdict::Entry { .. } => Reason::AclDeny,
+        }
+    }
 }
 
 impl Decision {
@@ -44,13 +87,27 @@ impl Decision {
     }
 
     fn because(reason: Reason) -> Self {
-        Self { reason, rule: None }
+        Self {
+            reason,
+            rule: None,
+            acl: None,
+        }
     }
 
     fn by_rule(reason: Reason, rule: u16) -> Self {
         Self {
             reason,
             rule: Some(rule),
+            acl: None,
+        }
+    }
+
+    /// The ACL refused what it judged.
+    fn refused_by_acl(acl: AclVerdict) -> Self {
+        Self {
+            reason: acl.refusal(),
+            rule: None,
+            acl: Some(acl),
         }
     }
 }
@@ -279,23 +336,104 @@ fn service_of(packet: &IpPacket) -> Service {
     }
 }
 
-/// Whether one rule admits traffic to or from `peer` for `service` (R3-R5, G1-G2).
-fn rule_admits(config: &Config, rule: &EffectiveRule, peer: IpAddr, service: &Service) -> bool {
-    if !rule.protocol.matches(service.proto) {
+/// Whether a protocol and port part (of a rule or an ACL entry) admits `service` (R3, R4).
+fn service_admits(protocol: Protocol, ports: PortRange, service: &Service) -> bool {
+    if !protocol.matches(service.proto) {
         return false;
     }
-    let ports_ok = match (service.port, service.icmp) {
-        (Some(port), _) => rule.ports.admits_port(port),
-        (None, Some((icmp_type, code))) => rule.ports.admits_icmp(icmp_type, code),
+    match (service.port, service.icmp) {
+        (Some(port), _) => ports.admits_port(port),
+        (None, Some((icmp_type, code))) => ports.admits_icmp(icmp_type, code),
         // Other protocols have no ports: a rule for them covers the whole protocol.
         (None, None) => true,
-    };
-    let peer_ok = match &rule.peer {
+    }
+}
+
+/// Whether one rule admits traffic to or from `peer` for `service` (R3-R5, G1-G2, P1).
+fn rule_admits(config: &Config, rule: &EffectiveRule, peer: IpAddr, service: &Service) -> bool {
+    if !service_admits(rule.protocol, rule.ports, service) {
+        return false;
+    }
+    match &rule.peer {
         // ipnet's `contains` is false across families: 0.0.0.0/0 never matches IPv6 (R5).
         Peer::Cidr(net) => net.contains(&peer),
         Peer::Group(group) => config.group_members(group).contains(&peer),
+        Peer::PrefixList(list) => config
+            .prefix_list(list)
+            .is_some_and(|list| list.contains(peer)),
+    }
+}
+
+/// N1-N4: what the network ACL of the instance's subnet says of this packet. Every packet is
+/// judged on its own (N3, replies included: the service is this packet's destination port),
+/// entries lowest number first, the first match wins, and what matches none is denied (N2).
+/// `None` when no ACL judges the packet: the instance is in no subnet, or the peer is in the
+/// instance's own subnet, whose traffic never crosses the ACL (N4).
+pub fn acl_verdict(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    packet: &IpPacket,
+) -> Option<AclVerdict> {
+    let (subnet, acl) = config.acl_of(instance)?;
+    let (_, remote) = packet.local_remote(direction);
+    if subnet.contains(remote) {
+        return None;
+    }
+    let service = service_of(packet);
+    let matches = |entry: &&AclEntry| {
+        entry.cidr.contains(&remote) && service_admits(entry.protocol, entry.ports, &service)
     };
-    ports_ok && peer_ok
+    Some(match acl.entries(direction).iter().find(matches) {
+        Some(entry) => AclVerdict::Entry {
+            number: entry.number,
+            action: entry.action,
+        },
+        None => AclVerdict::NoEntry,
+    })
+}
+
+/// The ACL entry behind `verdict`, as a REJECT names it: "network ACL public-acl (subnet
+/// public) ingress entry 90: deny all from 198.18.0.0/15", or entry `*` when none matched.
+pub fn describe_acl_verdict(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    verdict: AclVerdict,
+) -> String {
+    let Some((subnet, acl)) = config.acl_of(instance) else {
+        return format!("no network ACL on {}", instance.name);
+    };
+    let head = format!(
+        "network ACL {} (subnet {}) {direction} entry {}",
+        acl.name,
+        subnet.name,
+        verdict.number_text()
+    );
+    let entry = match verdict {
+        AclVerdict::Entry { number, .. } => acl
+            .entries(direction)
+            .iter()
+            .find(|entry| entry.number == number),
+        AclVerdict::NoEntry => None,
+    };
+    let peer_word = match direction {
+        Direction::Ingress => "from",
+        Direction::Egress => "to",
+    };
+    match entry {
+        Some(entry) => {
+            let ports = match entry.ports {
+                PortRange::Any => String::new(),
+                other => format!(" {other}"),
+            };
+            format!(
+                "{head}: {} {}{ports} {peer_word} {}",
+                entry.action, entry.protocol, entry.cidr
+            )
+        }
+        None => format!("{head}: no entry matches, the final entry denies (N2)"),
+    }
 }
 
 /// The first rule of `instance` for `direction` that admits the packet (R1, R6).
@@ -526,6 +664,36 @@ pub fn evaluate(
         };
     }
 
+    // N4: the ACL judges inbound packets before the groups, outbound ones after them, and only
+    // what the groups admitted: a packet the ACL refuses outbound leaves no trace (no flow is
+    // started or refreshed, no rule hit is counted), since it never leaves the subnet.
+    let acl = acl_verdict(config, instance, direction, packet);
+    if direction == Direction::Ingress
+        && let Some(acl) = acl
+        && !acl.allows()
+    {
+        return Decision::refused_by_acl(acl);
+    }
+    let groups = judge_by_groups(config, instance, direction, packet, ct);
+    match acl {
+        Some(acl) if groups.admitted() && !acl.allows() => Decision::refused_by_acl(acl),
+        Some(acl) if groups.admitted() || direction == Direction::Ingress => Decision {
+            acl: Some(acl),
+            ..groups
+        },
+        _ => groups,
+    }
+}
+
+/// The groups' verdict on an IP packet that reached the policy (R1-R7, G1-G5, C1-C8).
+fn judge_by_groups(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    packet: &IpPacket,
+    ct: &CtView,
+) -> Decision {
+    let proto = packet.proto();
     // ICMP other than echo: never tracked; errors may be related to a flow (C7).
     if let Transport::Icmp { icmp_type, .. } = packet.transport
         && !is_icmp_echo(proto, icmp_type)

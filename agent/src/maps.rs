@@ -9,13 +9,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use filter_common::{
-    AddrKey, CIDR_KEY_FIXED_BITS, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey,
-    MemberValue, PORT_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PortKey, RuleBitmap, any_match_in,
-    first_match, slot_of_generation,
+    AclBits, AddrKey, CIDR_KEY_FIXED_BITS, CidrKey, GroupBitsKey, IFACE_F_HAS_ACL,
+    IFACE_F_HAS_PREFIX_LISTS, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue,
+    PORT_KEY_FIXED_BITS, PREFIX_LIST_KEY_FIXED_BITS, PROTO_TCP, PROTO_UDP, PeerBits, PortKey,
+    RuleBitmap, acl_first_match, any_match_in, first_match, slot_of_generation,
 };
 
 use crate::compile::{
-    CompiledInterface, CompiledPolicy, MembershipChange, MembershipDelta, set_id,
+    CompiledInterface, CompiledPolicy, MembershipChange, MembershipDelta, PrefixListDelta,
+    PrefixListPrefix, prefix_list_set_id, set_id,
 };
 
 /// An LPM trie key: the prefix length in bits over `data`, as the kernel lays it out.
@@ -59,6 +61,10 @@ pub trait PolicyMaps {
     fn group_bits(&mut self) -> &mut dyn Table<GroupBitsKey, RuleBitmap>;
     fn members(&mut self) -> &mut dyn Table<AddrKey, MemberValue>;
     fn local_addrs(&mut self) -> &mut dyn Table<LocalAddrKey, u32>;
+    fn acl_cidrs(&mut self) -> &mut dyn Table<Lpm<CidrKey>, AclBits>;
+    fn acl_ports(&mut self) -> &mut dyn Table<Lpm<PortKey>, AclBits>;
+    fn prefix_lists(&mut self) -> &mut dyn Table<Lpm<AddrKey>, MemberValue>;
+    fn prefix_list_bits(&mut self) -> &mut dyn Table<GroupBitsKey, RuleBitmap>;
 }
 
 /// A map held in memory, with an optional capacity like a kernel map's `max_entries`.
@@ -119,6 +125,10 @@ pub struct MemoryMaps {
     pub group_bits: MemoryTable<GroupBitsKey, RuleBitmap>,
     pub members: MemoryTable<AddrKey, MemberValue>,
     pub local_addrs: MemoryTable<LocalAddrKey, u32>,
+    pub acl_cidrs: MemoryTable<Lpm<CidrKey>, AclBits>,
+    pub acl_ports: MemoryTable<Lpm<PortKey>, AclBits>,
+    pub prefix_lists: MemoryTable<Lpm<AddrKey>, MemberValue>,
+    pub prefix_list_bits: MemoryTable<GroupBitsKey, RuleBitmap>,
 }
 
 impl PolicyMaps for MemoryMaps {
@@ -146,6 +156,18 @@ impl PolicyMaps for MemoryMaps {
     }
     fn local_addrs(&mut self) -> &mut dyn Table<LocalAddrKey, u32> {
         &mut self.local_addrs
+    }
+    fn acl_cidrs(&mut self) -> &mut dyn Table<Lpm<CidrKey>, AclBits> {
+        &mut self.acl_cidrs
+    }
+    fn acl_ports(&mut self) -> &mut dyn Table<Lpm<PortKey>, AclBits> {
+        &mut self.acl_ports
+    }
+    fn prefix_lists(&mut self) -> &mut dyn Table<Lpm<AddrKey>, MemberValue> {
+        &mut self.prefix_lists
+    }
+    fn prefix_list_bits(&mut self) -> &mut dyn Table<GroupBitsKey, RuleBitmap> {
+        &mut self.prefix_list_bits
     }
 }
 
@@ -206,6 +228,25 @@ fn group_bits_key(slot: u8, dir: u8, ifslot: u16, set: u64) -> GroupBitsKey {
     }
 }
 
+fn prefix_list_key(prefix: &PrefixListPrefix) -> Lpm<AddrKey> {
+    Lpm {
+        prefix_len: PREFIX_LIST_KEY_FIXED_BITS + u32::from(prefix.prefix_len),
+        data: AddrKey {
+            family: prefix.family,
+            _pad: [0; 3],
+            addr: prefix.addr,
+        },
+    }
+}
+
+fn prefix_of(key: &Lpm<AddrKey>) -> PrefixListPrefix {
+    PrefixListPrefix {
+        family: key.data.family,
+        addr: key.data.addr,
+        prefix_len: key.prefix_len.saturating_sub(PREFIX_LIST_KEY_FIXED_BITS) as u8,
+    }
+}
+
 fn local_addr_key(ifslot: u16, addr: &AddrKey) -> LocalAddrKey {
     LocalAddrKey {
         ifslot,
@@ -235,12 +276,36 @@ fn write_set_bits(
     Ok(())
 }
 
+/// Writes the `PREFIX_LIST_BITS` entries of one prefix list set for every interface, into
+/// `slot`.
+fn write_prefix_list_set_bits(
+    maps: &mut dyn PolicyMaps,
+    slot: u8,
+    interfaces: &[CompiledInterface],
+    set: u64,
+    lists: &BTreeSet<String>,
+) -> Result<(), MapError> {
+    for interface in interfaces {
+        for dir in CompiledPolicy::directions() {
+            let bits = interface.prefix_list_bits(dir, lists);
+            if !bits.is_empty() {
+                maps.prefix_list_bits()
+                    .put(&group_bits_key(slot, dir, interface.ifslot, set), &bits)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Deletes every slotted entry of `slot`.
 pub fn clear_slot(maps: &mut dyn PolicyMaps, slot: u8) -> Result<(), MapError> {
     delete_where(maps.ifaces(), |key| key.slot == slot)?;
     delete_where(maps.cidrs(), |key| key.data.slot == slot)?;
     delete_where(maps.ports(), |key| key.data.slot == slot)?;
-    delete_where(maps.group_bits(), |key| key.slot == slot)
+    delete_where(maps.group_bits(), |key| key.slot == slot)?;
+    delete_where(maps.acl_cidrs(), |key| key.data.slot == slot)?;
+    delete_where(maps.acl_ports(), |key| key.data.slot == slot)?;
+    delete_where(maps.prefix_list_bits(), |key| key.slot == slot)
 }
 
 fn delete_where<K, V>(
@@ -264,6 +329,9 @@ fn delete_where<K, V>(
 /// 3. write the new rules into the inactive slot, with group bits for every set in use;
 /// 4. flip the generation: one 8-byte store;
 /// 5. grow: members get their new groups, instances their new local addresses.
+///
+/// Prefix list entries (P1, not slotted either) follow the same shrink and grow: before the
+/// flip every trie entry holds only lists that cover it in both policies, after it the new sets.
 ///
 /// `previous` is what this agent applied before; `None` after a restart, when the groups behind
 /// the membership sets already in the maps are unknown, so changed members are removed during
@@ -324,6 +392,7 @@ pub fn apply_full(
         maps.members()
             .put(&address, &MemberValue { set_id: shrunk_id })?;
     }
+    let transitional_lists = shrink_prefix_lists(maps, previous, &next, active)?;
     let wanted_local: BTreeSet<LocalAddrKey> = next
         .interfaces
         .iter()
@@ -341,11 +410,31 @@ pub fn apply_full(
             maps.ports()
                 .put(&port_key(inactive, interface.ifslot, entry), &entry.rules)?;
         }
+        if let Some(acl) = &interface.acl {
+            // Only word 0 carries ACL bits (N2 caps entries far below 64).
+            for entry in &acl.cidrs {
+                maps.acl_cidrs().put(
+                    &cidr_key(inactive, interface.ifslot, entry),
+                    &entry.rules.words[0],
+                )?;
+            }
+            for entry in &acl.ports {
+                maps.acl_ports().put(
+                    &port_key(inactive, interface.ifslot, entry),
+                    &entry.rules.words[0],
+                )?;
+            }
+        }
     }
     let mut sets_to_write = next.sets.clone();
     sets_to_write.extend(transitional_sets);
     for (id, groups) in &sets_to_write {
         write_set_bits(maps, inactive, &next.interfaces, *id, groups)?;
+    }
+    let mut list_sets_to_write = next.prefix_list_sets.clone();
+    list_sets_to_write.extend(transitional_lists);
+    for (id, lists) in &list_sets_to_write {
+        write_prefix_list_set_bits(maps, inactive, &next.interfaces, *id, lists)?;
     }
     for interface in &next.interfaces {
         if let Some(ifindex) = ifindexes.get(&interface.interface) {
@@ -365,12 +454,119 @@ pub fn apply_full(
     for key in &wanted_local {
         maps.local_addrs().put(key, &1)?;
     }
+    for (prefix, set) in &next.prefix_list_entries {
+        let key = prefix_list_key(prefix);
+        if maps.prefix_lists().get(&key)?.map(|m| m.set_id) != Some(*set) {
+            maps.prefix_lists()
+                .put(&key, &MemberValue { set_id: *set })?;
+        }
+    }
+    // An entry only the old policy had was kept through the flip at the lists both cover (see
+    // `shrink_prefix_lists`); as a longer prefix it would still hide the new policy's own
+    // entry for its addresses, and with it the lists only the new policy has there.
+    delete_where(maps.prefix_lists(), |key| {
+        !next.prefix_list_entries.contains_key(&prefix_of(key))
+    })?;
 
     Ok(Applied {
         generation: next_generation,
         policy: next,
         ifindexes,
     })
+}
+
+/// The prefix list half of `apply_full`'s shrink, under the old rules: every trie entry drops to
+/// the lists that cover it in both policies (an entry only the old policy has goes), so that the
+/// trie admits nothing under the old rules that they did not, nor under the new rules that they
+/// do not. Returns the transitional sets the new slot needs bits for too.
+fn shrink_prefix_lists(
+    maps: &mut dyn PolicyMaps,
+    previous: Option<&Applied>,
+    next: &CompiledPolicy,
+    active: u8,
+) -> Result<BTreeMap<u64, BTreeSet<String>>, MapError> {
+    let mut transitional: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for key in maps.prefix_lists().keys()? {
+        let Some(current) = maps.prefix_lists().get(&key)? else {
+            continue;
+        };
+        let prefix = prefix_of(&key);
+        if next.prefix_list_entries.get(&prefix) == Some(&current.set_id) {
+            continue;
+        }
+        let old_lists = previous.and_then(|p| p.policy.prefix_list_sets.get(&current.set_id));
+        let shrunk: BTreeSet<String> = match old_lists {
+            Some(old_lists) => old_lists
+                .intersection(&lists_covering(next, &prefix))
+                .cloned()
+                .collect(),
+            None => BTreeSet::new(),
+        };
+        if shrunk.is_empty() {
+            maps.prefix_lists().delete(&key)?;
+            continue;
+        }
+        let shrunk_id = prefix_list_set_id(&shrunk);
+        if shrunk_id == current.set_id {
+            continue;
+        }
+        if let Some(previous) = previous
+            && !transitional.contains_key(&shrunk_id)
+        {
+            write_prefix_list_set_bits(
+                maps,
+                active,
+                &previous.policy.interfaces,
+                shrunk_id,
+                &shrunk,
+            )?;
+        }
+        transitional.insert(shrunk_id, shrunk);
+        maps.prefix_lists()
+            .put(&key, &MemberValue { set_id: shrunk_id })?;
+    }
+    Ok(transitional)
+}
+
+/// The lists of `policy` with an entry covering `prefix`: those of its longest match in the
+/// policy's trie (each entry's set holds every list covering it, see `compile`).
+fn lists_covering(policy: &CompiledPolicy, prefix: &PrefixListPrefix) -> BTreeSet<String> {
+    let net = prefix.net();
+    policy
+        .prefix_list_entries
+        .iter()
+        .filter(|(candidate, _)| candidate.net().contains(&net))
+        .max_by_key(|(candidate, _)| candidate.prefix_len)
+        .and_then(|(_, set)| policy.prefix_list_sets.get(set))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Editing prefix list entries (P1) as a delta in the generation in force, like a membership
+/// change (G3): bits for new sets first (nothing references them yet), then the trie entries,
+/// in any order (see [`CompiledPolicy::apply_prefix_lists`]). Tracked flows are untouched (C4).
+pub fn apply_prefix_lists(
+    maps: &mut dyn PolicyMaps,
+    applied: &mut Applied,
+    config: &crate::model::Config,
+) -> Result<PrefixListDelta, MapError> {
+    let delta = applied.policy.apply_prefix_lists(config);
+    let active = slot_of_generation(maps.generation()?);
+    for set in &delta.new_sets {
+        if let Some(lists) = applied.policy.prefix_list_sets.get(set) {
+            write_prefix_list_set_bits(maps, active, &applied.policy.interfaces, *set, lists)?;
+        }
+    }
+    for (prefix, set) in &delta.entries {
+        let key = prefix_list_key(prefix);
+        match set {
+            Some(id) => maps
+                .prefix_lists()
+                .put(&key, &MemberValue { set_id: *id })?,
+            None => maps.prefix_lists().delete(&key)?,
+        }
+    }
+    Ok(delta)
 }
 
 /// Drops what the generation in force no longer uses: the inactive slot, and group bits of sets
@@ -395,6 +591,15 @@ pub fn drop_unused_group_bits(maps: &mut dyn PolicyMaps) -> Result<(), MapError>
     }
     delete_where(maps.group_bits(), |key| {
         key.slot == active && !in_use.contains(&key.set_id)
+    })?;
+    let mut lists_in_use = BTreeSet::new();
+    for key in maps.prefix_lists().keys()? {
+        if let Some(entry) = maps.prefix_lists().get(&key)? {
+            lists_in_use.insert(entry.set_id);
+        }
+    }
+    delete_where(maps.prefix_list_bits(), |key| {
+        key.slot == active && !lists_in_use.contains(&key.set_id)
     })
 }
 
@@ -442,13 +647,10 @@ pub fn set_interface_index(
 }
 
 /// The longest-prefix match over `key.data`'s bytes, as `BPF_MAP_TYPE_LPM_TRIE` does it.
-fn lpm_lookup<K>(
-    table: &MemoryTable<Lpm<K>, RuleBitmap>,
-    data: &K,
-    max_bits: u32,
-) -> Option<RuleBitmap>
+fn lpm_lookup<K, V>(table: &MemoryTable<Lpm<K>, V>, data: &K, max_bits: u32) -> Option<V>
 where
     K: Copy + Ord + AsBytes,
+    V: Copy,
 {
     let wanted = data.as_bytes();
     table
@@ -490,6 +692,15 @@ impl AsBytes for CidrKey {
     }
 }
 
+impl AsBytes for AddrKey {
+    fn as_bytes(&self) -> Vec<u8> {
+        let mut bytes = vec![self.family];
+        bytes.extend_from_slice(&self._pad);
+        bytes.extend_from_slice(&self.addr);
+        bytes
+    }
+}
+
 impl AsBytes for PortKey {
     fn as_bytes(&self) -> Vec<u8> {
         let mut bytes = vec![self.slot, self.dir, self.proto, self._pad];
@@ -511,6 +722,30 @@ pub struct FlowStart {
     pub selector: u16,
 }
 
+/// A packet as the network ACL judges it (N2, N3): every packet, not only a flow's first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AclPacket {
+    pub ifindex: u32,
+    pub dir: u8,
+    pub family: u8,
+    /// The peer: source for ingress, destination for egress.
+    pub peer: [u8; 16],
+    pub proto: u8,
+    /// Of this packet (its destination port, or ICMP type and code), replies included.
+    pub selector: u16,
+}
+
+/// The network ACL's verdict on a packet, as the datapath reaches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelAcl {
+    /// The interface has no ACL to consult (no subnet, or the default ACL).
+    NotFiltered,
+    /// The lowest matching bit (0: the own subnet) and whether its entry allows.
+    Entry { bit: u8, allows: bool },
+    /// No entry matches: the final `*` denies.
+    NoEntry,
+}
+
 /// What classification found for a flow's first packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ModelMatch {
@@ -521,7 +756,8 @@ pub struct ModelMatch {
 
 impl MemoryMaps {
     /// The rule the datapath would pick for the first packet of a flow, by the same lookups:
-    /// `(CIDRS | GROUP_BITS[MEMBERS]) & (PORTS | all_protocols)`, lowest bit. `None` when the
+    /// `(CIDRS | GROUP_BITS[MEMBERS] | PREFIX_LIST_BITS[PREFIX_LISTS]) & (PORTS |
+    /// all_protocols)`, lowest bit. `None` when the
     /// interface has no configuration in the active slot; `Some(None)` when no rule matches.
     pub fn classify(&self, flow: &FlowStart) -> Option<Option<ModelMatch>> {
         let slot = slot_of_generation(self.generation);
@@ -547,6 +783,31 @@ impl MemoryMaps {
                 .get(&group_bits_key(slot, flow.dir, iface.ifslot, m.set_id))
                 .copied()
         });
+        let list_bits = (iface.flags & IFACE_F_HAS_PREFIX_LISTS != 0)
+            .then(|| {
+                let address = AddrKey {
+                    family: flow.family,
+                    _pad: [0; 3],
+                    addr: flow.peer,
+                };
+                lpm_lookup(
+                    &self.prefix_lists,
+                    &address,
+                    PREFIX_LIST_KEY_FIXED_BITS + 128,
+                )
+            })
+            .flatten()
+            .and_then(|set| {
+                self.prefix_list_bits
+                    .entries
+                    .get(&group_bits_key(slot, flow.dir, iface.ifslot, set.set_id))
+                    .copied()
+            });
+        let peer = PeerBits {
+            cidr: cidr_bits.as_ref(),
+            group: group_bits.as_ref(),
+            prefix_list: list_bits.as_ref(),
+        };
         let port = PortKey {
             slot,
             dir: flow.dir,
@@ -557,24 +818,59 @@ impl MemoryMaps {
         };
         let port_bits = lpm_lookup(&self.ports, &port, PORT_KEY_FIXED_BITS + 16);
         let all_protocols = &iface.all_protocols[usize::from(flow.dir & 1)];
-        let Some(rule) = first_match(
-            cidr_bits.as_ref(),
-            group_bits.as_ref(),
-            port_bits.as_ref(),
-            all_protocols,
-        ) else {
+        let Some(rule) = first_match(&peer, port_bits.as_ref(), all_protocols) else {
             return Some(None);
         };
         let untracked = (flow.proto == PROTO_TCP || flow.proto == PROTO_UDP)
             && any_match_in(
-                cidr_bits.as_ref(),
-                group_bits.as_ref(),
+                &peer,
                 port_bits.as_ref(),
                 all_protocols,
                 &iface.untracked
                     [usize::from(flow.dir & 1) * 2 + usize::from(flow.proto == PROTO_UDP)],
             );
         Some(Some(ModelMatch { rule, untracked }))
+    }
+
+    /// The network ACL's verdict the datapath would reach for a packet, by the same lookups:
+    /// `ACL_CIDRS & (ACL_PORTS | acl_all_protocols)`, lowest bit, `acl_allow`. `None` when the
+    /// interface has no configuration in the active slot.
+    pub fn acl(&self, packet: &AclPacket) -> Option<ModelAcl> {
+        let slot = slot_of_generation(self.generation);
+        let iface = self.ifaces.entries.get(&iface_key(slot, packet.ifindex))?;
+        if iface.flags & IFACE_F_HAS_ACL == 0 {
+            return Some(ModelAcl::NotFiltered);
+        }
+        let cidr = CidrKey {
+            slot,
+            dir: packet.dir,
+            family: packet.family,
+            _pad: 0,
+            ifslot: iface.ifslot,
+            _pad2: [0; 2],
+            addr: packet.peer,
+        };
+        let port = PortKey {
+            slot,
+            dir: packet.dir,
+            proto: packet.proto,
+            _pad: 0,
+            ifslot: iface.ifslot,
+            selector: packet.selector.to_be_bytes(),
+        };
+        let dir = usize::from(packet.dir & 1);
+        let matched = acl_first_match(
+            lpm_lookup(&self.acl_cidrs, &cidr, CIDR_KEY_FIXED_BITS + 128).unwrap_or(0),
+            lpm_lookup(&self.acl_ports, &port, PORT_KEY_FIXED_BITS + 16).unwrap_or(0),
+            iface.acl_all_protocols[dir],
+        );
+        Some(match matched {
+            Some(bit) => ModelAcl::Entry {
+                bit,
+                allows: iface.acl_allow[dir] >> bit & 1 != 0,
+            },
+            None => ModelAcl::NoEntry,
+        })
     }
 
     pub fn with_capacities(capacities: &crate::maps::Capacities) -> Self {
@@ -591,6 +887,14 @@ impl MemoryMaps {
         maps.members.name = filter_common::map_names::MEMBERS;
         maps.local_addrs.capacity = Some(capacities.local_addrs);
         maps.local_addrs.name = filter_common::map_names::LOCAL_ADDRS;
+        maps.acl_cidrs.capacity = Some(capacities.acl_cidrs);
+        maps.acl_cidrs.name = filter_common::map_names::ACL_CIDRS;
+        maps.acl_ports.capacity = Some(capacities.acl_ports);
+        maps.acl_ports.name = filter_common::map_names::ACL_PORTS;
+        maps.prefix_lists.capacity = Some(capacities.prefix_lists);
+        maps.prefix_lists.name = filter_common::map_names::PREFIX_LISTS;
+        maps.prefix_list_bits.capacity = Some(capacities.prefix_list_bits);
+        maps.prefix_list_bits.name = filter_common::map_names::PREFIX_LIST_BITS;
         maps
     }
 }
@@ -604,6 +908,10 @@ pub struct Capacities {
     pub group_bits: usize,
     pub members: usize,
     pub local_addrs: usize,
+    pub acl_cidrs: usize,
+    pub acl_ports: usize,
+    pub prefix_lists: usize,
+    pub prefix_list_bits: usize,
     pub ct_established: usize,
     pub ct_embryonic: usize,
     pub fragments: usize,
@@ -619,6 +927,10 @@ impl Default for Capacities {
             group_bits: GROUP_BITS_CAPACITY_DEFAULT as usize,
             members: MEMBERS_CAPACITY_DEFAULT as usize,
             local_addrs: LOCAL_ADDR_CAPACITY_DEFAULT as usize,
+            acl_cidrs: ACL_CIDR_CAPACITY_DEFAULT as usize,
+            acl_ports: ACL_PORT_CAPACITY_DEFAULT as usize,
+            prefix_lists: PREFIX_LIST_CAPACITY_DEFAULT as usize,
+            prefix_list_bits: PREFIX_LIST_BITS_CAPACITY_DEFAULT as usize,
             ct_established: CT_ESTABLISHED_CAPACITY_DEFAULT as usize,
             ct_embryonic: CT_EMBRYONIC_CAPACITY_DEFAULT as usize,
             fragments: FRAG_CAPACITY_DEFAULT as usize,

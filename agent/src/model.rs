@@ -4,12 +4,14 @@
 //!
 //! The default egress of a group whose egress was never set (R2) is materialised here as two
 //! rules (all protocols to 0.0.0.0/0 and to ::/0) with `egress_is_default` set, so no consumer
-//! needs to know about the special case.
+//! needs to know about the special case. Likewise the default network ACL (N1): a subnet that
+//! names no ACL uses the one marked default, and when the config marks none, an ACL named
+//! [`DEFAULT_ACL_NAME`] with the AWS default entries is added.
 
 use std::{collections::HashMap, fmt, net::IpAddr};
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -18,6 +20,12 @@ pub struct Config {
     pub members: Vec<Member>,
     pub quotas: Quotas,
     pub lab: Lab,
+    /// Managed prefix lists (P1), referenced by rules as peers.
+    pub prefix_lists: Vec<PrefixList>,
+    /// Subnets (N1): no two overlap, and an instance belongs to the one its addresses fall in.
+    pub subnets: Vec<Subnet>,
+    /// Network ACLs (N1, N2), each subnet's included.
+    pub network_acls: Vec<NetworkAcl>,
 }
 
 /// R7 quotas in force for this config.
@@ -28,6 +36,8 @@ pub struct Quotas {
     /// Rules per group, per direction and per address family: 60 by default. The product with
     /// `groups_per_interface` may not exceed 1000.
     pub rules_per_group: u32,
+    /// Entries per network ACL and direction (N2): 20 by default, at most 40.
+    pub network_acl_rules: u32,
 }
 
 impl Default for Quotas {
@@ -35,6 +45,7 @@ impl Default for Quotas {
         Self {
             groups_per_interface: 5,
             rules_per_group: 60,
+            network_acl_rules: 20,
         }
     }
 }
@@ -228,6 +239,8 @@ pub enum Peer {
     Cidr(IpNet),
     /// A group name that exists in the config (G5).
     Group(String),
+    /// The name of a prefix list that exists in the config (P1).
+    PrefixList(String),
 }
 
 impl fmt::Display for Peer {
@@ -235,7 +248,178 @@ impl fmt::Display for Peer {
         match self {
             Peer::Cidr(net) => write!(f, "{net}"),
             Peer::Group(name) => write!(f, "sg:{name}"),
+            Peer::PrefixList(name) => write!(f, "pl:{name}"),
         }
+    }
+}
+
+/// An address family, where a thing holds addresses of one family only (P1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum AddressFamily {
+    #[serde(rename = "IPv4")]
+    V4,
+    #[serde(rename = "IPv6")]
+    V6,
+}
+
+impl AddressFamily {
+    pub fn of(net: &IpNet) -> Self {
+        match net {
+            IpNet::V4(_) => AddressFamily::V4,
+            IpNet::V6(_) => AddressFamily::V6,
+        }
+    }
+
+    pub fn of_address(address: IpAddr) -> Self {
+        match address {
+            IpAddr::V4(_) => AddressFamily::V4,
+            IpAddr::V6(_) => AddressFamily::V6,
+        }
+    }
+}
+
+impl fmt::Display for AddressFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AddressFamily::V4 => "IPv4",
+            AddressFamily::V6 => "IPv6",
+        })
+    }
+}
+
+/// A managed prefix list (P1): a named set of CIDRs of one family. A rule naming it matches any
+/// of its entries; for quotas it counts as `max_entries` rules (R7).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PrefixList {
+    pub name: String,
+    /// `pl-` and hex digits: the config's, or derived from the name.
+    pub id: String,
+    pub family: AddressFamily,
+    pub max_entries: u32,
+    /// Distinct CIDRs of `family`, at most `max_entries`, in file order.
+    pub entries: Vec<PrefixListEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PrefixListEntry {
+    pub cidr: IpNet,
+    pub description: String,
+}
+
+impl PrefixList {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        self.entries
+            .iter()
+            .any(|entry| entry.cidr.contains(&address))
+    }
+}
+
+/// A subnet (N1): at most one CIDR per family, and the network ACL it uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subnet {
+    pub name: String,
+    pub cidrs: Vec<IpNet>,
+    /// A network ACL in [`Config::network_acls`].
+    pub network_acl: String,
+}
+
+impl Subnet {
+    pub fn contains(&self, address: IpAddr) -> bool {
+        self.cidrs.iter().any(|cidr| cidr.contains(&address))
+    }
+}
+
+/// The name of the default network ACL a config gets when it marks none default (N1).
+pub const DEFAULT_ACL_NAME: &str = "default";
+
+/// A network ACL (N1-N3): numbered entries per direction, lowest number first, first match
+/// wins, and what matches no entry is denied (`*`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NetworkAcl {
+    pub name: String,
+    /// `acl-` and hex digits: the config's, or derived from the name.
+    pub id: String,
+    /// The ACL subnets use when they name none.
+    pub is_default: bool,
+    /// Sorted by number, numbers unique.
+    pub ingress: Vec<AclEntry>,
+    /// Sorted by number, numbers unique.
+    pub egress: Vec<AclEntry>,
+}
+
+/// One numbered ACL entry (N2): protocol and ports as in R3, one CIDR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct AclEntry {
+    /// 1..=32766.
+    pub number: u16,
+    pub action: AclAction,
+    pub protocol: Protocol,
+    pub ports: PortRange,
+    pub cidr: IpNet,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclAction {
+    Allow,
+    Deny,
+}
+
+impl fmt::Display for AclAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AclAction::Allow => "allow",
+            AclAction::Deny => "deny",
+        })
+    }
+}
+
+impl NetworkAcl {
+    pub fn entries(&self, direction: Direction) -> &[AclEntry] {
+        match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+
+    /// The entries of the default ACL AWS creates with a VPC: everything allowed, both ways,
+    /// both families (N1).
+    pub fn default_entries() -> Vec<AclEntry> {
+        let all = |number, cidr| AclEntry {
+            number,
+            action: AclAction::Allow,
+            protocol: Protocol::All,
+            ports: PortRange::Any,
+            cidr,
+        };
+        vec![
+            all(100, IpNet::V4(ipnet::Ipv4Net::default())),
+            all(101, IpNet::V6(ipnet::Ipv6Net::default())),
+        ]
+    }
+
+    /// Whether this ACL admits every packet both ways: in each direction and family, the first
+    /// entry that covers all traffic of that family allows, and no entry before it denies. Such
+    /// an ACL (the default one) costs an interface nothing in the datapath.
+    pub fn admits_everything(&self) -> bool {
+        Direction::BOTH.iter().all(|direction| {
+            [AddressFamily::V4, AddressFamily::V6].iter().all(|family| {
+                let mut of_family = self
+                    .entries(*direction)
+                    .iter()
+                    .filter(|entry| AddressFamily::of(&entry.cidr) == *family);
+                of_family
+                    .find(|entry| entry.action == AclAction::Deny || entry.covers_all_traffic())
+                    .is_some_and(|entry| entry.action == AclAction::Allow)
+            })
+        })
+    }
+}
+
+impl AclEntry {
+    /// Whether every packet of the entry's family matches it.
+    pub fn covers_all_traffic(&self) -> bool {
+        self.protocol == Protocol::All && self.cidr.prefix_len() == 0
     }
 }
 
@@ -531,6 +715,31 @@ impl Config {
 
     pub fn instance(&self, name: &str) -> Option<&Instance> {
         self.instances.iter().find(|i| i.name == name)
+    }
+
+    pub fn prefix_list(&self, name: &str) -> Option<&PrefixList> {
+        self.prefix_lists.iter().find(|list| list.name == name)
+    }
+
+    pub fn network_acl(&self, name: &str) -> Option<&NetworkAcl> {
+        self.network_acls.iter().find(|acl| acl.name == name)
+    }
+
+    /// The subnet an instance belongs to: the one its addresses fall in (validation makes sure
+    /// there is at most one). `None`: no subnet, so no network ACL applies.
+    pub fn subnet_of(&self, instance: &Instance) -> Option<&Subnet> {
+        self.subnets.iter().find(|subnet| {
+            instance
+                .addresses
+                .iter()
+                .any(|address| subnet.contains(*address))
+        })
+    }
+
+    /// The instance's subnet and that subnet's network ACL (N1).
+    pub fn acl_of(&self, instance: &Instance) -> Option<(&Subnet, &NetworkAcl)> {
+        let subnet = self.subnet_of(instance)?;
+        Some((subnet, self.network_acl(&subnet.network_acl)?))
     }
 
     /// Every interface that has groups attached, here or elsewhere: (addresses, groups).

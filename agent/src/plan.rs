@@ -151,8 +151,10 @@ pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError>
                     let untracked = [("tcp", 0usize), ("udp", 1)]
                         .into_iter()
                         .filter(|(_, proto)| {
-                            interface.config.untracked[untracked_index(dir, *proto)]
-                                .get(usize::from(rule.position))
+                            // ACL entries are stateless (N3): no conntrack to skip.
+                            rule.acl_action.is_none()
+                                && interface.config.untracked[untracked_index(dir, *proto)]
+                                    .get(usize::from(rule.position))
                         })
                         .map(|(name, _)| name.to_string())
                         .collect();
@@ -226,6 +228,31 @@ pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError>
             false,
             capacities.local_addrs,
         ),
+        map(
+            n::ACL_CIDRS,
+            maps.acl_cidrs.entries.len(),
+            true,
+            capacities.acl_cidrs,
+        ),
+        map(
+            n::ACL_PORTS,
+            maps.acl_ports.entries.len(),
+            true,
+            capacities.acl_ports,
+        ),
+        // Prefix list entries are not slotted, their bits are (like members and group bits).
+        map(
+            n::PREFIX_LISTS,
+            maps.prefix_lists.entries.len(),
+            false,
+            capacities.prefix_lists,
+        ),
+        map(
+            n::PREFIX_LIST_BITS,
+            maps.prefix_list_bits.entries.len(),
+            true,
+            capacities.prefix_list_bits,
+        ),
     ];
     Ok(Plan {
         interfaces,
@@ -271,7 +298,9 @@ impl Plan {
                 .iter()
                 .map(|r| {
                     let mut row = r.rule.columns();
-                    row.push(if r.untracked.is_empty() {
+                    row.push(if r.rule.acl_action.is_some() {
+                        "stateless (N3)".to_string()
+                    } else if r.untracked.is_empty() {
                         "tracked".to_string()
                     } else {
                         format!("untracked {} (C8)", r.untracked.join("/"))
@@ -322,6 +351,55 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn n2_plan_lists_each_acl_entry_as_a_stateless_row_and_the_acl_maps() {
+        let loaded = crate::config::load_str(
+            include_str!("../../examples/network-acl.toml"),
+            std::path::Path::new("network-acl.toml"),
+        )
+        .expect("valid example");
+        let plan = plan(&loaded.config, &Capacities::default()).expect("plans");
+        let web = plan
+            .interfaces
+            .iter()
+            .find(|i| i.instance == "web-1")
+            .expect("web-1");
+        let deny = web
+            .rules
+            .iter()
+            .find(|r| r.rule.group == "acl:public-acl" && r.rule.rule_index == 90)
+            .expect("entry 90");
+        assert_eq!(deny.rule.acl_action, Some(crate::model::AclAction::Deny));
+        assert_eq!(deny.rule.peer, "198.18.0.0/15");
+        assert!(deny.untracked.is_empty());
+        // Ingress 90, 100, 110, 120, 130 and egress 100, in number order after the rules.
+        let acl_rows: Vec<usize> = web
+            .rules
+            .iter()
+            .filter(|r| r.rule.acl_action.is_some())
+            .map(|r| r.rule.rule_index)
+            .collect();
+        assert_eq!(acl_rows, [90, 100, 110, 120, 130, 100]);
+        let ids: std::collections::BTreeSet<u32> = web.rules.iter().map(|r| r.rule.id).collect();
+        assert_eq!(
+            ids.len(),
+            web.rules.len(),
+            "every row has its own hit counter"
+        );
+        let text = plan.render();
+        assert!(text.contains("acl:public-acl#90"), "{text}");
+        assert!(text.contains("stateless (N3)"), "{text}");
+        for map in [
+            "SGW_ACL_CIDRS",
+            "SGW_ACL_PORTS",
+            "SGW_PREFIX_LISTS",
+            "SGW_PL_BITS",
+        ] {
+            let planned = plan.maps.iter().find(|m| m.map == map).expect(map);
+            assert!(planned.entries > 0, "{map} holds entries");
+        }
+    }
 
     #[test]
     fn plans_the_three_tier_example() {

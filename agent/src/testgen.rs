@@ -11,8 +11,10 @@ use ipnet::IpNet;
 use crate::{
     eval::{Fragment, IpPacket, Transport},
     model::{
-        AttachMode, Config, Conntrack, Direction, HostIngressHook, Instance, InterfaceMatch, Lab,
-        MacAddr, Member, Peer, PortRange, Protocol, Quotas, Rule, SecurityGroup, default_egress,
+        AclAction, AclEntry, AddressFamily, AttachMode, Config, Conntrack, DEFAULT_ACL_NAME,
+        Direction, HostIngressHook, Instance, InterfaceMatch, Lab, MacAddr, Member, NetworkAcl,
+        Peer, PortRange, PrefixList, PrefixListEntry, Protocol, Quotas, Rule, SecurityGroup,
+        Subnet, default_egress,
     },
 };
 
@@ -96,6 +98,10 @@ pub fn random_address(rng: &mut Rng, ipv6: bool) -> IpAddr {
 
 fn random_cidr(rng: &mut Rng) -> IpNet {
     let ipv6 = rng.chance(35);
+    random_cidr_of(rng, ipv6)
+}
+
+fn random_cidr_of(rng: &mut Rng, ipv6: bool) -> IpNet {
     let address = random_address(rng, ipv6);
     let max = if ipv6 { 128 } else { 32 };
     let prefix = match rng.below(5) {
@@ -108,8 +114,13 @@ fn random_cidr(rng: &mut Rng) -> IpNet {
         .unwrap_or_else(|_| IpNet::from(address))
 }
 
-fn random_ports(rng: &mut Rng, protocol: Protocol) -> PortRange {
+fn random_ports(rng: &mut Rng, protocol: Protocol, network: bool) -> PortRange {
     match protocol {
+        // The range network ACLs open for replies (N3).
+        Protocol::Tcp | Protocol::Udp if network && rng.chance(10) => PortRange::Ports {
+            from: 1024,
+            to: 65535,
+        },
         Protocol::Tcp | Protocol::Udp => {
             let a = *rng.pick(PORTS);
             if rng.chance(60) {
@@ -131,31 +142,47 @@ fn random_ports(rng: &mut Rng, protocol: Protocol) -> PortRange {
     }
 }
 
-fn random_rules(rng: &mut Rng, groups: &[String]) -> Vec<Rule> {
+const PROTOCOLS: &[Protocol] = &[
+    Protocol::Tcp,
+    Protocol::Tcp,
+    Protocol::Udp,
+    Protocol::Icmp,
+    Protocol::Icmpv6,
+    Protocol::All,
+    Protocol::Number(47),
+];
+
+fn random_rules(
+    rng: &mut Rng,
+    groups: &[String],
+    prefix_lists: &[PrefixList],
+    network: bool,
+) -> Vec<Rule> {
     let count = rng.below(5);
     (0..count)
         .map(|index| {
-            let protocol = *rng.pick(&[
-                Protocol::Tcp,
-                Protocol::Tcp,
-                Protocol::Udp,
-                Protocol::Icmp,
-                Protocol::Icmpv6,
-                Protocol::All,
-                Protocol::Number(47),
-            ]);
+            let protocol = *rng.pick(PROTOCOLS);
             let peers = (0..1 + rng.below(2))
                 .map(|_| {
-                    if rng.chance(30) {
-                        Peer::Group(rng.pick(groups).clone())
-                    } else {
-                        Peer::Cidr(random_cidr(rng))
+                    if !network {
+                        return if rng.chance(30) {
+                            Peer::Group(rng.pick(groups).clone())
+                        } else {
+                            Peer::Cidr(random_cidr(rng))
+                        };
+                    }
+                    match rng.below(10) {
+                        0..=2 => Peer::Group(rng.pick(groups).clone()),
+                        3 | 4 if !prefix_lists.is_empty() => {
+                            Peer::PrefixList(rng.pick(prefix_lists).name.clone())
+                        }
+                        _ => Peer::Cidr(random_cidr(rng)),
                     }
                 })
                 .collect();
             Rule {
                 protocol,
-                ports: random_ports(rng, protocol),
+                ports: random_ports(rng, protocol, network),
                 peers,
                 description: format!("random rule {index}"),
             }
@@ -174,9 +201,126 @@ fn random_groups_of(rng: &mut Rng, groups: &[String]) -> Vec<String> {
     chosen
 }
 
-/// A random policy over up to three instances (interfaces [`INTERFACES`]).
+/// Up to two prefix lists of a random family, with up to three entries each (P1).
+fn random_prefix_lists(rng: &mut Rng) -> Vec<PrefixList> {
+    (0..rng.below(3))
+        .map(|index| {
+            let ipv6 = rng.chance(35);
+            let mut entries: Vec<PrefixListEntry> = Vec::new();
+            for _ in 0..rng.below(4) {
+                let cidr = random_cidr_of(rng, ipv6);
+                if entries.iter().all(|entry| entry.cidr != cidr) {
+                    entries.push(PrefixListEntry {
+                        cidr,
+                        description: String::new(),
+                    });
+                }
+            }
+            PrefixList {
+                name: format!("pl{index}"),
+                id: format!("pl-0000000{index}"),
+                family: if ipv6 {
+                    AddressFamily::V6
+                } else {
+                    AddressFamily::V4
+                },
+                max_entries: (entries.len() + rng.below(3)).max(1) as u32,
+                entries,
+            }
+        })
+        .collect()
+}
+
+/// Up to six numbered entries of random action, service and CIDR (N2).
+fn random_acl_entries(rng: &mut Rng) -> Vec<AclEntry> {
+    let mut entries: Vec<AclEntry> = Vec::new();
+    for _ in 0..rng.below(7) {
+        let number = 1 + rng.below(200) as u16;
+        if entries.iter().any(|entry| entry.number == number) {
+            continue;
+        }
+        let protocol = *rng.pick(PROTOCOLS);
+        entries.push(AclEntry {
+            number,
+            action: if rng.chance(60) {
+                AclAction::Allow
+            } else {
+                AclAction::Deny
+            },
+            protocol,
+            ports: random_ports(rng, protocol, true),
+            cidr: random_cidr(rng),
+        });
+    }
+    entries.sort_by_key(|entry| entry.number);
+    entries
+}
+
+/// Subnets `10.0.A.0/24` (with `fd00::A:0/112` most of the time) for some of the four pools
+/// instances draw addresses from, each with a random ACL or the default one (N1).
+fn random_subnets(rng: &mut Rng) -> (Vec<Subnet>, Vec<NetworkAcl>) {
+    let mut acls: Vec<NetworkAcl> = (0..1 + rng.below(3))
+        .map(|index| NetworkAcl {
+            name: format!("acl{index}"),
+            id: format!("acl-0000000{index}"),
+            is_default: false,
+            ingress: random_acl_entries(rng),
+            egress: random_acl_entries(rng),
+        })
+        .collect();
+    let mut subnets = Vec::new();
+    for pool in 0..4u16 {
+        if !rng.chance(60) {
+            continue;
+        }
+        let mut cidrs =
+            vec![IpNet::new(v4(pool as u8, 0), 24).unwrap_or_else(|_| IpNet::from(v4(0, 0)))];
+        if rng.chance(70) {
+            cidrs.push(IpNet::new(v6(pool, 0), 112).unwrap_or_else(|_| IpNet::from(v6(0, 0))));
+        }
+        let network_acl = if rng.chance(20) {
+            DEFAULT_ACL_NAME.to_string()
+        } else {
+            rng.pick(&acls).name.clone()
+        };
+        subnets.push(Subnet {
+            name: format!("s{pool}"),
+            cidrs,
+            network_acl,
+        });
+    }
+    if subnets.iter().any(|s| s.network_acl == DEFAULT_ACL_NAME) {
+        acls.push(NetworkAcl {
+            name: DEFAULT_ACL_NAME.to_string(),
+            id: "acl-0000000d".to_string(),
+            is_default: true,
+            ingress: NetworkAcl::default_entries(),
+            egress: NetworkAcl::default_entries(),
+        });
+    }
+    (subnets, acls)
+}
+
+/// A random policy over up to three instances (interfaces [`INTERFACES`]), with prefix lists
+/// and subnets under network ACLs.
 pub fn random_config(rng: &mut Rng) -> Config {
+    random_config_of(rng, true)
+}
+
+/// [`random_config`] without prefix lists, subnets and network ACLs, drawing what it draws in
+/// the order it did before they existed: the fuzzer's kept cases name a seed, which must give
+/// the config the case was found with.
+pub fn random_groups_config(rng: &mut Rng) -> Config {
+    random_config_of(rng, false)
+}
+
+fn random_config_of(rng: &mut Rng, network: bool) -> Config {
     let group_names: Vec<String> = (0..1 + rng.below(4)).map(|i| format!("g{i}")).collect();
+    let prefix_lists = if network {
+        random_prefix_lists(rng)
+    } else {
+        Vec::new()
+    };
     let security_groups = group_names
         .iter()
         .map(|name| {
@@ -184,23 +328,31 @@ pub fn random_config(rng: &mut Rng) -> Config {
             SecurityGroup {
                 name: name.clone(),
                 description: String::new(),
-                ingress: random_rules(rng, &group_names),
+                ingress: random_rules(rng, &group_names, &prefix_lists, network),
                 egress: if egress_is_default {
                     default_egress()
                 } else {
-                    random_rules(rng, &group_names)
+                    random_rules(rng, &group_names, &prefix_lists, network)
                 },
                 egress_is_default,
             }
         })
         .collect();
+    let (subnets, network_acls) = if network {
+        random_subnets(rng)
+    } else {
+        (Vec::new(), Vec::new())
+    };
 
     let mut used: Vec<IpAddr> = Vec::new();
-    let mut fresh_address = |rng: &mut Rng, ipv6: bool| loop {
+    // Both addresses of an instance come from one pool, so it is in one subnet at most (N1);
+    // without subnets each address draws its own pool.
+    let mut fresh_address = |rng: &mut Rng, ipv6: bool, pool: Option<usize>| loop {
+        let pool = pool.unwrap_or_else(|| rng.below(4));
         let address = if ipv6 {
-            v6(rng.below(4) as u16, rng.below(6) as u16)
+            v6(pool as u16, rng.below(6) as u16)
         } else {
-            v4(rng.below(4) as u8, rng.below(6) as u8)
+            v4(pool as u8, rng.below(6) as u8)
         };
         if !used.contains(&address) {
             used.push(address);
@@ -209,9 +361,10 @@ pub fn random_config(rng: &mut Rng) -> Config {
     };
     let instances = (0..1 + rng.below(INTERFACES.len()))
         .map(|index| {
-            let mut addresses = vec![fresh_address(rng, false)];
+            let pool = network.then(|| rng.below(4));
+            let mut addresses = vec![fresh_address(rng, false, pool)];
             if rng.chance(60) {
-                addresses.push(fresh_address(rng, true));
+                addresses.push(fresh_address(rng, true, pool));
             }
             Instance {
                 name: format!("i{index}"),
@@ -233,9 +386,10 @@ pub fn random_config(rng: &mut Rng) -> Config {
     let members = (0..rng.below(4))
         .map(|index| {
             let ipv6 = rng.chance(30);
+            let pool = network.then(|| rng.below(4));
             Member {
                 name: format!("m{index}"),
-                addresses: vec![fresh_address(rng, ipv6)],
+                addresses: vec![fresh_address(rng, ipv6, pool)],
                 security_groups: random_groups_of(rng, &group_names),
             }
         })
@@ -246,6 +400,9 @@ pub fn random_config(rng: &mut Rng) -> Config {
         members,
         quotas: Quotas::default(),
         lab: Lab::default(),
+        prefix_lists,
+        subnets,
+        network_acls,
     }
 }
 

@@ -15,7 +15,7 @@ pub use proto::*;
 pub use reason::*;
 
 /// Bumped on any change to a type or map definition below. Pins live under `v{LAYOUT_VERSION}`.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations spelled as integers.
@@ -47,10 +47,15 @@ pub const IFACE_F_CUT_ON_POLICY_CHANGE: u8 = 1 << 2;
 pub const IFACE_F_HAS_EXEMPT: u8 = 1 << 3;
 /// DHCPv4 and DHCPv6 client traffic of the instance and the server's replies pass without a
 /// rule (I6).
-pub const IFACE_F_DHCP: u8 = 1 << 4;
+pub const IFACE_F_DHCP: u8 = 1 << 6;
 /// The config gives the instance's MAC ([`IfaceConfig::mac`]): with the source/destination
 /// check, frames from the instance must carry it (I7, port security).
-pub const IFACE_F_MAC: u8 = 1 << 5;
+pub const IFACE_F_MAC: u8 = 1 << 7;
+/// The interface's subnet has a network ACL that does not admit everything (N1-N4): only then
+/// are the ACL tries consulted, so an interface under the default ACL pays nothing for it.
+pub const IFACE_F_HAS_ACL: u8 = 1 << 4;
+/// Some rule of the interface names a prefix list (P1): only then is `PREFIX_LISTS` consulted.
+pub const IFACE_F_HAS_PREFIX_LISTS: u8 = 1 << 5;
 
 /// Conntrack states. A flow starts `NEW` in the embryonic pool. A UDP or ICMP flow becomes
 /// `ESTABLISHED` (and moves to the established pool) with the first packet in the reply
@@ -126,6 +131,10 @@ pub const CIDR_CAPACITY_DEFAULT: u32 = 65_536;
 pub const PORT_CAPACITY_DEFAULT: u32 = 262_144;
 pub const LOCAL_ADDR_CAPACITY_DEFAULT: u32 = 16_384;
 pub const FRAG_CAPACITY_DEFAULT: u32 = 16_384;
+pub const ACL_CIDR_CAPACITY_DEFAULT: u32 = 16_384;
+pub const ACL_PORT_CAPACITY_DEFAULT: u32 = 65_536;
+pub const PREFIX_LIST_CAPACITY_DEFAULT: u32 = 65_536;
+pub const PREFIX_LIST_BITS_CAPACITY_DEFAULT: u32 = 65_536;
 pub const IFACE_CAPACITY: u32 = 2 * MAX_IFSLOTS as u32;
 pub const EVENT_RING_BYTES_DEFAULT: u32 = 1 << 20;
 
@@ -133,6 +142,15 @@ pub const EVENT_RING_BYTES_DEFAULT: u32 = 1 << 20;
 pub const CIDR_KEY_FIXED_BITS: u32 = 64;
 /// Fixed bits in front of the selector in a [`PortKey`].
 pub const PORT_KEY_FIXED_BITS: u32 = 48;
+/// Fixed bits in front of the address when an [`AddrKey`] keys the `PREFIX_LISTS` trie.
+pub const PREFIX_LIST_KEY_FIXED_BITS: u32 = 32;
+
+/// Bits of a network ACL bitmap ([`AclBits`]): bit 0 is the interface's own subnet (traffic
+/// inside it skips the ACL, N4), bits 1.. the ACL's entries in number order. N2 caps an ACL at
+/// 40 entries per direction.
+pub const ACL_BITS: usize = 64;
+/// The bit that stands for "the peer is in the interface's own subnet".
+pub const ACL_SAME_SUBNET_BIT: u8 = 0;
 
 /// Map names as they appear in the eBPF object and under the pin directory.
 pub mod map_names {
@@ -149,11 +167,16 @@ pub mod map_names {
     pub const CT_COUNT: &str = "SGW_CT_COUNT";
     pub const CT_REMOVED_BY_AGENT: &str = "SGW_CT_AGENT_DEL";
     pub const FRAGMENTS: &str = "SGW_FRAGS";
+    pub const ACL_CIDRS: &str = "SGW_ACL_CIDRS";
+    pub const ACL_PORTS: &str = "SGW_ACL_PORTS";
+    pub const PREFIX_LISTS: &str = "SGW_PREFIX_LISTS";
+    pub const PREFIX_LIST_BITS: &str = "SGW_PL_BITS";
     pub const COUNTERS: &str = "SGW_COUNTERS";
     pub const RULE_HITS: &str = "SGW_RULE_HITS";
     pub const EVENTS: &str = "SGW_EVENTS";
     pub const DENY_RATE: &str = "SGW_DENY_RATE";
     pub const SCRATCH: &str = "SGW_SCRATCH";
+    pub const DECIDE_SCRATCH: &str = "SGW_DECIDE";
     /// One program array per program type: the kernel lets a program array serve one type only.
     pub const DECIDE_XDP: &str = "SGW_DECIDE_XDP";
     pub const DECIDE_TC: &str = "SGW_DECIDE_TC";
@@ -168,6 +191,10 @@ pub mod map_names {
         GROUP_BITS,
         MEMBERS,
         LOCAL_ADDRS,
+        ACL_CIDRS,
+        ACL_PORTS,
+        PREFIX_LISTS,
+        PREFIX_LIST_BITS,
         CT_EMBRYONIC,
         CT_ESTABLISHED,
         CT_COUNT,
@@ -329,13 +356,33 @@ pub struct IfaceConfig {
     pub _pad: [u8; 6],
     /// Interface name, NUL padded: lets a restarted agent match pins to its configuration.
     pub name: [u8; 16],
+    /// Global rule id of network ACL bit 0, per direction (ACL entry hits share `RULE_HITS`).
+    pub acl_rule_base: [u32; 2],
+    /// ACL bits (see [`ACL_BITS`]) whose entry allows, per direction; the rest deny.
+    pub acl_allow: [AclBits; 2],
+    /// ACL bits whose entry is for every protocol, per direction.
+    pub acl_all_protocols: [AclBits; 2],
     /// Rules with protocol `all`, per direction: they match every protocol and port.
     pub all_protocols: [RuleBitmap; 2],
     /// Rules whose flows need no conntrack entry (C8), indexed `dir * 2 + (0 TCP | 1 UDP)`:
     /// whether the reverse direction is open on all ports depends on the protocol.
     pub untracked: [RuleBitmap; 4],
 }
-const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 72 + 6 * 128);
+const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 72 + 40 + 6 * 128);
+
+/// Value of `ACL_CIDRS` and `ACL_PORTS`: one bit per network ACL entry of one interface and
+/// direction (see [`ACL_BITS`]).
+pub type AclBits = u64;
+
+/// The network ACL's verdict for a packet (N2): the lowest entry both its peer and its service
+/// match, whether that entry allows, or `None` for the final `*` entry, which denies.
+pub fn acl_first_match(cidr: AclBits, port: AclBits, all_protocols: AclBits) -> Option<u8> {
+    let matched = cidr & (port | all_protocols);
+    if matched == 0 {
+        return None;
+    }
+    Some(matched.trailing_zeros() as u8)
+}
 
 /// Key data of the `CIDRS` LPM trie. The prefix always covers the fixed fields
 /// ([`CIDR_KEY_FIXED_BITS`]) so a lookup only ever matches entries of its own slot, direction,
@@ -634,19 +681,35 @@ pub fn ct_entry_is_live(now_ns: u64, last_seen_ns: u64, timeout_secs: u32) -> bo
     now_ns.saturating_sub(last_seen_ns) < timeout_secs as u64 * 1_000_000_000
 }
 
-/// Lowest rule that matches: `(cidr | group) & (port | all_protocols)`, word by word, so the cost
-/// is the same 16 words whatever the number of rules or members.
+/// What a flow's peer matches: the rules whose CIDR covers it, whose group it is a member of
+/// (G1), and whose prefix list has an entry covering it (P1).
+#[derive(Clone, Copy)]
+pub struct PeerBits<'a> {
+    pub cidr: Option<&'a RuleBitmap>,
+    pub group: Option<&'a RuleBitmap>,
+    pub prefix_list: Option<&'a RuleBitmap>,
+}
+
+impl PeerBits<'_> {
+    #[inline(always)]
+    fn word(&self, index: usize) -> u64 {
+        self.cidr.map_or(0, |b| b.words[index])
+            | self.group.map_or(0, |b| b.words[index])
+            | self.prefix_list.map_or(0, |b| b.words[index])
+    }
+}
+
+/// Lowest rule that matches: `(cidr | group | prefix list) & (port | all_protocols)`, word by
+/// word, so the cost is the same 16 words whatever the number of rules, members or entries.
 pub fn first_match(
-    cidr: Option<&RuleBitmap>,
-    group: Option<&RuleBitmap>,
+    peer: &PeerBits,
     port: Option<&RuleBitmap>,
     all_protocols: &RuleBitmap,
 ) -> Option<u16> {
     let mut index = 0;
     while index < BITMAP_WORDS {
-        let source = cidr.map_or(0, |b| b.words[index]) | group.map_or(0, |b| b.words[index]);
         let service = port.map_or(0, |b| b.words[index]) | all_protocols.words[index];
-        let matched = source & service;
+        let matched = peer.word(index) & service;
         if matched != 0 {
             return Some((index * 64) as u16 + matched.trailing_zeros() as u16);
         }
@@ -655,25 +718,51 @@ pub fn first_match(
     None
 }
 
-/// Whether any rule that matches is also in `mask`: `(cidr | group) & (port | all) & mask`.
+/// Whether any rule that matches is also in `mask`: `peer & (port | all) & mask`.
 pub fn any_match_in(
-    cidr: Option<&RuleBitmap>,
-    group: Option<&RuleBitmap>,
+    peer: &PeerBits,
     port: Option<&RuleBitmap>,
     all_protocols: &RuleBitmap,
     mask: &RuleBitmap,
 ) -> bool {
     let mut index = 0;
     while index < BITMAP_WORDS {
-        let source = cidr.map_or(0, |b| b.words[index]) | group.map_or(0, |b| b.words[index]);
         let service = port.map_or(0, |b| b.words[index]) | all_protocols.words[index];
-        if source & service & mask.words[index] != 0 {
+        if peer.word(index) & service & mask.words[index] != 0 {
             return true;
         }
         index += 1;
     }
     false
 }
+
+/// `SGW_DECIDE[0]` (per CPU): what the decide stage's two lookups in their own BPF functions
+/// (the network ACL, rule classification) answer. Kept in map memory rather than returned in
+/// registers so that, however a lookup went, the verifier resumes the caller in one state
+/// instead of walking the rest of the verdict once per outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecideScratch {
+    /// [`ACL_PASSES`], [`ACL_DENIES`] or [`ACL_NO_ENTRY`].
+    pub acl_verdict: u32,
+    /// Global rule id of the ACL entry that matched (it counts a hit), or [`RULE_ID_NONE`]: no
+    /// ACL, the own subnet, or no entry.
+    pub acl_entry: u32,
+    /// The interface's rule bit that admits the flow, or [`NO_RULE`].
+    pub rule: u32,
+    /// Non-zero: some admitting rule makes the flow untracked (C8).
+    pub untracked: u32,
+}
+const _: () = assert!(core::mem::size_of::<DecideScratch>() == 16);
+
+/// Not filtered, inside the own subnet, or an entry that allows.
+pub const ACL_PASSES: u32 = 0;
+/// An entry that denies matched first.
+pub const ACL_DENIES: u32 = 1;
+/// No entry matched: the final `*` denies.
+pub const ACL_NO_ENTRY: u32 = 2;
+/// [`DecideScratch::rule`] when no rule admits the flow.
+pub const NO_RULE: u32 = u32::MAX;
 
 #[cfg(feature = "user")]
 mod pod {
@@ -700,4 +789,5 @@ mod pod {
     unsafe impl aya::Pod for RateWindow {}
     unsafe impl aya::Pod for FlowEvent {}
     unsafe impl aya::Pod for PacketFacts {}
+    unsafe impl aya::Pod for DecideScratch {}
 }

@@ -96,11 +96,15 @@ pub enum Reason {
     DhcpServerGuard = 39,
     /// A frame from the instance with a source MAC other than its own (I7, port security).
     MacSpoof = 40,
+    /// A deny entry of the subnet's network ACL matched first (N2, N3).
+    AclDeny = 41,
+    /// No entry of the subnet's network ACL matched: its final `*` entry denies (N2).
+    AclImplicitDeny = 42,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 40] = [
         Reason::Tracked,
         Reason::Reply,
         Reason::NewFlow,
@@ -139,6 +143,8 @@ impl Reason {
         Reason::RedirectGuard,
         Reason::DhcpServerGuard,
         Reason::MacSpoof,
+        Reason::AclDeny,
+        Reason::AclImplicitDeny,
     ];
 
     /// Whether a packet counted under this reason is admitted.
@@ -182,7 +188,9 @@ impl Reason {
             | Reason::RouterAdvertisementGuard
             | Reason::RedirectGuard
             | Reason::DhcpServerGuard
-            | Reason::MacSpoof => false,
+            | Reason::MacSpoof
+            | Reason::AclDeny
+            | Reason::AclImplicitDeny => false,
         }
     }
 
@@ -227,6 +235,8 @@ impl Reason {
             Reason::RedirectGuard => "redirect_guard",
             Reason::DhcpServerGuard => "dhcp_server_guard",
             Reason::MacSpoof => "mac_spoof",
+            Reason::AclDeny => "acl_deny",
+            Reason::AclImplicitDeny => "acl_implicit_deny",
         }
     }
 
@@ -271,6 +281,8 @@ impl Reason {
             Reason::RedirectGuard => "an ICMPv6 redirect from the instance (I7)",
             Reason::DhcpServerGuard => "a DHCP server reply from the instance (I7)",
             Reason::MacSpoof => "a frame from the instance with another source MAC (I7)",
+            Reason::AclDeny => "a deny entry of the subnet's network ACL (N2)",
+            Reason::AclImplicitDeny => "no entry of the subnet's network ACL admits it (N2)",
         }
     }
 
@@ -332,6 +344,8 @@ mod tests {
         assert_eq!(Reason::DhcpServerReply as u32, 12);
         assert_eq!(Reason::RouterAdvertisementGuard as u32, 37);
         assert_eq!(Reason::MacSpoof as u32, 40);
+        assert_eq!(Reason::AclDeny as u32, 41);
+        assert_eq!(Reason::AclImplicitDeny as u32, 42);
         assert_eq!(Reason::ConntrackFull.name(), "conntrack_allowance_exceeded");
     }
 }

@@ -89,7 +89,7 @@ fn still_admitted(entry: &mut CtEntry, flow: &Flow, policy: &Policy) -> bool {
         selector: entry.selector,
     };
     let admitted = policy::classify(policy, lookup).is_some();
-    if admitted {
+    if admitted && policy::acl_passes() {
         entry.generation = policy.generation;
     }
     admitted
@@ -141,6 +141,11 @@ fn allowance_used_up(iface: &IfaceConfig) -> bool {
 
 /// Looks the packet up in both pools. `Ok(Some(..))`: a tracked flow admits it. `Ok(None)`: no
 /// live flow; judge it by the rules.
+///
+/// For a packet the network ACL refuses after the groups (outbound, N4), the lookup only tells
+/// what would admit it: nothing about an admission is written (no packet counted, no
+/// promotion, a reused TCP tuple left alone). Refusals still act: a flow cut under the C4
+/// option goes. `policy::acl_passes` is read at each such write.
 #[inline(always)]
 pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Reason>, Reason> {
     if let Some(entry) = CT_EST.get_ptr_mut(&flow.key) {
@@ -149,12 +154,17 @@ pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Reason>, R
         if !is_live(entry, flow.key.proto, policy.iface, now) {
             remove_established(&flow.key, entry, END_EXPIRED, now);
         } else if is_tcp_reuse(entry, flow) {
+            if !policy::acl_passes() {
+                return Ok(None);
+            }
             remove_established(&flow.key, entry, END_TCP_REUSED, now);
         } else if !still_admitted(entry, flow, policy) {
             remove_established(&flow.key, entry, END_POLICY_CUT, now);
             return Err(Reason::ConntrackCut);
         } else {
-            record(entry, flow, now);
+            if policy::acl_passes() {
+                record(entry, flow, now);
+            }
             return Ok(Some(if flow.dir == entry.origin {
                 Reason::Tracked
             } else {
@@ -178,6 +188,13 @@ pub fn track(flow: &Flow, policy: &Policy, now: u64) -> Result<Option<Reason>, R
     }
     let is_tcp = flow.key.proto == PROTO_TCP;
     let from_origin = flow.dir == entry.origin;
+    if !policy::acl_passes() {
+        return Ok(Some(if from_origin {
+            Reason::Tracked
+        } else {
+            Reason::Reply
+        }));
+    }
     // Judged before `record`, which moves a flow that sees a FIN or RST to closing. A TCP
     // originator proves it is real by acknowledging the SYN-ACK; a UDP or ICMP one has no
     // number to show, and speaking again after a reply is all it can do.
@@ -232,11 +249,15 @@ fn promote(key: &CtKey, entry: &CtEntry) -> Result<(), Reason> {
     Ok(())
 }
 
-/// Starts tracking a flow a rule admitted.
+/// Starts tracking a flow a rule admitted; for a packet the ACL refuses (see [`track`]), only
+/// tells whether it could.
 #[inline(always)]
 pub fn start(flow: &Flow, policy: &Policy, rule_id: u32, now: u64) -> Result<(), Reason> {
     if allowance_used_up(policy.iface) {
         return Err(Reason::ConntrackFull);
+    }
+    if !policy::acl_passes() {
+        return Ok(());
     }
     let state = if flow.key.proto == PROTO_TCP && flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 {
         CT_STATE_CLOSING

@@ -1,6 +1,6 @@
 //! Stage 2, one program per program type, reached by tail call: the checks before conntrack
-//! (`checks.rs`), conntrack and rule classification, from the scratch facts only (it never
-//! touches packet memory).
+//! (`checks.rs`), the network ACL, conntrack and rule classification, from the scratch facts
+//! only (it never touches packet memory).
 
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
 use aya_log_ebpf::warn;
@@ -27,6 +27,8 @@ fn is_policy_decision(reason: Reason) -> bool {
             | Reason::SpoofedDestination
             | Reason::ConntrackFull
             | Reason::ConntrackCut
+            | Reason::AclDeny
+            | Reason::AclImplicitDeny
     )
 }
 
@@ -47,8 +49,9 @@ pub fn decide<C: EbpfContext>(ctx: &C) -> bool {
     // Always initialised: a value left undefined on some path makes LLVM shift whatever the
     // register held, possibly a pointer, which the verifier rejects.
     let mut rule = RULE_ID_NONE;
+    let mut acl_entry = RULE_ID_NONE;
     let outcome = match checks::before_tracking(facts, &policy) {
-        Ok(None) => judge_flow(facts, &policy, now, &mut rule),
+        Ok(None) => judge(facts, &policy, now, &mut rule, &mut acl_entry),
         Ok(Some(reason)) => Ok(reason),
         Err(reason) => Err(reason),
     };
@@ -72,7 +75,7 @@ pub fn decide<C: EbpfContext>(ctx: &C) -> bool {
             fragments::remember_first(facts, now);
         }
     } else if is_policy_decision(reason)
-        && telemetry::flow_denied(&flow, reason, facts.generation, now)
+        && telemetry::flow_denied(&flow, reason, acl_entry, facts.generation, now)
         && reason == Reason::ConntrackFull
     {
         // Rare and worth a line in the agent's log (C6); rate-limited with the events.
@@ -84,28 +87,88 @@ pub fn decide<C: EbpfContext>(ctx: &C) -> bool {
     verdict::finish(policy.iface.ifslot, facts.dir, reason, facts.frame_len)
 }
 
-/// The verdict. `rule` receives the global id of the rule that admitted the packet, if a rule
-/// did (conntrack and ICMP relations leave it alone).
+/// The verdict: the network ACL inbound before the groups, outbound after them (N4). `rule`
+/// receives the global id of the rule that admitted the packet, if a rule did (conntrack and
+/// ICMP relations leave it alone); `acl_entry` that of the ACL entry that refused it.
 #[inline(always)]
-fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) -> Outcome {
+fn judge(
+    facts: &PacketFacts,
+    policy: &Policy,
+    now: u64,
+    rule: &mut u32,
+    acl_entry: &mut u32,
+) -> Outcome {
     let dir = facts.dir;
-    let proto = facts.proto;
-    let (local, remote) = if dir == DIR_INGRESS {
-        (&facts.dst, &facts.src)
+    let remote = if dir == DIR_INGRESS {
+        &facts.src
     } else {
-        (&facts.src, &facts.dst)
+        &facts.dst
     };
-    let is_icmp = is_own_icmp(facts.family, proto);
-    let selector = selector_for(proto, facts.dst_port, facts.icmp_type, facts.icmp_code);
-    // The conntrack key is built only after the ICMP branch: built before it, it costs the
-    // verifier twice the instructions on this stage.
+    // The service of this very packet, replies included: the ACL is stateless (N3).
     let lookup = Lookup {
         dir,
         family: facts.family,
         peer: remote,
-        proto,
-        selector,
+        proto: facts.proto,
+        selector: selector_for(
+            facts.proto,
+            facts.dst_port,
+            facts.icmp_type,
+            facts.icmp_code,
+        ),
     };
+    policy::judge_acl(policy, &lookup);
+    if dir == DIR_INGRESS {
+        acl_judges(policy, acl_entry)?;
+    }
+    // Outbound, only what the groups admit meets the ACL; what it then refuses never left the
+    // subnet, so the groups' judgement of it leaves no trace (see `judge_flow`).
+    let reason = judge_flow(facts, policy, lookup, now, rule)?;
+    if dir != DIR_INGRESS {
+        acl_judges(policy, acl_entry)?;
+    }
+    Ok(reason)
+}
+
+/// Counts the hit of the ACL entry that judged the packet, and refuses what it denies.
+#[inline(always)]
+fn acl_judges(policy: &Policy, acl_entry: &mut u32) -> Result<(), Reason> {
+    let (verdict, entry) = policy::acl_verdict();
+    if entry != RULE_ID_NONE {
+        telemetry::count_rule_hit(policy.slot, entry);
+    }
+    match verdict {
+        ACL_PASSES => Ok(()),
+        ACL_NO_ENTRY => Err(Reason::AclImplicitDeny),
+        _ => {
+            *acl_entry = entry;
+            Err(Reason::AclDeny)
+        }
+    }
+}
+
+/// The groups' verdict. Where the ACL refuses the packet (outbound, after the groups),
+/// nothing about an admission is written: no rule hit, no conntrack entry made or refreshed
+/// (see `conntrack::track`); `policy::acl_passes` is read at each such write.
+#[inline(always)]
+fn judge_flow(
+    facts: &PacketFacts,
+    policy: &Policy,
+    lookup: Lookup,
+    now: u64,
+    rule: &mut u32,
+) -> Outcome {
+    let dir = facts.dir;
+    let proto = facts.proto;
+    let selector = lookup.selector;
+    let local = if dir == DIR_INGRESS {
+        &facts.dst
+    } else {
+        &facts.src
+    };
+    let is_icmp = is_own_icmp(facts.family, proto);
+    // The conntrack key is built only after the ICMP branch: built before it, it costs the
+    // verifier twice the instructions on this stage.
 
     if is_icmp && !is_icmp_echo(proto, facts.icmp_type) {
         if facts.has_quoted != 0 && conntrack::is_tracked(&facts.quoted, policy.iface, now) {
@@ -113,7 +176,9 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) ->
         }
         // C7: ICMP messages other than echo are judged by the rules, one by one.
         let matched = policy::classify(policy, lookup).ok_or(Reason::NoRule)?;
-        *rule = count_hit(policy, dir, matched.rule);
+        if policy::acl_passes() {
+            *rule = count_hit(policy, dir, matched.rule);
+        }
         return Ok(Reason::RuleUntrackedIcmp);
     }
 
@@ -131,7 +196,7 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) ->
             proto,
             _pad: [0; 2],
             local_addr: *local,
-            remote_addr: *remote,
+            remote_addr: *lookup.peer,
             local_port,
             remote_port,
         },
@@ -148,7 +213,9 @@ fn judge_flow(facts: &PacketFacts, policy: &Policy, now: u64, rule: &mut u32) ->
     }
 
     let matched = policy::classify(policy, lookup).ok_or(Reason::NoRule)?;
-    *rule = count_hit(policy, dir, matched.rule);
+    if policy::acl_passes() {
+        *rule = count_hit(policy, dir, matched.rule);
+    }
     // TCP is tracked from its SYN. Anything else a rule admits (a SYN-ACK, an ACK mid-stream,
     // a RST) passes on that rule alone: tracking it would make the reverse direction of an
     // untracked flow (C8) look like a new tracked flow and keep it alive past its rule.

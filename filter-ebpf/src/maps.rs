@@ -42,6 +42,26 @@ pub static MEMBERS: HashMap<AddrKey, MemberValue> =
 pub static LOCAL_ADDRS: HashMap<LocalAddrKey, u32> =
     HashMap::with_max_entries(LOCAL_ADDR_CAPACITY_DEFAULT, BPF_F_NO_PREALLOC);
 
+/// Network ACL entries by peer CIDR (N2), slotted like `CIDRS`.
+#[map(name = "SGW_ACL_CIDRS")]
+pub static ACL_CIDRS: LpmTrie<CidrKey, AclBits> =
+    LpmTrie::with_max_entries(ACL_CIDR_CAPACITY_DEFAULT, 0);
+
+/// Network ACL entries by protocol and selector (N2), slotted like `PORTS`.
+#[map(name = "SGW_ACL_PORTS")]
+pub static ACL_PORTS: LpmTrie<PortKey, AclBits> =
+    LpmTrie::with_max_entries(ACL_PORT_CAPACITY_DEFAULT, 0);
+
+/// Prefix list entries (P1) → the set of lists covering them. Not slotted, like `MEMBERS`.
+#[map(name = "SGW_PREFIX_LISTS")]
+pub static PREFIX_LISTS: LpmTrie<AddrKey, MemberValue> =
+    LpmTrie::with_max_entries(PREFIX_LIST_CAPACITY_DEFAULT, 0);
+
+/// (slot, dir, ifslot, prefix list set) → the rules whose list is in the set.
+#[map(name = "SGW_PL_BITS")]
+pub static PREFIX_LIST_BITS: HashMap<GroupBitsKey, RuleBitmap> =
+    HashMap::with_max_entries(PREFIX_LIST_BITS_CAPACITY_DEFAULT, BPF_F_NO_PREALLOC);
+
 /// Embryonic flows: LRU, so a flood of new flows only pushes out other new flows.
 #[map(name = "SGW_CT_NEW")]
 pub static CT_NEW: LruHashMap<CtKey, CtEntry> =
@@ -77,6 +97,10 @@ pub static DENY_RATE: PerCpuArray<RateWindow> = PerCpuArray::with_max_entries(1,
 /// Facts the inspect stage hands to the decide stage, per CPU (tail calls stay on one CPU).
 #[map(name = "SGW_SCRATCH")]
 pub static SCRATCH: PerCpuArray<PacketFacts> = PerCpuArray::with_max_entries(1, 0);
+
+/// The answers of the decide stage's own BPF functions (see `DecideScratch`); not pinned.
+#[map(name = "SGW_DECIDE")]
+pub static DECIDE_SCRATCH: PerCpuArray<DecideScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// The decide program for XDP hooks, at index 0. A program array serves one program type.
 #[map(name = "SGW_DECIDE_XDP")]

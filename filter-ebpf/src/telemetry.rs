@@ -136,16 +136,23 @@ pub fn flow_admitted(flow: &EventFlow, reason: Reason, rule_id: u32, generation:
     );
 }
 
-/// Returns whether the event went out (it did not if the rate limit suppressed it).
+/// Returns whether the event went out (it did not if the rate limit suppressed it). `rule_id` is
+/// the network ACL entry that refused the packet, or [`RULE_ID_NONE`].
 #[inline(always)]
-pub fn flow_denied(flow: &EventFlow, reason: Reason, generation: u64, now: u64) -> bool {
+pub fn flow_denied(
+    flow: &EventFlow,
+    reason: Reason,
+    rule_id: u32,
+    generation: u64,
+    now: u64,
+) -> bool {
     match rate_limited(now) {
         Some(suppressed) => {
             emit(
                 flow,
                 EVENT_FLOW_DENIED,
                 reason as u8,
-                RULE_ID_NONE,
+                rule_id,
                 generation,
                 suppressed,
                 now,

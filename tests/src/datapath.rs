@@ -18,7 +18,7 @@ use filter_common::{
 use sgwall::{
     compile::{self, CompiledPolicy},
     datapath::loader::{Datapath, LoadOptions},
-    maps::{Applied, Capacities, PolicyMaps, apply_full},
+    maps::{Applied, Capacities, PolicyMaps, apply_full, apply_prefix_lists},
     model::{AttachMode, Config, Direction, HostIngressHook},
 };
 
@@ -121,6 +121,15 @@ impl TestDatapath {
             self.ifindexes.clone(),
         )
         .expect("applies");
+        self.config = config;
+    }
+
+    /// Edits prefix list entries the way a reload does when only they changed (P1): a delta in
+    /// the generation in force.
+    pub fn edit_prefix_lists(&mut self, config: Config) {
+        let generation = self.applied.generation;
+        apply_prefix_lists(&mut self.datapath.maps, &mut self.applied, &config).expect("applies");
+        assert_eq!(self.applied.generation, generation, "no flip");
         self.config = config;
     }
 
@@ -274,6 +283,17 @@ impl TestDatapath {
             .interface_of_instance(instance)
             .expect("instance");
         compiled.config.rule_base[usize::from(direction.index())] + u32::from(bit)
+    }
+
+    /// Global hit id of the entry numbered `number` of the instance's network ACL in
+    /// `direction`, if the interface consults an ACL and the entry exists.
+    pub fn acl_entry_id(&self, instance: &str, direction: Direction, number: u16) -> Option<u32> {
+        let compiled = self.policy().interface_of_instance(instance)?;
+        let dir = usize::from(direction.index());
+        let position = compiled.acl.as_ref()?.entries[dir]
+            .iter()
+            .position(|entry| entry.number == number)?;
+        Some(compiled.config.acl_rule_base[dir] + position as u32 + 1)
     }
 
     pub fn established_flows(&self) -> Vec<(CtKey, CtEntry)> {

@@ -166,7 +166,10 @@ security_groups = ["db-sg"]
         let reloaded = lab.wait_reloaded(since);
         assert_reloaded(
             &reloaded,
-            ReloadOutcome::MembershipDelta { members_written: 1 },
+            ReloadOutcome::MembershipDelta {
+                members_written: 1,
+                prefix_list_entries_written: 0,
+            },
         );
     };
     change_membership(&mut lab, &joined);

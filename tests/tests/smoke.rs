@@ -111,6 +111,70 @@ fn import_aws_output_passes_check() {
     );
 }
 
+/// Issue 15: each importer's output, ACLs, subnets and prefix lists included, passes `check`.
+#[test]
+fn p1_n1_n2_every_importer_output_passes_check() {
+    if !privileged() {
+        return;
+    }
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agent/tests/fixtures");
+    let path = |relative: &str| fixtures.join(relative).to_str().unwrap().to_string();
+    let imports: [Vec<String>; 3] = [
+        [
+            "aws",
+            "--security-groups",
+            &path("aws/security-groups.json"),
+            "--prefix-lists",
+            &path("aws/managed-prefix-lists.json"),
+            "--prefix-list-entries",
+            &format!(
+                "pl-02cd2c6b={}",
+                path("aws/prefix-list-entries-cloudfront.json")
+            ),
+            "--prefix-list-entries",
+            &format!(
+                "pl-0123456789abcdef0={}",
+                path("aws/prefix-list-entries-partners.json")
+            ),
+            "--network-acls",
+            &path("aws/network-acls.json"),
+            "--subnets",
+            &path("aws/subnets.json"),
+            "--strict",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ["terraform", &path("terraform/state.json"), "--strict"]
+            .map(String::from)
+            .to_vec(),
+        [
+            "cloudformation",
+            &path("cloudformation/template.yaml"),
+            "--strict",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    let directory = std::env::temp_dir().join(format!("sgwt-smoke-imports-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    for (index, args) in imports.iter().enumerate() {
+        let mut command = vec!["import"];
+        command.extend(args.iter().map(String::as_str));
+        let output = sgwall(&command);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let imported = directory.join(format!("imported-{index}.toml"));
+        std::fs::write(&imported, &output.stdout).unwrap();
+        let check = sgwall(&["check", "--config", imported.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&check.stdout).into_owned();
+        assert!(check.status.success(), "{args:?}: {check:?}");
+        assert!(
+            stdout.contains("prefix lists") && stdout.contains("network ACLs"),
+            "{stdout}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+}
+
 #[test]
 fn run_refuses_an_invalid_config_and_pins_nothing() {
     if !privileged() {

@@ -78,6 +78,8 @@ const TIERS: &[Tier] = &[
             "--test",
             "lab",
             "--test",
+            "network_acl",
+            "--test",
             "floods",
             "--test",
             "guest",

@@ -5,7 +5,9 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 use sgwall::{
-    datapath::attach::XdpAttachMode, import::aws::Attachment, lab, pins,
+    datapath::attach::XdpAttachMode,
+    import::aws::{Attachment, PrefixListEntries},
+    lab, pins,
     runtime::console::LogFormat,
 };
 
@@ -45,7 +47,8 @@ pub enum Command {
     Conntrack(InspectArgs),
     /// Every rule of every interface, with `--hits` how many flows it admitted.
     Rules(RulesArgs),
-    /// Flow records (AWS VPC Flow Logs version 2 field order), ACCEPT and REJECT.
+    /// Flow records (AWS VPC Flow Logs version 2 field order, then reject-reason), ACCEPT and
+    /// REJECT.
     Flows(FlowsArgs),
     /// A lab of network namespaces enforced by sgwall: build it from a config, probe it with
     /// real traffic against the reference evaluator, or run the built-in demo.
@@ -185,8 +188,37 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImportSource {
-    /// From the JSON of `aws ec2 describe-security-groups` and `describe-network-interfaces`.
+    /// From the JSON of `aws ec2 describe-security-groups`, `describe-network-interfaces`,
+    /// `describe-managed-prefix-lists`, `get-managed-prefix-list-entries`,
+    /// `describe-network-acls` and `describe-subnets`.
     Aws(AwsImportArgs),
+    /// From the JSON of `terraform show -json` (a state, or a saved plan): security groups and
+    /// their rule resources, network ACLs, subnets and managed prefix lists.
+    Terraform(TerraformImportArgs),
+    /// From a CloudFormation template (YAML or JSON, short or long intrinsics): security groups
+    /// and their rule resources, network ACLs and their entries and associations, subnets and
+    /// prefix lists. Parameters' defaults, Ref, Fn::GetAtt of ids and Fn::Sub are resolved.
+    Cloudformation(CloudFormationImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CloudFormationImportArgs {
+    /// The template.
+    #[arg(value_name = "TEMPLATE")]
+    pub template: PathBuf,
+    /// Fail instead of leaving out what could not be imported.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TerraformImportArgs {
+    /// The output of `terraform show -json` (state) or `terraform show -json PLANFILE` (plan).
+    #[arg(value_name = "PLAN_OR_STATE.json")]
+    pub path: PathBuf,
+    /// Fail instead of leaving out what could not be imported.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -204,10 +236,23 @@ pub struct AwsImportArgs {
     /// Output of `aws ec2 describe-network-interfaces`: interfaces become members.
     #[arg(long, value_name = "ENI.json")]
     pub network_interfaces: Option<PathBuf>,
+    /// Output of `aws ec2 describe-managed-prefix-lists`: lists rules name (P1).
+    #[arg(long, value_name = "PL.json")]
+    pub prefix_lists: Option<PathBuf>,
+    /// Output of `aws ec2 get-managed-prefix-list-entries --prefix-list-id PL_ID`, once per
+    /// list: a list is imported only with its entries.
+    #[arg(long, value_name = "PL_ID=ENTRIES.json")]
+    pub prefix_list_entries: Vec<PrefixListEntries>,
+    /// Output of `aws ec2 describe-network-acls` (N2).
+    #[arg(long, value_name = "ACL.json")]
+    pub network_acls: Option<PathBuf>,
+    /// Output of `aws ec2 describe-subnets`: each subnet with the ACL associated with it (N1).
+    #[arg(long, value_name = "SUBNETS.json")]
+    pub subnets: Option<PathBuf>,
     /// Enforce this ENI on a local interface: it becomes an instance instead of a member.
     #[arg(long, value_name = "ENI_ID=IFACE")]
     pub attach: Vec<Attachment>,
-    /// Fail instead of leaving out what sgwall cannot express (prefix lists).
+    /// Fail instead of leaving out what could not be imported (a prefix list without entries).
     #[arg(long)]
     pub strict: bool,
 }

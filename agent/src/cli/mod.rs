@@ -29,6 +29,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => Ok(check::run(&args)),
         Command::Import(ImportSource::Aws(args)) => import::aws(args),
+        Command::Import(ImportSource::Terraform(args)) => import::terraform(args),
+        Command::Import(ImportSource::Cloudformation(args)) => import::cloudformation(args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(args, cli.log_format),
         Command::Down(args) => down::run(&args),

@@ -13,16 +13,17 @@ use std::{
 };
 
 use filter_common::{
-    ATTACH_HOST, ATTACH_PORT, AddrKey, DIR_EGRESS, DIR_INGRESS, FAMILY_V4, FAMILY_V6,
-    IFACE_F_CUT_ON_POLICY_CHANGE, IFACE_F_DHCP, IFACE_F_MAC, IFACE_F_RELATED_ICMP,
-    IFACE_F_SOURCE_DEST_CHECK, IfaceConfig, MAX_IFSLOTS, MAX_RULE_IDS_PER_SLOT,
-    MAX_RULES_PER_DIRECTION, PROTO_TCP, PROTO_UDP, RuleBitmap,
+    ACL_SAME_SUBNET_BIT, ATTACH_HOST, ATTACH_PORT, AclBits, AddrKey, DIR_EGRESS, DIR_INGRESS,
+    FAMILY_V4, FAMILY_V6, IFACE_F_CUT_ON_POLICY_CHANGE, IFACE_F_DHCP, IFACE_F_HAS_ACL,
+    IFACE_F_HAS_PREFIX_LISTS, IFACE_F_MAC, IFACE_F_RELATED_ICMP, IFACE_F_SOURCE_DEST_CHECK,
+    IfaceConfig, MAX_IFSLOTS, MAX_RULE_IDS_PER_SLOT, MAX_RULES_PER_DIRECTION, PROTO_TCP, PROTO_UDP,
+    RuleBitmap,
 };
 use ipnet::IpNet;
 
 use crate::model::{
-    AttachMode, Config, Direction, EffectiveRule, Instance, Peer, PortRange, Protocol,
-    effective_rules,
+    AclAction, AclEntry, AttachMode, Config, Direction, EffectiveRule, Instance, NetworkAcl, Peer,
+    PortRange, Protocol, Subnet, effective_rules,
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -67,6 +68,30 @@ pub struct PortEntry {
     pub rules: RuleBitmap,
 }
 
+/// A network ACL as one interface's datapath sees it (N1-N4). Bit 0 of its bitmaps stands for
+/// the interface's own subnet (an all-protocols allow: traffic inside the subnet skips the ACL,
+/// N4); bit `i + 1` is entry `i` of the ACL's entries for that direction, in number order, so
+/// the lowest set bit of `cidr & (port | all_protocols)` is the first entry that matches (N2).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompiledAcl {
+    pub subnet: String,
+    pub acl: String,
+    /// The ACL's entries per direction (indexed by `Direction::index()`), sorted by number.
+    pub entries: [Vec<AclEntry>; 2],
+    /// `ACL_CIDRS` entries; only word 0 of each bitmap is used.
+    pub cidrs: Vec<CidrEntry>,
+    /// `ACL_PORTS` entries; only word 0 of each bitmap is used.
+    pub ports: Vec<PortEntry>,
+}
+
+impl CompiledAcl {
+    /// The entry behind an ACL bit, `None` for the own-subnet bit.
+    pub fn entry(&self, direction: Direction, bit: u8) -> Option<&AclEntry> {
+        let index = usize::from(bit).checked_sub(1)?;
+        self.entries[usize::from(direction.index())].get(index)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompiledInterface {
     pub instance: String,
@@ -80,8 +105,13 @@ pub struct CompiledInterface {
     pub ports: Vec<PortEntry>,
     /// Per direction: group name → the rules whose peer is that group.
     pub group_rules: [BTreeMap<String, RuleBitmap>; 2],
+    /// Per direction: prefix list name → the rules whose peer is that list (P1).
+    pub prefix_list_rules: [BTreeMap<String, RuleBitmap>; 2],
     /// The instance's own addresses (I1, I5).
     pub local_addrs: Vec<AddrKey>,
+    /// The network ACL of the instance's subnet, unless it admits everything (the default ACL)
+    /// or the instance is in no subnet: then the interface pays nothing for ACLs.
+    pub acl: Option<CompiledAcl>,
 }
 
 impl CompiledInterface {
@@ -96,8 +126,46 @@ impl CompiledInterface {
         bits
     }
 
+    /// The `PREFIX_LIST_BITS` value for a prefix list set: every rule whose list is in the set.
+    pub fn prefix_list_bits(&self, dir: u8, lists: &BTreeSet<String>) -> RuleBitmap {
+        let mut bits = RuleBitmap::EMPTY;
+        for list in lists {
+            if let Some(rules) = self.prefix_list_rules[usize::from(dir & 1)].get(list) {
+                bits.union_with(rules);
+            }
+        }
+        bits
+    }
+
     pub fn rules(&self, direction: Direction) -> &[EffectiveRule] {
         &self.rules[usize::from(direction.index())]
+    }
+}
+
+/// One `PREFIX_LISTS` trie entry: a distinct CIDR of some prefix list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PrefixListPrefix {
+    pub family: u8,
+    pub addr: [u8; 16],
+    /// Bits of the CIDR itself.
+    pub prefix_len: u8,
+}
+
+impl PrefixListPrefix {
+    pub fn of(net: &IpNet) -> Self {
+        let (family, addr) = family_and_bytes(net.network());
+        Self {
+            family,
+            addr,
+            prefix_len: net.prefix_len(),
+        }
+    }
+
+    pub fn net(&self) -> IpNet {
+        // The bytes and length came from an `IpNet`, so this cannot fail; a host route would
+        // only ever be narrower.
+        IpNet::new(ip_of(self.family, &self.addr), self.prefix_len)
+            .unwrap_or_else(|_| IpNet::from(ip_of(self.family, &self.addr)))
     }
 }
 
@@ -112,6 +180,21 @@ pub struct CompiledPolicy {
     /// Membership set id → how many addresses use it: a delta must not scan 100k members to
     /// learn whether a set is new or no longer used.
     pub set_members: BTreeMap<u64, usize>,
+    /// The `PREFIX_LISTS` trie: every distinct CIDR of every prefix list → the id of the set of
+    /// lists with an entry covering it (P1). Like membership, it is not slotted: editing a
+    /// list's entries rewrites only these (see [`PrefixListDelta`]).
+    pub prefix_list_entries: BTreeMap<PrefixListPrefix, u64>,
+    /// Prefix list set id → the lists in it.
+    pub prefix_list_sets: BTreeMap<u64, BTreeSet<String>>,
+}
+
+/// The writes that make the datapath agree with new prefix list entries (P1) under the rules in
+/// force, in order: bits for sets no entry used before, then trie entries, then deletions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefixListDelta {
+    pub new_sets: Vec<u64>,
+    /// `Some(set)` writes the entry, `None` deletes it.
+    pub entries: Vec<(PrefixListPrefix, Option<u64>)>,
 }
 
 /// Where an address's membership set changed.
@@ -168,6 +251,45 @@ pub fn set_id(groups: &BTreeSet<String>) -> u64 {
             .iter()
             .flat_map(|group| group.bytes().chain(std::iter::once(0))),
     )
+}
+
+/// The set id of a set of prefix lists, derived like [`set_id`] from the sorted names.
+pub fn prefix_list_set_id(lists: &BTreeSet<String>) -> u64 {
+    set_id(lists)
+}
+
+/// Every distinct CIDR of every prefix list, with the set of lists having an entry that covers
+/// it. The trie's longest match for an address then holds exactly the lists that contain the
+/// address: any entry containing the address also contains its longest match.
+pub fn prefix_list_trie(
+    config: &Config,
+) -> (
+    BTreeMap<PrefixListPrefix, u64>,
+    BTreeMap<u64, BTreeSet<String>>,
+) {
+    let all: Vec<(&str, IpNet)> = config
+        .prefix_lists
+        .iter()
+        .flat_map(|list| {
+            list.entries
+                .iter()
+                .map(move |entry| (list.name.as_str(), entry.cidr))
+        })
+        .collect();
+    let distinct: BTreeSet<IpNet> = all.iter().map(|(_, net)| *net).collect();
+    let mut entries = BTreeMap::new();
+    let mut sets = BTreeMap::new();
+    for net in distinct {
+        let lists: BTreeSet<String> = all
+            .iter()
+            .filter(|(_, covering)| covering.contains(&net))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let id = prefix_list_set_id(&lists);
+        entries.insert(PrefixListPrefix::of(&net), id);
+        sets.insert(id, lists);
+    }
+    (entries, sets)
 }
 
 /// 64-bit FNV-1a: a stable hash for ids that must come out the same in every agent process,
@@ -256,11 +378,14 @@ pub fn compile(
     for id in members.values() {
         *set_members.entry(*id).or_default() += 1;
     }
+    let (prefix_list_entries, prefix_list_sets) = prefix_list_trie(config);
     Ok(CompiledPolicy {
         interfaces,
         members,
         sets,
         set_members,
+        prefix_list_entries,
+        prefix_list_sets,
     })
 }
 
@@ -318,6 +443,20 @@ fn compile_interface(
     if instance.mac.is_some() {
         flags |= IFACE_F_MAC;
     }
+    let has_prefix_lists = rules
+        .iter()
+        .flatten()
+        .any(|rule| matches!(rule.peer, Peer::PrefixList(_)));
+    if has_prefix_lists {
+        flags |= IFACE_F_HAS_PREFIX_LISTS;
+    }
+    let acl = config
+        .acl_of(instance)
+        .filter(|(_, acl)| !acl.admits_everything())
+        .map(|(subnet, acl)| compile_acl(subnet, acl));
+    if acl.is_some() {
+        flags |= IFACE_F_HAS_ACL;
+    }
     let mut iface = IfaceConfig {
         ifslot,
         attach: match instance.attach {
@@ -332,6 +471,9 @@ fn compile_interface(
         mac: instance.mac.map_or([0; 6], |mac| mac.0),
         _pad: [0; 6],
         name,
+        acl_rule_base: [0; 2],
+        acl_allow: [0; 2],
+        acl_all_protocols: [0; 2],
         all_protocols: [RuleBitmap::EMPTY; 2],
         untracked: [RuleBitmap::EMPTY; 4],
     };
@@ -339,6 +481,7 @@ fn compile_interface(
     let mut cidrs = Vec::new();
     let mut ports = Vec::new();
     let mut group_rules: [BTreeMap<String, RuleBitmap>; 2] = Default::default();
+    let mut prefix_list_rules: [BTreeMap<String, RuleBitmap>; 2] = Default::default();
     for direction in Direction::BOTH {
         let dir = direction.index();
         let list = &rules[usize::from(dir)];
@@ -351,21 +494,47 @@ fn compile_interface(
             if rule.protocol == Protocol::All {
                 iface.all_protocols[usize::from(dir)].set(bit);
             }
-            if let Peer::Group(group) = &rule.peer {
-                group_rules[usize::from(dir)]
-                    .entry(group.clone())
+            let by_name = match &rule.peer {
+                Peer::Group(group) => Some((&mut group_rules, group)),
+                Peer::PrefixList(list) => Some((&mut prefix_list_rules, list)),
+                Peer::Cidr(_) => None,
+            };
+            if let Some((by_name, name)) = by_name {
+                by_name[usize::from(dir)]
+                    .entry(name.clone())
                     .or_insert(RuleBitmap::EMPTY)
                     .set(bit);
             }
         }
-        cidrs.extend(cidr_entries(dir, list));
-        ports.extend(port_entries(dir, list));
+        let cidr_rules: Vec<(IpNet, u16)> = list
+            .iter()
+            .filter_map(|rule| match &rule.peer {
+                Peer::Cidr(net) => Some((*net, rule.id)),
+                Peer::Group(_) | Peer::PrefixList(_) => None,
+            })
+            .collect();
+        cidrs.extend(cidr_entries(dir, &cidr_rules));
+        let selectors: Vec<(Protocol, PortRange, u16)> = list
+            .iter()
+            .map(|rule| (rule.protocol, rule.ports, rule.id))
+            .collect();
+        ports.extend(port_entries(dir, &selectors));
         for (proto_index, proto) in [PROTO_TCP, PROTO_UDP].into_iter().enumerate() {
             iface.untracked[untracked_index(dir, proto_index)] = untracked_rules(
                 list,
                 &rules[usize::from(direction.reverse().index())],
                 proto,
             );
+        }
+    }
+    if let Some(acl) = &acl {
+        for direction in Direction::BOTH {
+            let dir = usize::from(direction.index());
+            iface.acl_rule_base[dir] = *next_rule_id as u32;
+            *next_rule_id += acl.entries[dir].len() + 1;
+            let (allow, all_protocols) = acl_masks(&acl.entries[dir]);
+            iface.acl_allow[dir] = allow;
+            iface.acl_all_protocols[dir] = all_protocols;
         }
     }
     for exempt in &instance.exempt {
@@ -390,8 +559,69 @@ fn compile_interface(
         cidrs,
         ports,
         group_rules,
+        prefix_list_rules,
         local_addrs: instance.own_addresses().into_iter().map(addr_key).collect(),
+        acl,
     })
+}
+
+/// The ACL bit of entry `index` (in number order); bit 0 is the own subnet.
+fn acl_bit(index: usize) -> u16 {
+    index as u16 + 1
+}
+
+fn compile_acl(subnet: &Subnet, acl: &NetworkAcl) -> CompiledAcl {
+    let mut cidrs = Vec::new();
+    let mut ports = Vec::new();
+    for direction in Direction::BOTH {
+        let dir = direction.index();
+        let entries = acl.entries(direction);
+        let own_subnet = subnet
+            .cidrs
+            .iter()
+            .map(|net| (*net, u16::from(ACL_SAME_SUBNET_BIT)));
+        let by_cidr: Vec<(IpNet, u16)> = own_subnet
+            .chain(
+                entries
+                    .iter()
+                    .enumerate()
+                    .map(|(index, entry)| (entry.cidr, acl_bit(index))),
+            )
+            .collect();
+        cidrs.extend(cidr_entries(dir, &by_cidr));
+        let selectors: Vec<(Protocol, PortRange, u16)> = entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| (entry.protocol, entry.ports, acl_bit(index)))
+            .collect();
+        ports.extend(port_entries(dir, &selectors));
+    }
+    CompiledAcl {
+        subnet: subnet.name.clone(),
+        acl: acl.name.clone(),
+        entries: [
+            acl.entries(Direction::Ingress).to_vec(),
+            acl.entries(Direction::Egress).to_vec(),
+        ],
+        cidrs,
+        ports,
+    }
+}
+
+/// (allow, all protocols) masks of one direction's ACL bits; the own-subnet bit is both.
+fn acl_masks(entries: &[AclEntry]) -> (AclBits, AclBits) {
+    let mut allow: AclBits = 1 << ACL_SAME_SUBNET_BIT;
+    let mut all_protocols: AclBits = 1 << ACL_SAME_SUBNET_BIT;
+    for (index, entry) in entries.iter().enumerate() {
+        let bit = 1u64 << acl_bit(index);
+        if entry.action == AclAction::Allow {
+            allow |= bit;
+        }
+        if entry.protocol == Protocol::All {
+            all_protocols |= bit;
+        }
+    }
+    (allow, all_protocols)
 }
 
 /// Index into `IfaceConfig::untracked`: direction-major, then TCP (0) or UDP (1).
@@ -399,23 +629,16 @@ pub fn untracked_index(dir: u8, proto_index: usize) -> usize {
     usize::from(dir & 1) * 2 + proto_index
 }
 
-/// One entry per distinct CIDR, carrying every CIDR rule whose prefix contains it. The trie's
-/// longest match for an address then holds exactly the rules that match the address: any rule
-/// prefix containing the address also contains the longest such entry.
-fn cidr_entries(dir: u8, rules: &[EffectiveRule]) -> Vec<CidrEntry> {
-    let cidr_rules: Vec<(IpNet, u16)> = rules
-        .iter()
-        .filter_map(|rule| match &rule.peer {
-            Peer::Cidr(net) => Some((*net, rule.id)),
-            Peer::Group(_) => None,
-        })
-        .collect();
+/// One entry per distinct CIDR, carrying every rule (or ACL entry) bit whose prefix contains
+/// it. The trie's longest match for an address then holds exactly the bits that match the
+/// address: any prefix containing the address also contains the longest such entry.
+fn cidr_entries(dir: u8, cidr_rules: &[(IpNet, u16)]) -> Vec<CidrEntry> {
     let distinct: BTreeSet<IpNet> = cidr_rules.iter().map(|(net, _)| *net).collect();
     distinct
         .into_iter()
         .map(|net| {
             let mut bits = RuleBitmap::EMPTY;
-            for (rule_net, id) in &cidr_rules {
+            for (rule_net, id) in cidr_rules {
                 if rule_net.contains(&net) {
                     bits.set(usize::from(*id));
                 }
@@ -454,13 +677,14 @@ fn selector_range(ports: PortRange) -> (u16, u16) {
     }
 }
 
-fn port_entries(dir: u8, rules: &[EffectiveRule]) -> Vec<PortEntry> {
+/// Protocol and selector entries for (protocol, ports, bit) of rules or ACL entries.
+fn port_entries(dir: u8, selectors: &[(Protocol, PortRange, u16)]) -> Vec<PortEntry> {
     let mut by_proto: BTreeMap<u8, Vec<(u16, u16, u16)>> = BTreeMap::new();
-    for rule in rules {
-        // `all` rules are matched through `IfaceConfig::all_protocols` instead.
-        if let Some(proto) = rule.protocol.number() {
-            let (from, to) = selector_range(rule.ports);
-            by_proto.entry(proto).or_default().push((from, to, rule.id));
+    for (protocol, ports, bit) in selectors {
+        // `all` is matched through the interface's all-protocols bitmaps instead.
+        if let Some(proto) = protocol.number() {
+            let (from, to) = selector_range(*ports);
+            by_proto.entry(proto).or_default().push((from, to, *bit));
         }
     }
     let mut entries = Vec::new();
@@ -576,6 +800,41 @@ impl CompiledPolicy {
             self.sets.remove(&id);
             delta.new_sets.retain(|s| *s != id);
         }
+        delta
+    }
+
+    /// Prefix list sets some trie entry uses right now.
+    pub fn prefix_list_sets_in_use(&self) -> BTreeSet<u64> {
+        self.prefix_list_entries.values().copied().collect()
+    }
+
+    /// Replaces the prefix list entries with those of `config` (the rules stay) and returns the
+    /// writes that make the datapath agree (P1), like a membership change (G3): no generation
+    /// flip. Any order of these writes is safe: while they happen, each trie entry holds its old
+    /// set or its new one, and an entry's old set only names lists that (before) covered every
+    /// address under it, its new set lists that (after) cover them, so each packet matches what
+    /// the old entries or the new entries admit, never more.
+    pub fn apply_prefix_lists(&mut self, config: &Config) -> PrefixListDelta {
+        let (entries, sets) = prefix_list_trie(config);
+        let mut delta = PrefixListDelta::default();
+        for (id, lists) in &sets {
+            if !self.prefix_list_sets.contains_key(id) {
+                delta.new_sets.push(*id);
+                self.prefix_list_sets.insert(*id, lists.clone());
+            }
+        }
+        for (prefix, id) in &entries {
+            if self.prefix_list_entries.get(prefix) != Some(id) {
+                delta.entries.push((*prefix, Some(*id)));
+            }
+        }
+        for prefix in self.prefix_list_entries.keys() {
+            if !entries.contains_key(prefix) {
+                delta.entries.push((*prefix, None));
+            }
+        }
+        self.prefix_list_entries = entries;
+        self.prefix_list_sets = sets;
         delta
     }
 

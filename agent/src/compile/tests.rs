@@ -213,3 +213,5 @@ fn too_many_rules_for_the_bitmap_is_an_error() {
         "{error}"
     );
 }
+
+mod network;

@@ -36,12 +36,16 @@ pub(crate) struct RawDocument {
     pub members: Vec<RawMember>,
     pub lab_clients: Vec<RawLabClient>,
     pub lab_dhcp: Option<Located<bool>>,
+    pub prefix_lists: Vec<RawPrefixList>,
+    pub subnets: Vec<RawSubnet>,
+    pub network_acls: Vec<RawNetworkAcl>,
 }
 
 #[derive(Debug)]
 pub(crate) struct RawQuotas {
     pub groups_per_interface: Option<Located<i64>>,
     pub rules_per_group: Option<Located<i64>>,
+    pub network_acl_rules: Option<Located<i64>>,
 }
 
 #[derive(Debug)]
@@ -64,24 +68,86 @@ pub(crate) struct RawRules {
 #[derive(Debug)]
 pub(crate) struct RawRule {
     pub at: Location,
+    pub service: RawService,
+    pub cidr: Vec<Located<String>>,
+    pub groups: Vec<Located<String>>,
+    pub prefix_lists: Vec<Located<String>>,
+    pub description: Option<Located<String>>,
+    /// Whether `cidr`, `groups` or `prefix_lists` holds anything, valid or not.
+    pub peers_written: bool,
+}
+
+/// The protocol and port part that security group rules and network ACL entries share (R3).
+#[derive(Debug)]
+pub(crate) struct RawService {
+    /// The rule or entry.
+    pub at: Location,
     pub protocol: Option<Located<Scalar>>,
     pub ports: Option<Located<Scalar>>,
     pub icmp_type: Option<Located<i64>>,
     pub icmp_code: Option<Located<i64>>,
-    pub cidr: Vec<Located<String>>,
-    pub groups: Vec<Located<String>>,
-    pub description: Option<Located<String>>,
     /// Keys present in the table, valid or not, so a value of the wrong type is not also
     /// reported as missing.
     pub written: BTreeSet<String>,
-    /// Whether `cidr` or `groups` holds anything, valid or not.
-    pub peers_written: bool,
 }
 
-impl RawRule {
+impl RawService {
     pub fn has(&self, key: &str) -> bool {
         self.written.contains(key)
     }
+}
+
+/// `[[prefix_list]]` (P1).
+#[derive(Debug)]
+pub(crate) struct RawPrefixList {
+    pub name: Option<Located<String>>,
+    pub id: Option<Located<String>>,
+    pub family: Option<Located<String>>,
+    pub max_entries: Option<Located<i64>>,
+    /// `None` when the key is absent.
+    pub entries: Option<Located<Vec<RawPrefixListEntry>>>,
+}
+
+/// One entry: a CIDR string, or a table with `cidr` and `description`.
+#[derive(Debug)]
+pub(crate) struct RawPrefixListEntry {
+    pub cidr: Option<Located<String>>,
+    pub description: Option<Located<String>>,
+}
+
+/// `[[subnet]]` (N1).
+#[derive(Debug)]
+pub(crate) struct RawSubnet {
+    pub at: Location,
+    pub name: Option<Located<String>>,
+    pub cidr: Option<Located<Vec<Located<String>>>>,
+    pub network_acl: Option<Located<String>>,
+}
+
+/// `[[network_acl]]` (N1, N2).
+#[derive(Debug)]
+pub(crate) struct RawNetworkAcl {
+    pub name: Option<Located<String>>,
+    pub id: Option<Located<String>>,
+    pub default: Option<Located<bool>>,
+    /// `None` when the key is absent: the default ACL then gets the AWS default entries.
+    pub ingress: Option<RawAclEntries>,
+    pub egress: Option<RawAclEntries>,
+}
+
+/// The entries of one direction; `at` is the `ingress`/`egress` key.
+#[derive(Debug)]
+pub(crate) struct RawAclEntries {
+    pub at: Location,
+    pub entries: Vec<RawAclEntry>,
+}
+
+#[derive(Debug)]
+pub(crate) struct RawAclEntry {
+    pub number: Option<Located<i64>>,
+    pub action: Option<Located<String>>,
+    pub service: RawService,
+    pub cidr: Option<Located<String>>,
 }
 
 #[derive(Debug)]
@@ -125,8 +191,21 @@ pub(crate) struct RawLabClient {
     pub addresses: Option<Located<Vec<Located<String>>>>,
 }
 
-const TOP_LEVEL_FIELDS: &[&str] = &["quotas", "security_group", "instance", "member", "lab"];
-const QUOTA_FIELDS: &[&str] = &["groups_per_interface", "rules_per_group"];
+const TOP_LEVEL_FIELDS: &[&str] = &[
+    "quotas",
+    "security_group",
+    "instance",
+    "member",
+    "lab",
+    "prefix_list",
+    "subnet",
+    "network_acl",
+];
+const QUOTA_FIELDS: &[&str] = &[
+    "groups_per_interface",
+    "rules_per_group",
+    "network_acl_rules",
+];
 const GROUP_FIELDS: &[&str] = &["name", "description", "ingress", "egress"];
 const RULE_FIELDS: &[&str] = &[
     "protocol",
@@ -135,7 +214,21 @@ const RULE_FIELDS: &[&str] = &[
     "icmp_code",
     "cidr",
     "groups",
+    "prefix_lists",
     "description",
+];
+const PREFIX_LIST_FIELDS: &[&str] = &["name", "id", "family", "max_entries", "entries"];
+const PREFIX_LIST_ENTRY_FIELDS: &[&str] = &["cidr", "description"];
+const SUBNET_FIELDS: &[&str] = &["name", "cidr", "network_acl"];
+const NETWORK_ACL_FIELDS: &[&str] = &["name", "id", "default", "ingress", "egress"];
+const ACL_ENTRY_FIELDS: &[&str] = &[
+    "number",
+    "action",
+    "protocol",
+    "ports",
+    "icmp_type",
+    "icmp_code",
+    "cidr",
 ];
 const INSTANCE_FIELDS: &[&str] = &[
     "name",
@@ -188,6 +281,9 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
         members,
         lab_clients,
         lab_dhcp,
+        prefix_lists: top.read_each("prefix_list", read_prefix_list, diagnostics),
+        subnets: top.read_each("subnet", read_subnet, diagnostics),
+        network_acls: top.read_each("network_acl", read_network_acl, diagnostics),
     }
 }
 
@@ -196,6 +292,7 @@ fn read_quotas(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics)
     RawQuotas {
         groups_per_interface: fields.integer("groups_per_interface", diagnostics),
         rules_per_group: fields.integer("rules_per_group", diagnostics),
+        network_acl_rules: fields.integer("network_acl_rules", diagnostics),
     }
 }
 
@@ -224,21 +321,89 @@ fn read_rules(fields: &Fields, key: &str, diagnostics: &mut Diagnostics) -> Opti
 
 fn read_rule(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawRule {
     let fields = Fields::open(table, at.clone(), RULE_FIELDS, diagnostics);
+    let list = |key: &str, diagnostics: &mut Diagnostics| {
+        fields
+            .string_list(key, diagnostics)
+            .map_or_else(Vec::new, |l| l.value)
+    };
     RawRule {
+        service: read_service(&fields, table, diagnostics),
+        cidr: list("cidr", diagnostics),
+        groups: list("groups", diagnostics),
+        prefix_lists: list("prefix_lists", diagnostics),
+        description: fields.string("description", diagnostics),
+        peers_written: ["cidr", "groups", "prefix_lists"]
+            .iter()
+            .any(|key| fields.is_non_empty(key)),
+        at,
+    }
+}
+
+fn read_service(fields: &Fields, table: &DeTable<'_>, diagnostics: &mut Diagnostics) -> RawService {
+    RawService {
+        at: fields.at.clone(),
         protocol: fields.required("protocol", Fields::scalar, diagnostics),
         ports: fields.scalar("ports", diagnostics),
         icmp_type: fields.integer("icmp_type", diagnostics),
         icmp_code: fields.integer("icmp_code", diagnostics),
-        cidr: fields
-            .string_list("cidr", diagnostics)
-            .map_or_else(Vec::new, |l| l.value),
-        groups: fields
-            .string_list("groups", diagnostics)
-            .map_or_else(Vec::new, |l| l.value),
-        description: fields.string("description", diagnostics),
         written: table.keys().map(|key| key.get_ref().to_string()).collect(),
-        peers_written: fields.is_non_empty("cidr") || fields.is_non_empty("groups"),
+    }
+}
+
+fn read_prefix_list(
+    table: &DeTable<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> RawPrefixList {
+    let fields = Fields::open(table, at, PREFIX_LIST_FIELDS, diagnostics);
+    RawPrefixList {
+        name: fields.required("name", Fields::string, diagnostics),
+        id: fields.string("id", diagnostics),
+        family: fields.required("family", Fields::string, diagnostics),
+        max_entries: fields.required("max_entries", Fields::integer, diagnostics),
+        entries: fields.prefix_list_entries("entries", diagnostics),
+    }
+}
+
+fn read_subnet(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawSubnet {
+    let fields = Fields::open(table, at.clone(), SUBNET_FIELDS, diagnostics);
+    RawSubnet {
+        name: fields.required("name", Fields::string, diagnostics),
+        cidr: fields.required("cidr", Fields::string_list, diagnostics),
+        network_acl: fields.string("network_acl", diagnostics),
         at,
+    }
+}
+
+fn read_network_acl(
+    table: &DeTable<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> RawNetworkAcl {
+    let fields = Fields::open(table, at, NETWORK_ACL_FIELDS, diagnostics);
+    let entries = |key: &str, diagnostics: &mut Diagnostics| {
+        let (at, tables) = fields.tables(key, diagnostics)?;
+        Some(RawAclEntries {
+            at,
+            entries: read_all(tables, read_acl_entry, diagnostics),
+        })
+    };
+    RawNetworkAcl {
+        name: fields.required("name", Fields::string, diagnostics),
+        id: fields.string("id", diagnostics),
+        default: fields.boolean("default", diagnostics),
+        ingress: entries("ingress", diagnostics),
+        egress: entries("egress", diagnostics),
+    }
+}
+
+fn read_acl_entry(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> RawAclEntry {
+    let fields = Fields::open(table, at, ACL_ENTRY_FIELDS, diagnostics);
+    RawAclEntry {
+        number: fields.required("number", Fields::integer, diagnostics),
+        action: fields.required("action", Fields::string, diagnostics),
+        service: read_service(&fields, table, diagnostics),
+        cidr: fields.required("cidr", Fields::string, diagnostics),
     }
 }
 
@@ -491,6 +656,49 @@ impl<'t, 'i> Fields<'t, 'i> {
             })
             .collect();
         Some(Located { value: strings, at })
+    }
+
+    /// Prefix list entries: each a CIDR string or a table with `cidr` and `description`.
+    fn prefix_list_entries(
+        &self,
+        key: &str,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<Located<Vec<RawPrefixListEntry>>> {
+        let (_, value) = self.entry(key)?;
+        let at = self.value_location(key, value);
+        let DeValue::Array(items) = value.get_ref() else {
+            type_mismatch(&at, "an array", value.get_ref(), diagnostics);
+            return None;
+        };
+        let entries = items
+            .iter()
+            .enumerate()
+            .filter_map(|(index, item)| {
+                let item_at = at.element(index, item.span());
+                match item.get_ref() {
+                    DeValue::String(text) => Some(RawPrefixListEntry {
+                        cidr: Some(Located {
+                            value: text.to_string(),
+                            at: item_at,
+                        }),
+                        description: None,
+                    }),
+                    DeValue::Table(table) => {
+                        let fields =
+                            Fields::open(table, item_at, PREFIX_LIST_ENTRY_FIELDS, diagnostics);
+                        Some(RawPrefixListEntry {
+                            cidr: fields.required("cidr", Fields::string, diagnostics),
+                            description: fields.string("description", diagnostics),
+                        })
+                    }
+                    other => {
+                        type_mismatch(&item_at, "a CIDR or a table", other, diagnostics);
+                        None
+                    }
+                }
+            })
+            .collect();
+        Some(Located { value: entries, at })
     }
 
     /// A table, whether written as `[key]` or inline.

@@ -55,6 +55,32 @@ pub(crate) fn lint(checked: &Checked, diagnostics: &mut Diagnostics) {
         lint_group_ingress(group, diagnostics);
     }
     lint_covered_rules(checked, diagnostics);
+    lint_instances_outside_subnets(checked, diagnostics);
+}
+
+/// N1: once a config has subnets, an instance in none of them has no network ACL, which is
+/// more likely a forgotten subnet than a wish.
+fn lint_instances_outside_subnets(checked: &Checked, diagnostics: &mut Diagnostics) {
+    if checked.subnets.is_empty() {
+        return;
+    }
+    for checked_instance in &checked.instances {
+        let instance = &checked_instance.instance;
+        let in_a_subnet = checked.subnets.iter().any(|subnet| {
+            instance
+                .addresses
+                .iter()
+                .any(|address| subnet.contains(*address))
+        });
+        if !in_a_subnet {
+            diagnostics.warning(
+                &checked_instance.addresses_at,
+                ValidationWarning::InstanceOutsideSubnets {
+                    instance: instance.name.clone(),
+                },
+            );
+        }
+    }
 }
 
 /// Inbound exposure only: outbound rules to the internet are the AWS default (R2) and normal.
@@ -121,6 +147,7 @@ impl InterfaceRule<'_> {
         let peer_covers = match (self.peer, other.peer) {
             (Peer::Cidr(outer), Peer::Cidr(inner)) => outer.contains(inner),
             (Peer::Group(outer), Peer::Group(inner)) => outer == inner,
+            (Peer::PrefixList(outer), Peer::PrefixList(inner)) => outer == inner,
             _ => false,
         };
         protocol_covers && ports_cover && peer_covers

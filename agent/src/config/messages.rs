@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::model::{Direction, Peer, PortRange, Protocol};
+use crate::model::{AddressFamily, Direction, Peer, PortRange, Protocol};
 
 /// Names one rule as written: its group, direction and index in that direction's list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,8 +120,9 @@ pub(crate) enum ValidationError {
         count: usize,
     },
 
-    #[error("security group name must be 1 to 255 characters long, got {length}")]
-    GroupNameLength { length: usize },
+    /// `kind` is "security group", "prefix list", "network ACL" or "subnet".
+    #[error("{kind} name must be 1 to 255 characters long, got {length}")]
+    NameLength { kind: &'static str, length: usize },
 
     /// R8.
     #[error("description is {length} characters long; at most 255 are allowed")]
@@ -130,8 +131,27 @@ pub(crate) enum ValidationError {
     #[error("name must not be empty")]
     EmptyName,
 
-    #[error("duplicate security group name \"{name}\"; first defined at {first}")]
-    DuplicateGroupName { name: String, first: String },
+    #[error("duplicate {kind} name \"{name}\"; first defined at {first}")]
+    DuplicateObjectName {
+        kind: &'static str,
+        name: String,
+        first: String,
+    },
+
+    /// R9-style ids, as AWS writes them: `pl-` or `acl-` and 8 or 17 lowercase hex digits.
+    #[error("{kind} id \"{id}\" is not \"{prefix}-\" followed by 8 or 17 lowercase hex digits")]
+    InvalidId {
+        kind: &'static str,
+        prefix: &'static str,
+        id: String,
+    },
+
+    #[error("{kind} id \"{id}\" is already used at {first}")]
+    DuplicateId {
+        kind: &'static str,
+        id: String,
+        first: String,
+    },
 
     /// Instances, members and lab clients share one namespace: the lab and the CLI address
     /// them by name.
@@ -193,7 +213,10 @@ pub(crate) enum ValidationError {
     IcmpCodeWithoutType { code: i64 },
 
     /// R5: every rule has at least one peer.
-    #[error("rule has no peer; give at least one CIDR in cidr or security group in groups")]
+    #[error(
+        "rule has no peer; give at least one CIDR in cidr, security group in groups or prefix \
+         list in prefix_lists"
+    )]
     NoPeer,
 
     /// R5.
@@ -294,6 +317,106 @@ pub(crate) enum ValidationError {
         value: i64,
     },
 
+    /// P1.
+    #[error("{rule} references unknown prefix list \"{prefix_list}\"")]
+    UnknownPrefixListReference { rule: RuleName, prefix_list: String },
+
+    /// P1.
+    #[error("unknown family \"{value}\"; expected \"IPv4\" or \"IPv6\"")]
+    UnknownFamily { value: String },
+
+    /// P1: AWS allows up to 1000 entries in one prefix list.
+    #[error("max_entries must be between 1 and 1000, got {value}")]
+    MaxEntriesOutOfRange { value: i64 },
+
+    /// P1.
+    #[error("prefix list \"{name}\" has {count} entries; its max_entries allows {max_entries}")]
+    PrefixListOverMaxEntries {
+        name: String,
+        count: usize,
+        max_entries: u32,
+    },
+
+    /// P1: a prefix list holds CIDRs of its own family only.
+    #[error("{cidr} is not an {family} CIDR; the prefix list's family is {family}")]
+    PrefixListEntryFamily { cidr: String, family: AddressFamily },
+
+    #[error("duplicate entry {cidr}; first at {first}")]
+    DuplicatePrefixListEntry { cidr: String, first: String },
+
+    /// N1.
+    #[error("only one network ACL can be the default one; {first} already is")]
+    SecondDefaultAcl { first: String },
+
+    /// N2.
+    #[error("rule number must be between 1 and 32766, got {value}")]
+    AclRuleNumberOutOfRange { value: i64 },
+
+    /// N2: numbers order the entries, so each is used once per direction.
+    #[error("rule number {number} is already used at {first}")]
+    DuplicateAclRuleNumber { number: u16, first: String },
+
+    /// N2.
+    #[error("unknown action \"{value}\"; expected \"allow\" or \"deny\"")]
+    UnknownAclAction { value: String },
+
+    /// N2: 20 entries per direction by default, up to 40.
+    #[error(
+        "network ACL \"{acl}\" has {count} {direction} rules; the quota network_acl_rules \
+         allows {quota}"
+    )]
+    AclRulesOverQuota {
+        acl: String,
+        direction: Direction,
+        count: usize,
+        quota: u32,
+    },
+
+    /// N1.
+    #[error("cidr must list the subnet's CIDR, one per address family")]
+    NoSubnetCidr,
+
+    /// N1.
+    #[error("the subnet already has an {family} CIDR at {first}; a subnet has one per family")]
+    SubnetFamilyTwice {
+        family: AddressFamily,
+        first: String,
+    },
+
+    /// N1: an address belongs to one subnet.
+    #[error("{cidr} overlaps {other} of subnet \"{subnet}\"; subnets may not overlap")]
+    SubnetsOverlap {
+        cidr: String,
+        other: String,
+        subnet: String,
+    },
+
+    /// N1.
+    #[error("subnet \"{subnet}\" uses unknown network ACL \"{acl}\"")]
+    UnknownNetworkAcl { subnet: String, acl: String },
+
+    /// N1: a subnet that names no ACL uses the default one, which gets the reserved name when
+    /// no ACL is marked default.
+    #[error(
+        "subnet \"{subnet}\" names no network_acl, so it uses the default network ACL, but the \
+         ACL named \"{name}\" is not marked default = true; mark one ACL default or name this \
+         subnet's ACL"
+    )]
+    DefaultAclNameTaken { subnet: String, name: &'static str },
+
+    /// N1: an instance belongs to the one subnet its addresses fall in.
+    #[error(
+        "instance \"{instance}\" has addresses in subnet \"{first_subnet}\" ({first_address}) \
+         and in subnet \"{second_subnet}\" ({second_address}); an instance belongs to one subnet"
+    )]
+    InstanceInTwoSubnets {
+        instance: String,
+        first_subnet: String,
+        first_address: String,
+        second_subnet: String,
+        second_address: String,
+    },
+
     /// AWS rejects a rule that repeats another in the same group and direction.
     #[error("duplicate rule: {rule} is already allowed by {first}")]
     DuplicateRule { rule: String, first: String },
@@ -336,6 +459,10 @@ pub(crate) enum ValidationWarning {
 
     #[error("all protocols are allowed from {cidr}, a network wider than /16")]
     AllProtocolsFromWideNetwork { cidr: String },
+
+    /// N1: with subnets in the config, an instance outside all of them is likely a mistake.
+    #[error("instance \"{instance}\" is in no subnet, so no network ACL filters its traffic")]
+    InstanceOutsideSubnets { instance: String },
 
     /// R6: rules of all attached groups are unioned, so a rule equal to another, or inside
     /// another's peer, protocol and ports, adds nothing.

@@ -1,6 +1,6 @@
 //! The TOML config front end: parse (keeping the position of every key and value), validate
-//! against `../shared/ec2-sg-semantics.md` (R3, R5, R7, R8, G5, C5), warn about likely mistakes,
-//! and produce a [`crate::model::Config`].
+//! against `../shared/ec2-sg-semantics.md` (R3, R5, R7, R8, G5, C5, P1, N1, N2), warn about
+//! likely mistakes, and produce a [`crate::model::Config`].
 //!
 //! Loading never stops at the first problem: after TOML syntax, every error and warning is
 //! collected with its file, line, column and field path. Any error means no `Config` at all.
@@ -128,6 +128,9 @@ fn into_config(checked: Checked) -> Config {
             clients: checked.lab_clients,
             dhcp: checked.lab_dhcp,
         },
+        prefix_lists: checked.prefix_lists,
+        subnets: checked.subnets,
+        network_acls: checked.network_acls,
     }
 }
 
@@ -171,6 +174,7 @@ pub fn check_report(path: &Path) -> CheckReport {
 }
 
 /// Rules are counted as AWS counts them: one per peer, the default egress (R2) included.
+/// Prefix lists, subnets and network ACLs are named only when the config has them.
 fn summary(path: &Path, config: &Config) -> String {
     let rules: usize = config
         .security_groups
@@ -178,14 +182,25 @@ fn summary(path: &Path, config: &Config) -> String {
         .flat_map(|group| group.ingress.iter().chain(&group.egress))
         .map(|rule| rule.peers.len())
         .sum();
-    format!(
+    let mut text = format!(
         "{}: ok: {} groups, {} instances, {} members, {} rules",
         path.display(),
         config.security_groups.len(),
         config.instances.len(),
         config.members.len(),
         rules
-    )
+    );
+    let optional = [
+        (config.prefix_lists.len(), "prefix lists"),
+        (config.subnets.len(), "subnets"),
+        (config.network_acls.len(), "network ACLs"),
+    ];
+    for (count, what) in optional {
+        if count > 0 {
+            text.push_str(&format!(", {count} {what}"));
+        }
+    }
+    text
 }
 
 #[cfg(test)]

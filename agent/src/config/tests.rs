@@ -104,11 +104,11 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         vec![
             pair(
                 "colour",
-                "unknown field \"colour\"; allowed fields: quotas, security_group, instance, member, lab"
+                "unknown field \"colour\"; allowed fields: quotas, security_group, instance, member, lab, prefix_list, subnet, network_acl"
             ),
             pair(
                 "quotas.max",
-                "unknown field \"max\"; allowed fields: groups_per_interface, rules_per_group"
+                "unknown field \"max\"; allowed fields: groups_per_interface, rules_per_group, network_acl_rules"
             ),
         ]
     );
@@ -118,7 +118,7 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         )),
         pair(
             &rule_field("port"),
-            "unknown field \"port\"; allowed fields: protocol, ports, icmp_type, icmp_code, cidr, groups, description"
+            "unknown field \"port\"; allowed fields: protocol, ports, icmp_type, icmp_code, cidr, groups, prefix_lists, description"
         )
     );
     assert_eq!(
@@ -441,7 +441,8 @@ fn quota_ranges() {
         quotas,
         Quotas {
             groups_per_interface: 16,
-            rules_per_group: 62
+            rules_per_group: 62,
+            network_acl_rules: 20,
         }
     );
     assert_eq!(loaded("").config.quotas, Quotas::default());
@@ -979,12 +980,12 @@ fn a_rule_needs_a_peer_r5() {
         sole_error(&one_rule("protocol = \"all\"")),
         pair(
             RULE,
-            "rule has no peer; give at least one CIDR in cidr or security group in groups"
+            "rule has no peer; give at least one CIDR in cidr, security group in groups or prefix list in prefix_lists"
         )
     );
     assert_eq!(
         sole_error(&one_rule("protocol = \"all\"\ncidr = []\ngroups = []")).1,
-        "rule has no peer; give at least one CIDR in cidr or security group in groups"
+        "rule has no peer; give at least one CIDR in cidr, security group in groups or prefix list in prefix_lists"
     );
 }
 
@@ -1792,3 +1793,5 @@ fn check_report_interleaves_warnings_and_errors_in_file_order() {
         ]
     );
 }
+
+mod network;

@@ -5,8 +5,8 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, MapError as AyaMapError, lpm_trie::Key},
 };
 use filter_common::{
-    AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue, PortKey,
-    RuleBitmap, map_names,
+    AclBits, AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue,
+    PortKey, RuleBitmap, map_names,
 };
 
 use crate::maps::{Lpm, MapError, PolicyMaps, Table};
@@ -61,13 +61,13 @@ impl<K: Pod, V: Pod> Table<K, V> for KernelHash<K, V> {
     }
 }
 
-pub struct KernelLpm<K> {
-    pub map: LpmTrie<MapData, K, RuleBitmap>,
+pub struct KernelLpm<K, V> {
+    pub map: LpmTrie<MapData, K, V>,
     pub name: &'static str,
 }
 
-impl<K: Pod> Table<Lpm<K>, RuleBitmap> for KernelLpm<K> {
-    fn get(&self, key: &Lpm<K>) -> Result<Option<RuleBitmap>, MapError> {
+impl<K: Pod, V: Pod> Table<Lpm<K>, V> for KernelLpm<K, V> {
+    fn get(&self, key: &Lpm<K>) -> Result<Option<V>, MapError> {
         // An exact-entry read, not a longest-prefix lookup: the agent asks about its own keys.
         for existing in self.keys()? {
             if existing.prefix_len == key.prefix_len
@@ -83,7 +83,7 @@ impl<K: Pod> Table<Lpm<K>, RuleBitmap> for KernelLpm<K> {
         Ok(None)
     }
 
-    fn put(&mut self, key: &Lpm<K>, value: &RuleBitmap) -> Result<(), MapError> {
+    fn put(&mut self, key: &Lpm<K>, value: &V) -> Result<(), MapError> {
         self.map
             .insert(&Key::new(key.prefix_len, key.data), value, 0)
             .map_err(kernel_error(self.name, "update"))
@@ -121,11 +121,15 @@ fn bytes_of<K: Pod>(value: &K) -> &[u8] {
 pub struct KernelMaps {
     pub active: Array<MapData, u64>,
     pub ifaces: KernelHash<IfaceKey, IfaceConfig>,
-    pub cidrs: KernelLpm<CidrKey>,
-    pub ports: KernelLpm<PortKey>,
+    pub cidrs: KernelLpm<CidrKey, RuleBitmap>,
+    pub ports: KernelLpm<PortKey, RuleBitmap>,
     pub group_bits: KernelHash<GroupBitsKey, RuleBitmap>,
     pub members: KernelHash<AddrKey, MemberValue>,
     pub local_addrs: KernelHash<LocalAddrKey, u32>,
+    pub acl_cidrs: KernelLpm<CidrKey, AclBits>,
+    pub acl_ports: KernelLpm<PortKey, AclBits>,
+    pub prefix_lists: KernelLpm<AddrKey, MemberValue>,
+    pub prefix_list_bits: KernelHash<GroupBitsKey, RuleBitmap>,
 }
 
 impl PolicyMaps for KernelMaps {
@@ -158,5 +162,17 @@ impl PolicyMaps for KernelMaps {
     }
     fn local_addrs(&mut self) -> &mut dyn Table<LocalAddrKey, u32> {
         &mut self.local_addrs
+    }
+    fn acl_cidrs(&mut self) -> &mut dyn Table<Lpm<CidrKey>, AclBits> {
+        &mut self.acl_cidrs
+    }
+    fn acl_ports(&mut self) -> &mut dyn Table<Lpm<PortKey>, AclBits> {
+        &mut self.acl_ports
+    }
+    fn prefix_lists(&mut self) -> &mut dyn Table<Lpm<AddrKey>, MemberValue> {
+        &mut self.prefix_lists
+    }
+    fn prefix_list_bits(&mut self) -> &mut dyn Table<GroupBitsKey, RuleBitmap> {
+        &mut self.prefix_list_bits
     }
 }

@@ -98,10 +98,10 @@ fn kernel_hash<K: aya::Pod, V: aya::Pod>(
     })
 }
 
-fn kernel_lpm<K: aya::Pod>(
+fn kernel_lpm<K: aya::Pod, V: aya::Pod>(
     ebpf: &mut Ebpf,
     name: &'static str,
-) -> Result<KernelLpm<K>, DatapathError> {
+) -> Result<KernelLpm<K, V>, DatapathError> {
     Ok(KernelLpm {
         map: LpmTrie::try_from(take_map(ebpf, name)?).map_err(map_error(name))?,
         name,
@@ -116,12 +116,16 @@ impl Datapath {
         if let Some(level) = options.verifier_log {
             loader.verifier_log_level(level);
         }
-        let sized: [(&'static str, usize); 8] = [
+        let sized: [(&'static str, usize); 12] = [
             (map_names::CIDRS, capacities.cidrs),
             (map_names::PORTS, capacities.ports),
             (map_names::GROUP_BITS, capacities.group_bits),
             (map_names::MEMBERS, capacities.members),
             (map_names::LOCAL_ADDRS, capacities.local_addrs),
+            (map_names::ACL_CIDRS, capacities.acl_cidrs),
+            (map_names::ACL_PORTS, capacities.acl_ports),
+            (map_names::PREFIX_LISTS, capacities.prefix_lists),
+            (map_names::PREFIX_LIST_BITS, capacities.prefix_list_bits),
             (map_names::CT_ESTABLISHED, capacities.ct_established),
             (map_names::CT_EMBRYONIC, capacities.ct_embryonic),
             (map_names::FRAGMENTS, capacities.fragments),
@@ -200,6 +204,10 @@ impl Datapath {
             group_bits: kernel_hash(&mut ebpf, map_names::GROUP_BITS)?,
             members: kernel_hash(&mut ebpf, map_names::MEMBERS)?,
             local_addrs: kernel_hash(&mut ebpf, map_names::LOCAL_ADDRS)?,
+            acl_cidrs: kernel_lpm(&mut ebpf, map_names::ACL_CIDRS)?,
+            acl_ports: kernel_lpm(&mut ebpf, map_names::ACL_PORTS)?,
+            prefix_lists: kernel_lpm(&mut ebpf, map_names::PREFIX_LISTS)?,
+            prefix_list_bits: kernel_hash(&mut ebpf, map_names::PREFIX_LIST_BITS)?,
         };
         Ok(Self {
             ebpf,

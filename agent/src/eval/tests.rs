@@ -1096,3 +1096,5 @@ fn h2_ipv6_unknown_extension_headers_drop_but_the_same_number_in_ipv4_is_a_proto
         );
     }
 }
+
+mod network;

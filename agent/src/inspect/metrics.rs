@@ -167,7 +167,11 @@ pub fn render(paths: Paths) -> Result<String, super::InspectError> {
         "# HELP sgwall_rule_hits_total New flows admitted by each rule."
     );
     let _ = writeln!(out, "# TYPE sgwall_rule_hits_total counter");
-    for rule in pinned.rule_hits()? {
+    let (acl_entries, rules): (Vec<_>, Vec<_>) = pinned
+        .rule_hits()?
+        .into_iter()
+        .partition(|hits| hits.rule.acl_action.is_some());
+    for rule in rules {
         let r = &rule.rule;
         let _ = writeln!(
             out,
@@ -180,6 +184,27 @@ pub fn render(paths: Paths) -> Result<String, super::InspectError> {
             label(&r.ports),
             label(&r.peer),
             rule.hits
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sgwall_acl_entry_hits_total Packets each network ACL entry matched (N2), \
+         whether it allowed or denied them."
+    );
+    let _ = writeln!(out, "# TYPE sgwall_acl_entry_hits_total counter");
+    for entry in acl_entries {
+        let r = &entry.rule;
+        let _ = writeln!(
+            out,
+            "sgwall_acl_entry_hits_total{{interface=\"{}\",direction=\"{}\",acl=\"{}\",entry=\"{}\",action=\"{}\"}} {}",
+            label(&r.interface),
+            r.direction,
+            label(r.group.strip_prefix("acl:").unwrap_or(&r.group)),
+            r.rule_index,
+            r.acl_action
+                .map(|action| action.to_string())
+                .unwrap_or_default(),
+            entry.hits
         );
     }
     let _ = writeln!(

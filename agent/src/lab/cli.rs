@@ -36,11 +36,19 @@ pub fn up(
         settings.state_dir.display()
     )
     .map_err(w)?;
+    let config = lab.config()?;
     for host in &topology.hosts {
         let addresses: Vec<String> = host.addresses.iter().map(ToString::to_string).collect();
+        // N1: where an instance's traffic meets a network ACL.
+        let subnet = config
+            .instance(&host.name)
+            .and_then(|instance| config.acl_of(instance))
+            .map_or(String::new(), |(subnet, acl)| {
+                format!("  subnet {} (network ACL {})", subnet.name, acl.name)
+            });
         writeln!(
             out,
-            "  {:<10} {:<8} namespace {:<18} router side {:<10} {}",
+            "  {:<10} {:<8} namespace {:<18} router side {:<10} {}{subnet}",
             host.name,
             match host.kind {
                 super::topology::HostKind::Instance => "instance",

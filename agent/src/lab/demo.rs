@@ -262,6 +262,21 @@ pub fn print_matrix(out: &mut dyn Write, matrix: &Matrix) -> Result<(), LabError
         render::matrix_text(matrix, render::terminal_width())
     )
     .map_err(w)?;
+    let acl_lines = render::acl_lines(matrix);
+    if !acl_lines.is_empty() {
+        writeln!(
+            out,
+            "\n{}",
+            paint(
+                bold(),
+                "network ACLs at work (refused before or after the groups):"
+            )
+        )
+        .map_err(w)?;
+        for line in acl_lines {
+            writeln!(out, "  {line}").map_err(w)?;
+        }
+    }
     let disagreements = render::disagreement_lines(matrix);
     let passing = matrix.cells.iter().filter(|c| c.expected.passes).count();
     writeln!(

@@ -22,7 +22,10 @@ use serde::Serialize;
 
 use super::topology::Host;
 use crate::{
-    eval::{Decision, Fragment, Frame, IpPacket, Reason, Session, TCP_ACK, TCP_SYN, Transport},
+    eval::{
+        Decision, Fragment, Frame, IpPacket, Reason, Session, TCP_ACK, TCP_SYN, Transport,
+        describe_acl_verdict,
+    },
     model::{Config, Direction, PortRange, Protocol, effective_rules},
     probe::{Outcome, Probe, ProbeError, Service},
 };
@@ -104,6 +107,8 @@ pub struct Expectation {
     pub passes: bool,
     /// Where and why it is dropped, or which rule admits it at the destination.
     pub why: String,
+    /// A network ACL refused it (N2-N4), not the groups: `why` names the entry.
+    pub refused_by_acl: bool,
 }
 
 /// One probe of the matrix, with its expectation and (once run) its outcome.
@@ -324,12 +329,16 @@ pub fn expect(
             } else {
                 "dropped"
             };
+            let by = match (decision.acl, config.instance(instance)) {
+                (Some(verdict), Some(enforced)) => {
+                    describe_acl_verdict(config, enforced, direction, verdict)
+                }
+                _ => decision.reason.describe().to_string(),
+            };
             return Expectation {
                 passes: false,
-                why: format!(
-                    "{what} on {instance} {direction}: {}",
-                    decision.reason.describe()
-                ),
+                why: format!("{what} on {instance} {direction}: {by}"),
+                refused_by_acl: decision.acl.is_some(),
             };
         }
         if instance == destination && direction == Direction::Ingress {
@@ -346,6 +355,7 @@ pub fn expect(
             None if destination_filtered => format!("admitted on {destination} ingress"),
             None => format!("{destination} is not enforced"),
         },
+        refused_by_acl: false,
     }
 }
 
@@ -556,6 +566,54 @@ security_groups = ["sg"]
         );
         assert_eq!(unused_port(&[(0, 65535)]), None);
         assert_eq!(unused_port(&[(9000, 10000)]), Some(10001));
+    }
+
+    #[test]
+    fn n2_n4_a_refusal_by_a_network_acl_names_its_entry() {
+        let config = load_str(
+            include_str!("../../../examples/network-acl.toml"),
+            std::path::Path::new("network-acl.toml"),
+        )
+        .unwrap()
+        .config;
+        let v4 = |a: &str| a.parse::<IpAddr>().unwrap();
+        let blocked = expect(
+            &config,
+            "blocked",
+            v4("198.18.0.10"),
+            "web-1",
+            v4("10.0.1.10"),
+            Service::Tcp(443),
+        );
+        assert!(!blocked.passes && blocked.refused_by_acl, "{blocked:?}");
+        assert_eq!(
+            blocked.why,
+            "dropped on web-1 ingress: network ACL public-acl (subnet public) ingress entry 90: \
+             deny all from 198.18.0.0/15"
+        );
+        // Across subnets both ACLs and the groups admit it: ingress entry 100, then app-sg (G1).
+        let web_to_app = expect(
+            &config,
+            "web-1",
+            v4("10.0.1.10"),
+            "app-1",
+            v4("10.0.2.10"),
+            Service::Tcp(8080),
+        );
+        assert!(
+            web_to_app.passes && !web_to_app.refused_by_acl,
+            "{web_to_app:?}"
+        );
+        // N4: web-1 and web-2 share a subnet; its ACL has no entry for 9999, yet they talk.
+        let inside = expect(
+            &config,
+            "web-1",
+            v4("10.0.1.10"),
+            "web-2",
+            v4("10.0.1.11"),
+            Service::Tcp(9999),
+        );
+        assert!(inside.passes, "{inside:?}");
     }
 
     #[test]

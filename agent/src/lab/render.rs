@@ -206,6 +206,41 @@ pub fn disagreement_lines(matrix: &Matrix) -> Vec<String> {
         .collect()
 }
 
+/// Examples shown per ACL refusal under "network ACLs at work".
+const ACL_EXAMPLES: usize = 3;
+
+/// The cells a network ACL refused rather than the groups (N2-N4), grouped by the entry that
+/// refused them (the evaluator's `why`): one line each, with a count and a few examples.
+pub fn acl_lines(matrix: &Matrix) -> Vec<String> {
+    let mut by_why: Vec<(&str, Vec<String>)> = Vec::new();
+    for cell in matrix.cells.iter().filter(|c| c.expected.refused_by_acl) {
+        let example = format!(
+            "{} → {} {} {}",
+            cell.source,
+            cell.destination,
+            cell.service,
+            cell.family.label()
+        );
+        match by_why.iter_mut().find(|(why, _)| *why == cell.expected.why) {
+            Some((_, examples)) => examples.push(example),
+            None => by_why.push((&cell.expected.why, vec![example])),
+        }
+    }
+    by_why
+        .into_iter()
+        .map(|(why, examples)| {
+            let more = examples.len().saturating_sub(ACL_EXAMPLES);
+            let shown = examples[..examples.len().min(ACL_EXAMPLES)].join(", ");
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!("{why}\n      {} probes: {shown}{more}", examples.len())
+        })
+        .collect()
+}
+
 /// The terminal's width when stdout is one, else a width for logs.
 pub fn terminal_width() -> usize {
     use std::io::IsTerminal as _;
@@ -256,6 +291,7 @@ mod tests {
             expected: Expectation {
                 passes: expected,
                 why: "because".into(),
+                refused_by_acl: false,
             },
             observed: Some(observed),
             attempts: 1,
@@ -329,6 +365,33 @@ mod tests {
         assert_eq!(text.lines().filter(|l| l.contains("│ web-1")).count(), 1);
         assert_eq!(text.lines().filter(|l| l.contains("│ db-1")).count(), 1);
         assert_eq!(text.lines().count(), 11, "{text}");
+    }
+
+    #[test]
+    fn acl_refusals_are_grouped_by_the_entry_that_refused_them() {
+        let mut matrix = matrix();
+        let refused = |service| {
+            let mut cell = cell("internet", "db-1", service, false, Outcome::TimedOut);
+            cell.expected.why = "dropped on db-1 ingress: network ACL private entry *".into();
+            cell.expected.refused_by_acl = true;
+            cell
+        };
+        matrix.cells = (1..=5).map(|port| refused(Service::Tcp(port))).collect();
+        matrix.cells.push(cell(
+            "internet",
+            "web-1",
+            Service::Tcp(80),
+            true,
+            Outcome::Reached,
+        ));
+        assert_eq!(
+            acl_lines(&matrix),
+            [
+                "dropped on db-1 ingress: network ACL private entry *\n      5 probes: \
+              internet → db-1 tcp/1 v4, internet → db-1 tcp/2 v4, internet → db-1 tcp/3 v4 \
+              and 2 more"
+            ]
+        );
     }
 
     #[test]

@@ -100,12 +100,78 @@ proptest! {
         let config = testgen::random_config(&mut rng);
         let mut maps = MemoryMaps::default();
         apply(&mut maps, None, &config);
+        let compiled = compile::compile(&config, &BTreeMap::new()).expect("compiles");
         for _ in 0..60 {
             let (instance, direction, packet) = testgen::random_packet(&mut rng, &config);
             let model = model_verdict(&maps, &config, &instance, direction, &packet);
             let reference = evaluator_verdict(&config, &instance, direction, &packet);
             prop_assert_eq!(model, reference, "seed {} {} {} {:?}", seed, instance, direction, packet);
+            let model = model_acl(&maps, &compiled, &config, &instance, direction, &packet);
+            let reference = evaluator_acl(&compiled, &config, &instance, direction, &packet);
+            prop_assert_eq!(model, reference, "ACL: seed {} {} {} {:?}", seed, instance, direction, packet);
         }
+    }
+}
+
+/// What the network ACL does with a packet: whether it passes and the number of the entry
+/// that decided (`None`: no entry, the own subnet, or no ACL to consult).
+type AclOutcome = (bool, Option<u16>);
+
+fn model_acl(
+    maps: &MemoryMaps,
+    compiled: &compile::CompiledPolicy,
+    config: &Config,
+    instance: &str,
+    direction: Direction,
+    packet: &IpPacket,
+) -> AclOutcome {
+    let flow = flow_start(config, instance, direction, packet);
+    let verdict = maps
+        .acl(&AclPacket {
+            ifindex: flow.ifindex,
+            dir: flow.dir,
+            family: flow.family,
+            peer: flow.peer,
+            proto: flow.proto,
+            selector: flow.selector,
+        })
+        .expect("interface configured");
+    let acl = compiled
+        .interface_of_instance(instance)
+        .and_then(|i| i.acl.as_ref());
+    match verdict {
+        ModelAcl::NotFiltered | ModelAcl::Entry { bit: 0, .. } => (true, None),
+        ModelAcl::Entry { bit, allows } => (
+            allows,
+            acl.and_then(|acl| acl.entry(direction, bit))
+                .map(|e| e.number),
+        ),
+        ModelAcl::NoEntry => (false, None),
+    }
+}
+
+/// The evaluator's ACL verdict, where an ACL that admits everything is not consulted at all.
+fn evaluator_acl(
+    compiled: &compile::CompiledPolicy,
+    config: &Config,
+    instance: &str,
+    direction: Direction,
+    packet: &IpPacket,
+) -> AclOutcome {
+    let filtered = compiled
+        .interface_of_instance(instance)
+        .is_some_and(|i| i.acl.is_some());
+    let instance = config.instance(instance).expect("instance");
+    match eval::acl_verdict(config, instance, direction, packet) {
+        None => (true, None),
+        Some(verdict) if !filtered => {
+            assert!(verdict.allows(), "an unconsulted ACL admits everything");
+            (true, None)
+        }
+        Some(eval::AclVerdict::Entry { number, action }) => {
+            (action == crate::model::AclAction::Allow, Some(number))
+        }
+        Some(eval::AclVerdict::NoEntry) => (false, None),
     }
 }
 
@@ -186,6 +252,10 @@ impl PolicyMaps for Watched<'_> {
     watched_table!(group_bits, group_bits, GroupBitsKey, RuleBitmap);
     watched_table!(members, members, AddrKey, MemberValue);
     watched_table!(local_addrs, local_addrs, LocalAddrKey, u32);
+    watched_table!(acl_cidrs, acl_cidrs, Lpm<CidrKey>, AclBits);
+    watched_table!(acl_ports, acl_ports, Lpm<PortKey>, AclBits);
+    watched_table!(prefix_lists, prefix_lists, Lpm<AddrKey>, MemberValue);
+    watched_table!(prefix_list_bits, prefix_list_bits, GroupBitsKey, RuleBitmap);
 }
 
 /// Every flow start worth asking about for a config pair: every pool address, in and out,
@@ -199,6 +269,7 @@ fn probes(configs: &[&Config]) -> Vec<FlowStart> {
         }
     }
     addresses.push("192.0.2.1".parse().expect("v4"));
+    addresses.push("2001:db8::1".parse().expect("v6"));
     let instances = configs.iter().map(|c| c.instances.len()).max().unwrap_or(0);
     let mut probes = Vec::new();
     for ifindex in 10..10 + instances as u32 {
@@ -268,6 +339,90 @@ fn no_write_during_an_update_admits_what_old_and_new_policy_deny() {
             "seed {seed}: the update wrote something"
         );
     }
+}
+
+/// P1: once an update is done, the prefix list trie is what a fresh start on the new policy
+/// writes: an entry only the old policy had, kept through the flip at the lists both cover,
+/// must not go on hiding the new policy's shorter entries (and the lists only it has there).
+#[test]
+fn p1_an_update_ends_with_the_trie_a_fresh_start_writes() {
+    for seed in 0..60u64 {
+        let mut rng = testgen::Rng::new(seed);
+        let old_config = testgen::random_config(&mut rng);
+        let mut new_config = testgen::random_config(&mut rng);
+        new_config.instances.truncate(old_config.instances.len());
+        let mut updated = MemoryMaps::default();
+        let old_applied = apply(&mut updated, None, &old_config);
+        apply(&mut updated, Some(&old_applied), &new_config);
+        let mut fresh = MemoryMaps::default();
+        apply(&mut fresh, None, &new_config);
+        assert_eq!(
+            updated.prefix_lists.entries, fresh.prefix_lists.entries,
+            "seed {seed}"
+        );
+        for probe in probes(&[&new_config]) {
+            assert_eq!(
+                updated.classify(&probe).flatten().is_some(),
+                fresh.classify(&probe).flatten().is_some(),
+                "seed {seed}: {probe:?}"
+            );
+        }
+    }
+}
+
+/// P1: editing prefix list entries is a delta in the generation in force, and no single write
+/// admits what both the old and the new entries deny.
+#[test]
+fn p1_prefix_list_edits_are_a_delta_that_never_admits_what_both_deny() {
+    let mut edits = 0;
+    for seed in 0..60u64 {
+        let mut rng = testgen::Rng::new(seed);
+        let old_config = testgen::random_config(&mut rng);
+        if old_config.prefix_lists.is_empty() {
+            continue;
+        }
+        let mut new_config = old_config.clone();
+        let replacement = testgen::random_config(&mut rng);
+        for (list, other) in new_config
+            .prefix_lists
+            .iter_mut()
+            .zip(&replacement.prefix_lists)
+        {
+            list.entries = other.entries.clone();
+        }
+        new_config.prefix_lists[0].entries.truncate(1);
+
+        let mut old_maps = MemoryMaps::default();
+        let old_applied = apply(&mut old_maps, None, &old_config);
+        let mut fresh_maps = MemoryMaps::default();
+        apply(&mut fresh_maps, None, &new_config);
+        let admitted =
+            |maps: &MemoryMaps, probe: &FlowStart| maps.classify(probe).flatten().is_some();
+        let all_probes = probes(&[&old_config]);
+        let denied_by_both: Vec<FlowStart> = all_probes
+            .iter()
+            .filter(|probe| !admitted(&old_maps, probe) && !admitted(&fresh_maps, probe))
+            .copied()
+            .collect();
+        let mut watched = Watched {
+            maps: old_maps.clone(),
+            denied_by_both,
+            writes: 0,
+            _lifetime: std::marker::PhantomData,
+        };
+        let mut applied = old_applied.clone();
+        apply_prefix_lists(&mut watched, &mut applied, &new_config).expect("delta");
+        assert_eq!(watched.maps.generation, old_maps.generation, "no flip (P1)");
+        for probe in &all_probes {
+            assert_eq!(
+                watched.maps.classify(probe),
+                fresh_maps.classify(probe),
+                "seed {seed}: after the delta, {probe:?} as a fresh apply"
+            );
+        }
+        edits += usize::from(watched.writes > 0);
+    }
+    assert!(edits >= 10, "only {edits} seeds edited anything");
 }
 
 #[test]

@@ -3,7 +3,12 @@
 //! and read by `sgwall flows`.
 //!
 //! `version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start
-//! end action log-status`
+//! end action log-status reject-reason`
+//!
+//! `reject-reason` is AWS's custom-format field of that name (`-` where there is none); sgwall
+//! fills it for every REJECT with what refused the flow: the network ACL entry
+//! (`acl:NAME#NUMBER`, `acl:NAME#*` for the final entry, N2) or the datapath reason (`no_rule`
+//! when no security group rule admits it, R1).
 
 use std::{
     fs::File,
@@ -14,7 +19,7 @@ use std::{
 };
 
 /// The record's fields, in the order of a line.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 15] = [
     "version",
     "account-id",
     "interface-id",
@@ -29,7 +34,11 @@ pub const FIELDS: [&str; 14] = [
     "end",
     "action",
     "log-status",
+    "reject-reason",
 ];
+
+/// `reject-reason` of an ACCEPT.
+pub const NO_REJECT_REASON: &str = "-";
 
 /// How often a followed log is read again.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
@@ -43,6 +52,8 @@ pub struct RecordKey {
     pub dst_port: u16,
     pub protocol: u8,
     pub accept: bool,
+    /// What refused a REJECT ([`NO_REJECT_REASON`] for an ACCEPT): see the module's comment.
+    pub reject_reason: String,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,7 +76,7 @@ impl std::fmt::Display for FlowRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "2 - {} {} {} {} {} {} {} {} {} {} {} {}",
+            "2 - {} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.key.interface,
             self.key.src,
             self.key.dst,
@@ -77,7 +88,8 @@ impl std::fmt::Display for FlowRecord {
             self.start,
             self.end,
             if self.key.accept { "ACCEPT" } else { "REJECT" },
-            if self.skipped_data { "SKIPDATA" } else { "OK" }
+            if self.skipped_data { "SKIPDATA" } else { "OK" },
+            self.key.reject_reason
         )
     }
 }
@@ -217,6 +229,7 @@ mod tests {
                 dst_port: 8080,
                 protocol: 6,
                 accept: false,
+                reject_reason: "acl:private-acl#90".into(),
             },
             tally: Tally {
                 packets: 3,
@@ -233,13 +246,15 @@ mod tests {
         let line = record().to_string();
         assert_eq!(
             line,
-            "2 - sgw-web1 10.6.0.10 10.7.0.10 40000 8080 6 3 180 100 160 REJECT SKIPDATA"
+            "2 - sgw-web1 10.6.0.10 10.7.0.10 40000 8080 6 3 180 100 160 REJECT SKIPDATA \
+             acl:private-acl#90"
         );
         let json = line_as_json(&line);
         assert_eq!(json.len(), FIELDS.len());
         assert_eq!(json["srcport"], "40000");
         assert_eq!(json["action"], "REJECT");
         assert_eq!(json["log-status"], "SKIPDATA");
+        assert_eq!(json["reject-reason"], "acl:private-acl#90");
         assert!(header().starts_with("version account-id interface-id srcaddr"));
     }
 

@@ -96,10 +96,12 @@ mod v1 {
     unsafe impl aya::Pod for CtEntry {}
 }
 
-/// Layout v2 (issue 10, before issue 12): conntrack types as that layout pinned them. Frozen.
-/// v3 changed `IfaceConfig` (the instance's MAC) and the counter stride (48 reasons), which the
-/// agent writes afresh, not conntrack.
+/// Layout v2 (issue 10): the half-open state and `reply_isn`. Frozen. v3 (issue 15: network
+/// ACLs and prefix lists) changed the interface configuration and added maps, all rebuilt from
+/// the config, and left the conntrack types as they are here.
 mod v2 {
+    pub use super::v1::CtKey;
+
     #[repr(C)]
     #[derive(Clone, Copy, Debug)]
     pub struct CtEntry {
@@ -121,9 +123,6 @@ mod v2 {
 
     // SAFETY: plain `repr(C)` integers, every padding byte a named field.
     unsafe impl aya::Pod for CtEntry {}
-
-    /// The key did not change from v1.
-    pub use super::v1::CtKey;
 }
 
 /// A flow read from an older layout, in today's types. `entry.ifslot` is still the old
@@ -174,41 +173,40 @@ fn from_v1(pool: CtPool, key: v1::CtKey, entry: v1::CtEntry) -> Option<CarriedFl
     })
 }
 
-/// v2 → v3: conntrack is unchanged, field for field.
+/// v2 → v3: the conntrack types did not change; every field carries over, the generation
+/// reset as for v1.
 fn from_v2(pool: CtPool, key: v2::CtKey, entry: v2::CtEntry) -> Option<CarriedFlow> {
-    let known = [
+    let states = [
         CT_STATE_NEW,
+        CT_STATE_HALF_OPEN,
         CT_STATE_ESTABLISHED,
         CT_STATE_CLOSING,
-        CT_STATE_HALF_OPEN,
     ];
-    if !known.contains(&entry.state) {
+    if !states.contains(&entry.state) {
         return None;
     }
-    // The key and everything v1 had convert as from v1; then what v2 added.
-    let v1_entry = v1::CtEntry {
-        created_ns: entry.created_ns,
-        last_seen_ns: entry.last_seen_ns,
-        packets: entry.packets,
-        bytes: entry.bytes,
-        generation: entry.generation,
-        rule_id: entry.rule_id,
-        ifslot: entry.ifslot,
-        selector: entry.selector,
-        origin: entry.origin,
-        state: CT_STATE_NEW,
-        flags: entry.flags,
-        _pad: [0; 5],
-    };
-    let carried = from_v1(pool, key, v1_entry)?;
-    Some(CarriedFlow {
-        entry: CtEntry {
-            state: entry.state,
-            reply_isn: entry.reply_isn,
-            ..carried.entry
+    let mut flow = from_v1(
+        pool,
+        key,
+        v1::CtEntry {
+            created_ns: entry.created_ns,
+            last_seen_ns: entry.last_seen_ns,
+            packets: entry.packets,
+            bytes: entry.bytes,
+            generation: entry.generation,
+            rule_id: entry.rule_id,
+            ifslot: entry.ifslot,
+            selector: entry.selector,
+            origin: entry.origin,
+            // Checked above; v1 has no half-open state, so the state is set after.
+            state: CT_STATE_NEW,
+            flags: entry.flags,
+            _pad: [0; 5],
         },
-        ..carried
-    })
+    )?;
+    flow.entry.state = entry.state;
+    flow.entry.reply_isn = entry.reply_isn;
+    Some(flow)
 }
 
 /// The layout version a stale layout directory (`v<N>`) holds.
@@ -231,7 +229,9 @@ pub fn read_flows(dir: &Path) -> Result<Vec<CarriedFlow>, MigrateError> {
                     flows.extend(from_v1(pool, key, entry));
                 }
             }
-            2 => {
+            // v3 (issue 15) and v4 (issue 12: the instance's MAC in the interface
+            // configuration, 48 reasons per counter row) left conntrack as v2 had it.
+            2 | 3 => {
                 for (key, entry) in read_pool::<v2::CtKey, v2::CtEntry>(&path, from)? {
                     flows.extend(from_v2(pool, key, entry));
                 }
@@ -370,6 +370,40 @@ mod tests {
     }
 
     #[test]
+    fn h6_a_v2_half_open_flow_keeps_its_state_and_the_syn_ack_number() {
+        let v1 = v1_entry(CT_STATE_NEW);
+        let entry = v2::CtEntry {
+            created_ns: v1.created_ns,
+            last_seen_ns: v1.last_seen_ns,
+            packets: v1.packets,
+            bytes: v1.bytes,
+            generation: 9,
+            rule_id: v1.rule_id,
+            ifslot: v1.ifslot,
+            selector: v1.selector,
+            origin: v1.origin,
+            state: CT_STATE_HALF_OPEN,
+            flags: v1.flags,
+            _pad: 0,
+            reply_isn: 0xdead_beef,
+        };
+        let flow = from_v2(CtPool::Embryonic, v1_key(), entry).expect("carried");
+        assert_eq!(flow.entry.state, CT_STATE_HALF_OPEN);
+        assert_eq!(flow.entry.reply_isn, 0xdead_beef);
+        assert_eq!(flow.entry.packets, [3, 4]);
+        assert_eq!(flow.key.local_port, 7000);
+        assert_eq!(
+            flow.entry.generation, 0,
+            "judged again under the cut option"
+        );
+        let unknown = v2::CtEntry {
+            state: 200,
+            ..entry
+        };
+        assert_eq!(from_v2(CtPool::Embryonic, v1_key(), unknown), None);
+    }
+
+    #[test]
     fn h6_a_v1_flow_keeps_its_tuple_counts_timestamps_and_state() {
         let flow = from_v1(
             CtPool::Established,
@@ -397,33 +431,6 @@ mod tests {
         assert!(from_v1(CtPool::Embryonic, v1_key(), v1_entry(0)).is_none());
         assert!(from_v1(CtPool::Embryonic, v1_key(), v1_entry(9)).is_none());
         assert!(from_v1(CtPool::Embryonic, v1_key(), v1_entry(CT_STATE_NEW)).is_some());
-    }
-
-    #[test]
-    fn h6_a_v2_flow_is_carried_as_it_was_half_open_included() {
-        let entry = v2::CtEntry {
-            created_ns: 10,
-            last_seen_ns: 20,
-            packets: [3, 4],
-            bytes: [300, 400],
-            generation: 7,
-            rule_id: 12,
-            ifslot: 5,
-            selector: 2,
-            origin: 1,
-            state: CT_STATE_HALF_OPEN,
-            flags: 1,
-            _pad: 0,
-            reply_isn: 0xdead_beef,
-        };
-        let flow = from_v2(CtPool::Embryonic, v1_key(), entry).expect("carried");
-        assert_eq!(flow.entry.state, CT_STATE_HALF_OPEN);
-        assert_eq!(flow.entry.reply_isn, 0xdead_beef);
-        assert_eq!(flow.entry.packets, [3, 4]);
-        assert_eq!((flow.entry.origin, flow.entry.flags), (1, 1));
-        assert_eq!(flow.key.local_port, 7000);
-        let unknown = v2::CtEntry { state: 9, ..entry };
-        assert!(from_v2(CtPool::Embryonic, v1_key(), unknown).is_none());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     compile::CompiledPolicy,
-    model::{Config, Direction, Peer},
+    model::{AclAction, Config, Direction, Peer},
 };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -124,6 +124,10 @@ pub struct RuleState {
     /// Addresses the peer resolves to, for group peers.
     pub resolved_members: Option<usize>,
     pub description: String,
+    /// Set for a network ACL entry (N2), whose hits share the rule counters: then `group` is
+    /// `acl:NAME`, `rule_index` the entry's number, `position` its ACL bit, `peer` its CIDR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl_action: Option<AclAction>,
 }
 
 /// Headers of [`RuleState::columns`].
@@ -179,6 +183,7 @@ pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
                     Peer::Group(group) => {
                         Some(member_counts.get(group.as_str()).copied().unwrap_or(0))
                     }
+                    Peer::PrefixList(list) => config.prefix_list(list).map(|l| l.entries.len()),
                     Peer::Cidr(_) => None,
                 };
                 rules.push(RuleState {
@@ -194,7 +199,38 @@ pub fn rule_table(config: &Config, policy: &CompiledPolicy) -> Vec<RuleState> {
                     peer: rule.peer.to_string(),
                     resolved_members,
                     description: rule.description.clone(),
+                    acl_action: None,
                 });
+            }
+        }
+        if let Some(acl) = &interface.acl {
+            for direction in Direction::BOTH {
+                let base = interface.config.acl_rule_base[usize::from(direction.index())];
+                for (index, entry) in acl.entries[usize::from(direction.index())]
+                    .iter()
+                    .enumerate()
+                {
+                    // Bit 0 is the own subnet (N4); the entries follow in number order.
+                    let bit = index as u16 + 1;
+                    rules.push(RuleState {
+                        id: base + u32::from(bit),
+                        instance: interface.instance.clone(),
+                        interface: interface.interface.clone(),
+                        direction,
+                        position: bit,
+                        group: format!("acl:{}", acl.acl),
+                        rule_index: usize::from(entry.number),
+                        protocol: entry.protocol.to_string(),
+                        ports: entry.ports.to_string(),
+                        peer: entry.cidr.to_string(),
+                        resolved_members: None,
+                        description: format!(
+                            "{} (network ACL of subnet {})",
+                            entry.action, acl.subnet
+                        ),
+                        acl_action: Some(entry.action),
+                    });
+                }
             }
         }
     }

@@ -336,7 +336,16 @@ impl Agent {
                     maps::apply_membership(&mut self.datapath.maps, &mut self.applied, change)?;
                 members_written += delta.members.len();
             }
-            ReloadOutcome::MembershipDelta { members_written }
+            // P1: edited entries of a prefix list reach the datapath like a membership change.
+            let lists = maps::apply_prefix_lists(
+                &mut self.datapath.maps,
+                &mut self.applied,
+                &resolved.config,
+            )?;
+            ReloadOutcome::MembershipDelta {
+                members_written,
+                prefix_list_entries_written: lists.entries.len(),
+            }
         } else {
             let retired_rules = self.state.rules.clone();
             let retired_slot = slot_of_generation(self.applied.generation);

@@ -26,8 +26,14 @@ pub enum LogFormat {
 pub enum ReloadOutcome {
     /// The config compiles to what is in force.
     Unchanged,
-    /// Only memberships changed: applied as deltas, no generation flip (G3).
-    MembershipDelta { members_written: usize },
+    /// Only memberships or prefix list entries changed: applied as deltas, no generation flip
+    /// (G3, P1).
+    MembershipDelta {
+        members_written: usize,
+        /// Prefix list trie entries written or deleted (P1).
+        #[serde(default)]
+        prefix_list_entries_written: usize,
+    },
     /// Rules or interfaces changed: a new policy generation.
     Flipped,
 }
@@ -165,8 +171,15 @@ impl fmt::Display for AgentEvent {
                 write!(f, "reloaded generation {generation}: ")?;
                 match outcome {
                     ReloadOutcome::Unchanged => write!(f, "unchanged"),
-                    ReloadOutcome::MembershipDelta { members_written } => {
-                        write!(f, "membership delta, {members_written} addresses")
+                    ReloadOutcome::MembershipDelta {
+                        members_written,
+                        prefix_list_entries_written,
+                    } => {
+                        write!(f, "membership delta, {members_written} addresses")?;
+                        if *prefix_list_entries_written > 0 {
+                            write!(f, ", {prefix_list_entries_written} prefix list entries")?;
+                        }
+                        Ok(())
                     }
                     ReloadOutcome::Flipped => write!(f, "new policy generation"),
                 }
@@ -233,13 +246,20 @@ fn parse_line(line: &str) -> Option<AgentEvent> {
         let outcome = match what {
             "unchanged" => ReloadOutcome::Unchanged,
             "new policy generation" => ReloadOutcome::Flipped,
-            other => ReloadOutcome::MembershipDelta {
-                members_written: other
-                    .strip_prefix("membership delta, ")?
-                    .strip_suffix(" addresses")?
-                    .parse()
-                    .ok()?,
-            },
+            other => {
+                let counts = other.strip_prefix("membership delta, ")?;
+                let (members, entries) = match counts.split_once(" addresses, ") {
+                    Some((members, entries)) => (
+                        members,
+                        entries.strip_suffix(" prefix list entries")?.parse().ok()?,
+                    ),
+                    None => (counts.strip_suffix(" addresses")?, 0),
+                };
+                ReloadOutcome::MembershipDelta {
+                    members_written: members.parse().ok()?,
+                    prefix_list_entries_written: entries,
+                }
+            }
         };
         return Some(AgentEvent::Reloaded {
             generation: generation.parse().ok()?,
@@ -324,7 +344,17 @@ mod tests {
             },
             AgentEvent::Reloaded {
                 generation: 7,
-                outcome: ReloadOutcome::MembershipDelta { members_written: 3 },
+                outcome: ReloadOutcome::MembershipDelta {
+                    members_written: 3,
+                    prefix_list_entries_written: 0,
+                },
+            },
+            AgentEvent::Reloaded {
+                generation: 7,
+                outcome: ReloadOutcome::MembershipDelta {
+                    members_written: 0,
+                    prefix_list_entries_written: 2,
+                },
             },
             AgentEvent::Reloaded {
                 generation: 8,
@@ -356,6 +386,7 @@ mod tests {
                 "failed eth0 (host): attaching xdp to eth0: operation not supported",
                 "reloaded generation 7: unchanged",
                 "reloaded generation 7: membership delta, 3 addresses",
+                "reloaded generation 7: membership delta, 0 addresses, 2 prefix list entries",
                 "reloaded generation 8: new policy generation",
                 "reload rejected: invalid config, generation 8 stays in force",
                 "reload rejected: SGW_CIDRS is full (10 entries); generation counts; generation 8 stays in force",

@@ -19,6 +19,7 @@ use filter_common::{
 };
 use tokio::io::unix::AsyncFd;
 
+use super::agent::Agent;
 use crate::{
     compile::ip_of,
     pins::{
@@ -48,14 +49,69 @@ pub struct EventConsumer {
     outputs: Vec<PathBuf>,
 }
 
-/// Interface names by ifindex, from the agent's name → ifindex map.
-pub type InterfaceNames = StdHashMap<u32, String>;
+/// What records need of the policy in force: interface names by ifindex, and what names the
+/// network ACL entries a REJECT can cite.
+#[derive(Clone, Debug, Default)]
+pub struct InterfaceNames {
+    names: StdHashMap<u32, String>,
+    /// Global rule id of an ACL entry → `acl:NAME#NUMBER`.
+    acl_entries: StdHashMap<u32, String>,
+    /// Interface → `acl:NAME`, for interfaces whose subnet's ACL is enforced.
+    acls: StdHashMap<String, String>,
+}
 
-pub fn interface_names(ifindexes: &BTreeMap<String, u32>) -> InterfaceNames {
-    ifindexes
+impl InterfaceNames {
+    pub fn get(&self, ifindex: &u32) -> Option<&String> {
+        self.names.get(ifindex)
+    }
+
+    /// What refused a denied flow (the `reject-reason` field): the ACL entry for N2's
+    /// refusals, else the reason's name.
+    fn reject_reason(&self, interface: &str, reason: Option<Reason>, rule_id: u32) -> String {
+        let acl = || self.acls.get(interface).map_or("acl:?", String::as_str);
+        match reason {
+            Some(Reason::AclDeny) => self
+                .acl_entries
+                .get(&rule_id)
+                .cloned()
+                .unwrap_or_else(|| format!("{}#?", acl())),
+            Some(Reason::AclImplicitDeny) => format!("{}#*", acl()),
+            Some(reason) => reason.name().to_string(),
+            None => "unknown".to_string(),
+        }
+    }
+}
+
+/// The [`InterfaceNames`] of the policy in force.
+pub fn interface_names(agent: &Agent) -> InterfaceNames {
+    let names = agent
+        .applied
+        .ifindexes
         .iter()
         .map(|(name, index)| (*index, name.clone()))
-        .collect()
+        .collect();
+    let acl_entries = agent
+        .state
+        .rules
+        .iter()
+        .filter(|rule| rule.acl_action.is_some())
+        .map(|rule| (rule.id, format!("{}#{}", rule.group, rule.rule_index)))
+        .collect();
+    let acls = agent
+        .applied
+        .policy
+        .interfaces
+        .iter()
+        .filter_map(|interface| {
+            let acl = interface.acl.as_ref()?;
+            Some((interface.interface.clone(), format!("acl:{}", acl.acl)))
+        })
+        .collect();
+    InterfaceNames {
+        names,
+        acl_entries,
+        acls,
+    }
 }
 
 impl EventConsumer {
@@ -199,6 +255,7 @@ fn ct_record_key(interface: &str, key: &CtKey, entry: &CtEntry, side: usize) -> 
         dst_port,
         protocol: key.proto,
         accept: true,
+        reject_reason: flow_log::NO_REJECT_REASON.to_string(),
     }
 }
 
@@ -220,7 +277,17 @@ pub fn record_event(
         .get(&event.ifindex)
         .cloned()
         .unwrap_or_else(|| format!("ifindex{}", event.ifindex));
+    let reject_reason = if accept {
+        flow_log::NO_REJECT_REASON.to_string()
+    } else {
+        interfaces.reject_reason(
+            &interface,
+            Reason::from_u32(u32::from(event.reason)),
+            event.rule_id,
+        )
+    };
     let key = RecordKey {
+        reject_reason,
         interface,
         src: ip_of(event.family, &event.src),
         dst: ip_of(event.family, &event.dst),

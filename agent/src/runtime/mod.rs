@@ -213,13 +213,13 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
                     Ok(None) => {}
                     Err(error) => tracing::error!("rolling back an unconfirmed change: {}", with_causes(&error)),
                 }
-                events.flush_window(&interface_names(&agent.applied.ifindexes));
+                events.flush_window(&interface_names(&agent));
             }
             ready = events.readable() => {
                 if let Err(error) = ready {
                     tracing::error!("reading flow events: {error}");
                 }
-                if events.drain(&interface_names(&agent.applied.ifindexes)) {
+                if events.drain(&interface_names(&agent)) {
                     agent.request_sweep();
                 }
             }
@@ -236,7 +236,7 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
             _ = interrupt.recv() => break,
         }
     }
-    events.flush_all(&interface_names(&agent.applied.ifindexes));
+    events.flush_all(&interface_names(&agent));
     let _ = std::fs::remove_file(&pid_file);
     tracing::info!(
         "exiting; enforcement stays in place (pinned under {})",

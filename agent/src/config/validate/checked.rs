@@ -4,7 +4,8 @@
 use crate::{
     config::{diagnostic::Location, document::Located},
     model::{
-        Direction, Instance, LabClient, Member, Peer, PortRange, Protocol, Quotas, default_egress,
+        Direction, Instance, LabClient, Member, NetworkAcl, Peer, PortRange, PrefixList, Protocol,
+        Quotas, Subnet, default_egress,
     },
 };
 
@@ -16,6 +17,10 @@ pub(crate) struct Checked {
     pub members: Vec<Member>,
     pub lab_clients: Vec<LabClient>,
     pub lab_dhcp: bool,
+    pub prefix_lists: Vec<PrefixList>,
+    pub subnets: Vec<Subnet>,
+    /// The default ACL (N1) included when a subnet uses it and the config marks none.
+    pub network_acls: Vec<NetworkAcl>,
 }
 
 pub(crate) struct CheckedGroup {
@@ -36,14 +41,33 @@ impl CheckedGroup {
     }
 
     /// Effective rules (one per peer) in `direction`, the default egress included.
+    /// What the rules in `direction` count for against the rules-per-interface quota (R7): one
+    /// per peer, a prefix list its max entries (P1), the default egress included.
     pub fn effective_rule_count(&self, direction: Direction) -> usize {
         if direction == Direction::Egress && self.egress_is_default {
             return default_egress().iter().map(|rule| rule.peers.len()).sum();
         }
         self.rules(direction)
             .iter()
-            .map(|rule| rule.peers.len())
+            .map(|rule| rule.quota.total)
             .sum()
+    }
+}
+
+/// What rules count for in R7's quotas: per address family (a group reference counts in both),
+/// and in all (a group reference counts once). A prefix list counts its max entries (P1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct QuotaCount {
+    pub ipv4: usize,
+    pub ipv6: usize,
+    pub total: usize,
+}
+
+impl QuotaCount {
+    pub fn add(&mut self, other: QuotaCount) {
+        self.ipv4 += other.ipv4;
+        self.ipv6 += other.ipv6;
+        self.total += other.total;
     }
 }
 
@@ -54,9 +78,12 @@ pub(crate) struct CheckedRule {
     pub ports: PortRange,
     pub peers: Vec<Located<Peer>>,
     pub description: String,
+    /// What the peers count for in R7's quotas.
+    pub quota: QuotaCount,
 }
 
 pub(crate) struct CheckedInstance {
     pub instance: Instance,
     pub security_groups_at: Location,
+    pub addresses_at: Location,
 }

@@ -85,6 +85,7 @@ pub(super) fn check_instance(
                 conntrack,
             },
             security_groups_at: raw.security_groups.as_ref()?.at.clone(),
+            addresses_at: raw.addresses.as_ref()?.at.clone(),
         })
     })
 }

@@ -6,14 +6,17 @@
 //! One file per concern: `rules` (groups and their rules) with `selector` (R3 protocol, ports,
 //! ICMP) and `addresses` (R5 CIDRs, host addresses); `instances` (instances, members, lab
 //! clients) with `settings` (attach mode, hook, conntrack C5/C6); `names` (group names, text
-//! lengths, and the one-use registry of names, interfaces and addresses); `references` (G5);
-//! `quotas` (R7). This file only runs them in order.
+//! lengths, ids, and the one-use registry of names, interfaces and addresses); `references`
+//! (G5); `quotas` (R7); `prefix_lists` (P1); `network_acls` (N1, N2: ACLs, subnets, and the
+//! subnet of each instance). This file only runs them in order.
 
 mod addresses;
 mod checked;
 mod first_seen;
 mod instances;
 mod names;
+mod network_acls;
+mod prefix_lists;
 mod quotas;
 mod references;
 mod rules;
@@ -21,18 +24,26 @@ mod selector;
 mod settings;
 
 pub(crate) use checked::{Checked, CheckedGroup, CheckedRule};
+pub(crate) use names::derived_id;
 
 use super::{diagnostic::Diagnostics, document::RawDocument};
+use crate::model::{DEFAULT_ACL_NAME, NetworkAcl};
 use names::Registry;
 use references::KnownGroups;
 
 pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Checked {
     let quotas = quotas::check_quotas(raw.quotas.as_ref(), diagnostics);
     let known_groups = KnownGroups::new(names::check_group_names(&raw.groups, diagnostics));
+    let (prefix_lists, known_prefix_lists) =
+        prefix_lists::check_prefix_lists(&raw.prefix_lists, diagnostics);
+    let known = rules::Known {
+        groups: &known_groups,
+        prefix_lists: &known_prefix_lists,
+    };
     let groups: Vec<CheckedGroup> = raw
         .groups
         .iter()
-        .filter_map(|group| rules::check_group(group, &known_groups, quotas, diagnostics))
+        .filter_map(|group| rules::check_group(group, &known, quotas, diagnostics))
         .collect();
 
     let mut registry = Registry::default();
@@ -57,6 +68,24 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         .collect();
     quotas::check_interface_rule_totals(&instances, &groups, diagnostics);
 
+    let acls = network_acls::check_network_acls(&raw.network_acls, quotas, diagnostics);
+    let subnets = network_acls::check_subnets(&raw.subnets, &acls, diagnostics);
+    network_acls::check_instance_subnets(&instances, &subnets, diagnostics);
+    let mut network_acls = acls.acls;
+    let uses_implicit_default = acls.default.is_none()
+        && subnets
+            .iter()
+            .any(|subnet| subnet.network_acl == DEFAULT_ACL_NAME);
+    if uses_implicit_default {
+        network_acls.push(NetworkAcl {
+            name: DEFAULT_ACL_NAME.to_string(),
+            id: derived_id("acl", DEFAULT_ACL_NAME),
+            is_default: true,
+            ingress: NetworkAcl::default_entries(),
+            egress: NetworkAcl::default_entries(),
+        });
+    }
+
     Checked {
         quotas,
         groups,
@@ -64,5 +93,8 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         members,
         lab_clients,
         lab_dhcp: raw.lab_dhcp.as_ref().is_some_and(|v| v.value),
+        prefix_lists,
+        subnets,
+        network_acls,
     }
 }

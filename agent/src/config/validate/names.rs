@@ -19,26 +19,88 @@ const MAX_TEXT_CHARS: usize = 255;
 /// Linux IFNAMSIZ (16) minus the terminating NUL.
 const MAX_INTERFACE_NAME_BYTES: usize = 15;
 
-/// Reports bad and duplicate group names; returns every name written, so that a reference to a
-/// group that exists but has other errors is not also reported as unknown.
-pub(super) fn check_group_names(
-    groups: &[RawGroup],
+/// Reports bad and duplicate names of one kind of object (security groups, prefix lists,
+/// network ACLs, subnets); returns every name written, so that a reference to an object that
+/// exists but has other errors is not also reported as unknown.
+pub(super) fn check_names<'a>(
+    kind: &'static str,
+    names: impl IntoIterator<Item = &'a Located<String>>,
     diagnostics: &mut Diagnostics,
 ) -> BTreeSet<String> {
     let mut first_seen = FirstSeen::default();
-    for name in groups.iter().filter_map(|group| group.name.as_ref()) {
+    for name in names {
         let length = name.value.chars().count();
         if length == 0 || length > MAX_TEXT_CHARS {
-            diagnostics.error(&name.at, ValidationError::GroupNameLength { length });
+            diagnostics.error(&name.at, ValidationError::NameLength { kind, length });
         }
         first_seen.report_again(name.value.as_str(), &name.at, diagnostics, |first| {
-            ValidationError::DuplicateGroupName {
+            ValidationError::DuplicateObjectName {
+                kind,
                 name: name.value.clone(),
                 first,
             }
         });
     }
     first_seen.into_keys().map(str::to_string).collect()
+}
+
+/// Group names, as [`check_names`] checks them.
+pub(super) fn check_group_names(
+    groups: &[RawGroup],
+    diagnostics: &mut Diagnostics,
+) -> BTreeSet<String> {
+    check_names(
+        "security group",
+        groups.iter().filter_map(|group| group.name.as_ref()),
+        diagnostics,
+    )
+}
+
+/// An AWS-style id (`pl-…`, `acl-…`): the prefix and 8 or 17 lowercase hex digits, used once.
+pub(super) fn check_id(
+    kind: &'static str,
+    prefix: &'static str,
+    id: &Located<String>,
+    first_seen: &mut FirstSeen<String>,
+    diagnostics: &mut Diagnostics,
+) {
+    let hex = id
+        .value
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('-'));
+    let well_formed = hex.is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17)
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    });
+    if !well_formed {
+        diagnostics.error(
+            &id.at,
+            ValidationError::InvalidId {
+                kind,
+                prefix,
+                id: id.value.clone(),
+            },
+        );
+        return;
+    }
+    first_seen.report_again(id.value.clone(), &id.at, diagnostics, |first| {
+        ValidationError::DuplicateId {
+            kind,
+            id: id.value.clone(),
+            first,
+        }
+    });
+}
+
+/// The id of an object the config gives none: the prefix and 17 hex digits of a hash of its
+/// name, so it is the same in every agent and across restarts.
+pub(crate) fn derived_id(prefix: &str, name: &str) -> String {
+    format!(
+        "{prefix}-0{:016x}",
+        crate::compile::fnv1a(prefix.bytes().chain(name.bytes()))
+    )
 }
 
 /// R8.

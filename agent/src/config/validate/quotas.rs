@@ -5,20 +5,25 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 
-use super::checked::{CheckedGroup, CheckedInstance, CheckedRule};
+use super::{
+    checked::{CheckedGroup, CheckedInstance, CheckedRule, QuotaCount},
+    prefix_lists::KnownPrefixLists,
+};
 use crate::{
     config::{
         diagnostic::{Diagnostics, Location},
         document::{Located, RawQuotas},
         messages::ValidationError,
     },
-    model::{Direction, Peer, Quotas},
+    model::{AddressFamily, Direction, Peer, Quotas},
 };
 
 /// The hard limit on groups x rules per interface, and so on one interface's rules.
 const MAX_RULES_PER_INTERFACE: u32 = 1000;
 /// Groups per interface may be raised up to 16.
 const MAX_GROUPS_PER_INTERFACE: i64 = 16;
+/// Network ACL rules per direction may be raised up to 40 (N2).
+const MAX_NETWORK_ACL_RULES: i64 = 40;
 
 pub(super) fn check_quotas(raw: Option<&RawQuotas>, diagnostics: &mut Diagnostics) -> Quotas {
     let mut quotas = Quotas::default();
@@ -49,6 +54,14 @@ pub(super) fn check_quotas(raw: Option<&RawQuotas>, diagnostics: &mut Diagnostic
         .rules_per_group
         .as_ref()
         .filter(|rules| in_range("rules_per_group", rules, i64::from(MAX_RULES_PER_INTERFACE)));
+    let acl_rules = raw
+        .network_acl_rules
+        .as_ref()
+        .filter(|rules| in_range("network_acl_rules", rules, MAX_NETWORK_ACL_RULES));
+    if let Some(acl_rules) = acl_rules {
+        quotas.network_acl_rules =
+            u32::try_from(acl_rules.value).unwrap_or(quotas.network_acl_rules);
+    }
     // In range, so the conversions cannot fail; a failure would only keep the default.
     if let Some(groups) = groups {
         quotas.groups_per_interface =
@@ -75,8 +88,34 @@ pub(super) fn check_quotas(raw: Option<&RawQuotas>, diagnostics: &mut Diagnostic
     quotas
 }
 
-/// The rules of one group and direction, per address family; a group reference is one rule in
-/// each family.
+/// What one peer counts for: a CIDR one rule in its family, a group reference one rule in each
+/// family, a prefix list its max entries in its family (P1).
+pub(super) fn peer_quota(peer: &Peer, prefix_lists: &KnownPrefixLists) -> QuotaCount {
+    let one_in = |family: Option<AddressFamily>, weight: usize| QuotaCount {
+        ipv4: if family != Some(AddressFamily::V6) {
+            weight
+        } else {
+            0
+        },
+        ipv6: if family != Some(AddressFamily::V4) {
+            weight
+        } else {
+            0
+        },
+        total: weight,
+    };
+    match peer {
+        Peer::Cidr(IpNet::V4(_)) => one_in(Some(AddressFamily::V4), 1),
+        Peer::Cidr(IpNet::V6(_)) => one_in(Some(AddressFamily::V6), 1),
+        Peer::Group(_) => one_in(None, 1),
+        Peer::PrefixList(name) => match prefix_lists.facts(name) {
+            Some(facts) => one_in(facts.family, facts.weight),
+            None => one_in(None, 1),
+        },
+    }
+}
+
+/// The rules of one group and direction, per address family.
 pub(super) fn check_group_rules(
     rules: &[CheckedRule],
     at: &Location,
@@ -85,18 +124,11 @@ pub(super) fn check_group_rules(
     quotas: Quotas,
     diagnostics: &mut Diagnostics,
 ) {
-    let (mut ipv4, mut ipv6) = (0, 0);
-    for peer in rules.iter().flat_map(|rule| &rule.peers) {
-        match &peer.value {
-            Peer::Cidr(IpNet::V4(_)) => ipv4 += 1,
-            Peer::Cidr(IpNet::V6(_)) => ipv6 += 1,
-            Peer::Group(_) => {
-                ipv4 += 1;
-                ipv6 += 1;
-            }
-        }
+    let mut count = QuotaCount::default();
+    for rule in rules {
+        count.add(rule.quota);
     }
-    for (family, count) in [("IPv4", ipv4), ("IPv6", ipv6)] {
+    for (family, count) in [("IPv4", count.ipv4), ("IPv6", count.ipv6)] {
         if count > quotas.rules_per_group as usize {
             diagnostics.error(
                 at,

@@ -1,13 +1,12 @@
 //! Security groups and their rules: each rule's protocol, selector and peers, then what holds
 //! across the rules of one group and direction (no duplicate, the R7 quota).
 
-use ipnet::IpNet;
-
 use super::{
     addresses::check_cidr,
-    checked::{CheckedGroup, CheckedRule},
+    checked::{CheckedGroup, CheckedRule, QuotaCount},
     first_seen::FirstSeen,
     names::check_description,
+    prefix_lists::KnownPrefixLists,
     quotas,
     references::KnownGroups,
     selector::{check_protocol, check_selector},
@@ -18,12 +17,18 @@ use crate::{
         document::{Located, RawGroup, RawRule, RawRules},
         messages::{RuleName, ValidationError, rule_text},
     },
-    model::{Direction, Peer, Protocol, Quotas},
+    model::{AddressFamily, Direction, Peer, Protocol, Quotas},
 };
+
+/// What rules may reference: groups (G5) and prefix lists (P1).
+pub(super) struct Known<'a> {
+    pub groups: &'a KnownGroups,
+    pub prefix_lists: &'a KnownPrefixLists,
+}
 
 pub(super) fn check_group(
     raw: &RawGroup,
-    known_groups: &KnownGroups,
+    known: &Known,
     quotas: Quotas,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedGroup> {
@@ -34,16 +39,8 @@ pub(super) fn check_group(
     if let Some(description) = &raw.description {
         check_description(description, diagnostics);
     }
-    let mut rules_of = |rules, direction| {
-        check_rules(
-            rules,
-            &group_name,
-            direction,
-            known_groups,
-            quotas,
-            diagnostics,
-        )
-    };
+    let mut rules_of =
+        |rules, direction| check_rules(rules, &group_name, direction, known, quotas, diagnostics);
     let ingress = rules_of(&raw.ingress, Direction::Ingress);
     let egress = raw
         .egress
@@ -67,7 +64,7 @@ fn check_rules(
     raw: &RawRules,
     group: &str,
     direction: Direction,
-    known_groups: &KnownGroups,
+    known: &Known,
     quotas: Quotas,
     diagnostics: &mut Diagnostics,
 ) -> Vec<CheckedRule> {
@@ -81,7 +78,7 @@ fn check_rules(
                 direction,
                 index,
             };
-            check_rule(rule, name, known_groups, diagnostics)
+            check_rule(rule, name, known, diagnostics)
         })
         .collect();
 
@@ -107,15 +104,17 @@ fn check_rules(
 fn check_rule(
     raw: &RawRule,
     name: RuleName,
-    known_groups: &KnownGroups,
+    known: &Known,
     diagnostics: &mut Diagnostics,
 ) -> Option<CheckedRule> {
     diagnostics.unless_errors(|diagnostics| {
         let protocol = raw
+            .service
             .protocol
             .as_ref()
             .and_then(|protocol| check_protocol(protocol, diagnostics));
-        let ports = protocol.and_then(|protocol| check_selector(raw, protocol, diagnostics));
+        let ports =
+            protocol.and_then(|protocol| check_selector(&raw.service, protocol, diagnostics));
 
         let mut peers = Vec::new();
         for cidr in &raw.cidr {
@@ -123,7 +122,13 @@ fn check_rule(
                 continue;
             };
             if let Some(protocol) = protocol {
-                check_icmp_family(protocol, net, &cidr.at, diagnostics);
+                check_icmp_family(
+                    protocol,
+                    &Peer::Cidr(net),
+                    AddressFamily::of(&net),
+                    &cidr.at,
+                    diagnostics,
+                );
             }
             peers.push(Located {
                 value: Peer::Cidr(net),
@@ -133,8 +138,25 @@ fn check_rule(
         peers.extend(
             raw.groups
                 .iter()
-                .filter_map(|group| known_groups.rule_peer(group, &name, diagnostics)),
+                .filter_map(|group| known.groups.rule_peer(group, &name, diagnostics)),
         );
+        for list in &raw.prefix_lists {
+            let Some(peer) = known.prefix_lists.rule_peer(list, &name, diagnostics) else {
+                continue;
+            };
+            let family = match &peer.value {
+                Peer::PrefixList(name) => known.prefix_lists.facts(name).and_then(|f| f.family),
+                _ => None,
+            };
+            if let (Some(protocol), Some(family)) = (protocol, family) {
+                check_icmp_family(protocol, &peer.value, family, &peer.at, diagnostics);
+            }
+            peers.push(peer);
+        }
+        let mut quota = QuotaCount::default();
+        for peer in &peers {
+            quota.add(quotas::peer_quota(&peer.value, known.prefix_lists));
+        }
         if !raw.peers_written {
             diagnostics.error(&raw.at, ValidationError::NoPeer);
         }
@@ -143,6 +165,7 @@ fn check_rule(
         }
 
         Some(CheckedRule {
+            quota,
             index: name.index,
             protocol: protocol?,
             ports: ports?,
@@ -156,11 +179,18 @@ fn check_rule(
     })
 }
 
-/// R5: icmp never matches an IPv6 peer and icmpv6 never an IPv4 one.
-fn check_icmp_family(protocol: Protocol, net: IpNet, at: &Location, diagnostics: &mut Diagnostics) {
-    let mismatch = match (protocol, net) {
-        (Protocol::Icmp, IpNet::V6(_)) => Some(("icmp", "IPv6", "icmpv6")),
-        (Protocol::Icmpv6, IpNet::V4(_)) => Some(("icmpv6", "IPv4", "icmp")),
+/// R5: icmp never matches an IPv6 peer and icmpv6 never an IPv4 one (a CIDR, a prefix list of
+/// that family, or a network ACL entry's CIDR).
+pub(super) fn check_icmp_family(
+    protocol: Protocol,
+    peer: &Peer,
+    family: AddressFamily,
+    at: &Location,
+    diagnostics: &mut Diagnostics,
+) {
+    let mismatch = match (protocol, family) {
+        (Protocol::Icmp, AddressFamily::V6) => Some(("icmp", "IPv6", "icmpv6")),
+        (Protocol::Icmpv6, AddressFamily::V4) => Some(("icmpv6", "IPv4", "icmp")),
         _ => None,
     };
     if let Some((protocol, family, instead)) = mismatch {
@@ -169,7 +199,7 @@ fn check_icmp_family(protocol: Protocol, net: IpNet, at: &Location, diagnostics:
             ValidationError::IcmpFamilyMismatch {
                 protocol,
                 family,
-                cidr: net.to_string(),
+                cidr: peer.to_string(),
                 instead,
             },
         );

@@ -5,7 +5,7 @@
 use crate::{
     config::{
         diagnostic::Diagnostics,
-        document::{Located, RawRule, Scalar},
+        document::{Located, RawService, Scalar},
         messages::{ValidationError, ValidationWarning},
     },
     model::{PortRange, Protocol},
@@ -53,9 +53,9 @@ pub(super) fn check_protocol(
     }
 }
 
-/// R3: what the port part of a rule means depends on the protocol.
+/// R3: what the port part of a rule or ACL entry means depends on the protocol.
 pub(super) fn check_selector(
-    raw: &RawRule,
+    raw: &RawService,
     protocol: Protocol,
     diagnostics: &mut Diagnostics,
 ) -> Option<PortRange> {
@@ -103,7 +103,7 @@ pub(super) fn check_selector(
     })
 }
 
-fn reject_icmp_fields(raw: &RawRule, protocol: Protocol, diagnostics: &mut Diagnostics) {
+fn reject_icmp_fields(raw: &RawService, protocol: Protocol, diagnostics: &mut Diagnostics) {
     let fields = [("icmp_type", &raw.icmp_type), ("icmp_code", &raw.icmp_code)];
     for (field, value) in fields {
         if let Some(value) = value {
@@ -184,7 +184,7 @@ fn parse_port_text(text: &str) -> Option<(i64, i64)> {
 }
 
 /// R3: type and code, -1 meaning any; a code needs a type.
-fn check_icmp(raw: &RawRule, diagnostics: &mut Diagnostics) -> Option<PortRange> {
+fn check_icmp(raw: &RawService, diagnostics: &mut Diagnostics) -> Option<PortRange> {
     let mut valid = true;
     let mut value = |field: &'static str, raw: &Option<Located<i64>>| -> Option<u8> {
         let raw = raw.as_ref()?;

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 
 use super::{
     errors::{AwsRuleName, ImportError, ImportWarning},
+    network::NativeNetwork,
     request::Attachment,
     schema::{AwsPermission, AwsSecurityGroup, DescribeNetworkInterfaces, DescribeSecurityGroups},
 };
@@ -19,6 +20,8 @@ pub(super) struct NativeRule {
     pub selector: Selector,
     pub cidrs: Vec<String>,
     pub groups: Vec<String>,
+    /// Prefix list names (P1).
+    pub prefix_lists: Vec<String>,
     pub description: String,
 }
 
@@ -55,12 +58,13 @@ pub(super) fn convert(
     described: &DescribeSecurityGroups,
     interfaces: Option<&DescribeNetworkInterfaces>,
     attach: &[Attachment],
+    network: &NativeNetwork,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<(Vec<NativeGroup>, Vec<NativeInterface>), ImportError> {
     let names = group_names(&described.security_groups, warnings);
     let mut groups = Vec::new();
     for group in &described.security_groups {
-        groups.push(convert_group(group, &names, warnings)?);
+        groups.push(convert_group(group, &names, network, warnings)?);
     }
     let interfaces = convert_interfaces(interfaces, attach, &names, warnings)?;
     Ok((groups, interfaces))
@@ -99,6 +103,7 @@ fn group_names(
 fn convert_group(
     group: &AwsSecurityGroup,
     names: &HashMap<String, String>,
+    network: &NativeNetwork,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<NativeGroup, ImportError> {
     let name = names
@@ -114,7 +119,9 @@ fn convert_group(
                 direction,
                 index,
             };
-            rules.extend(convert_permission(permission, &rule, names, warnings)?);
+            rules.extend(convert_permission(
+                permission, &rule, names, network, warnings,
+            )?);
         }
         Ok::<_, ImportError>(rules)
     };
@@ -175,6 +182,7 @@ fn convert_permission(
     permission: &AwsPermission,
     rule: &AwsRuleName,
     names: &HashMap<String, String>,
+    network: &NativeNetwork,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<Vec<NativeRule>, ImportError> {
     let protocol = convert_protocol(&permission.ip_protocol, rule)?;
@@ -192,7 +200,13 @@ fn convert_permission(
 
     // Peers grouped by description, in the order AWS lists them.
     let mut rules: Vec<NativeRule> = Vec::new();
-    let mut add = |description: &Option<String>, cidr: Option<String>, group: Option<String>| {
+    // A peer: a CIDR, a group name or a prefix list id.
+    enum Added {
+        Cidr(String),
+        Group(String),
+        PrefixList(String),
+    }
+    let mut add = |description: &Option<String>, peer: Added| {
         let description = description.clone().unwrap_or_default();
         let index = match rules
             .iter()
@@ -205,14 +219,18 @@ fn convert_permission(
                     selector,
                     cidrs: Vec::new(),
                     groups: Vec::new(),
+                    prefix_lists: Vec::new(),
                     description,
                 });
                 rules.len() - 1
             }
         };
         if let Some(rule) = rules.get_mut(index) {
-            rule.cidrs.extend(cidr);
-            rule.groups.extend(group);
+            match peer {
+                Added::Cidr(cidr) => rule.cidrs.push(cidr),
+                Added::Group(group) => rule.groups.push(group),
+                Added::PrefixList(list) => rule.prefix_lists.push(list),
+            }
         }
     };
 
@@ -228,7 +246,7 @@ fn convert_permission(
         );
     for (cidr, description) in cidrs {
         if let Some(cidr) = convert_cidr(cidr, protocol, rule, warnings) {
-            add(description, Some(cidr), None);
+            add(description, Added::Cidr(cidr));
         }
     }
     for pair in &permission.user_id_group_pairs {
@@ -238,11 +256,21 @@ fn convert_permission(
                 referenced: pair.group_id.clone(),
             });
         };
-        add(&pair.description, None, Some(name.clone()));
+        add(&pair.description, Added::Group(name.clone()));
+    }
+    let (known, unknown): (Vec<_>, Vec<_>) = permission
+        .prefix_list_ids
+        .iter()
+        .partition(|list| network.prefix_list(&list.prefix_list_id).is_some());
+    for list in known {
+        // By name: in a Terraform plan a list not created yet has no id.
+        if let Some(native) = network.prefix_list(&list.prefix_list_id) {
+            add(&list.description, Added::PrefixList(native.name.clone()));
+        }
     }
 
     let has_peer = !rules.is_empty();
-    for prefix_list in &permission.prefix_list_ids {
+    for prefix_list in unknown {
         let prefix_list = prefix_list.prefix_list_id.clone();
         warnings.push(if has_peer {
             ImportWarning::PrefixListLeftOut {

@@ -49,6 +49,28 @@ pub enum ImportError {
         warnings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
     )]
     Strict { warnings: Vec<ImportWarning> },
+    #[error(
+        "--prefix-list-entries names {id}, which is not in the describe-managed-prefix-lists \
+         output (its family and max entries come from there)"
+    )]
+    EntriesOfUnknownPrefixList { id: String },
+    #[error(
+        "expected PREFIX_LIST_ID=FILE, such as pl-0123456789abcdef0=entries.json, got \"{value}\""
+    )]
+    PrefixListEntriesSyntax { value: String },
+    /// N2.
+    #[error("network ACL {acl} entry {number}: unsupported {what}")]
+    InvalidAclEntry {
+        acl: String,
+        number: i64,
+        what: String,
+    },
+    /// N1: a subnet always has an ACL; importing it without one would admit what that denies.
+    #[error(
+        "subnet {subnet} is associated with no network ACL in the describe-network-acls output \
+         and its VPC's default ACL is not there either"
+    )]
+    SubnetWithoutAcl { subnet: String },
     /// A safety net: the importer checks its own output like `sgwall check` does.
     #[error("the imported config does not validate:\n{0}")]
     InvalidOutput(ConfigError),
@@ -81,20 +103,34 @@ impl fmt::Display for AwsRuleName {
 /// Something of the AWS input that the config does not carry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ImportWarning {
-    /// R5: sgwall has no prefix lists.
-    #[error("{rule}: prefix list {prefix_list} is not supported; the rule is imported without it")]
+    /// P1: a prefix list is imported only with its entries.
+    #[error(
+        "{rule}: prefix list {prefix_list} is not among the imported prefix lists \
+         (--prefix-lists, --prefix-list-entries); the rule is imported without it"
+    )]
     PrefixListLeftOut {
         rule: AwsRuleName,
         prefix_list: String,
     },
     #[error(
-        "{rule}: prefix list {prefix_list} is not supported and the rule has no other peer; \
-         the rule is dropped"
+        "{rule}: prefix list {prefix_list} is not among the imported prefix lists \
+         (--prefix-lists, --prefix-list-entries) and the rule has no other peer; the rule is \
+         dropped"
     )]
     PrefixListRuleDropped {
         rule: AwsRuleName,
         prefix_list: String,
     },
+    #[error(
+        "prefix list {id}: no --prefix-list-entries {id}=FILE (the output of `aws ec2 \
+         get-managed-prefix-list-entries --prefix-list-id {id}`); the list is left out"
+    )]
+    PrefixListWithoutEntries { id: String },
+    #[error(
+        "network ACLs without --subnets apply to no instance: an instance is in the subnet its \
+         address falls in (N1)"
+    )]
+    AclsWithoutSubnets,
     /// R5: the peer could never match, and sgwall rejects such a rule.
     #[error("{rule}: protocol {protocol} can never match {cidr}; that peer is left out")]
     PeerFamilyMismatch {
@@ -135,7 +171,9 @@ impl ImportWarning {
             | ImportWarning::HostBitsCleared { rule, .. }
             | ImportWarning::InvalidCidr { rule, .. } => Some(&rule.group_id),
             ImportWarning::GroupRenamed { group_id, .. } => Some(group_id),
-            ImportWarning::InterfaceLeftOut { .. } => None,
+            ImportWarning::InterfaceLeftOut { .. }
+            | ImportWarning::PrefixListWithoutEntries { .. }
+            | ImportWarning::AclsWithoutSubnets => None,
         }
     }
 }

@@ -1,18 +1,16 @@
 //! Import of AWS CLI JSON: every fixture's output must pass validation, and groups, rules and
 //! interfaces must round-trip. Statement IDs refer to `../shared/ec2-sg-semantics.md`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::*;
 use crate::{
-    config::Loaded,
+    import::testing::{self, acl_lines, reload, rule_lines},
     model::{Config, Direction, SecurityGroup, default_egress},
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/aws")
-        .join(name)
+    testing::fixture("aws", name)
 }
 
 fn fixture_text(name: &str) -> String {
@@ -23,6 +21,10 @@ fn request(interfaces: bool, attach: &[&str]) -> AwsImportRequest {
     AwsImportRequest {
         security_groups: fixture("security-groups.json"),
         network_interfaces: interfaces.then(|| fixture("network-interfaces.json")),
+        prefix_lists: None,
+        prefix_list_entries: Vec::new(),
+        network_acls: None,
+        subnets: None,
         attach: attach
             .iter()
             .map(|a| a.parse().expect("valid --attach"))
@@ -31,34 +33,10 @@ fn request(interfaces: bool, attach: &[&str]) -> AwsImportRequest {
     }
 }
 
-/// The import's output, loaded back like `sgwall check` would.
-fn reload(imported: &AwsImport) -> Loaded {
-    match config::load_str(&imported.toml, Path::new("imported.toml")) {
-        Ok(loaded) => loaded,
-        Err(error) => panic!("{error}\n--- output ---\n{}", imported.toml),
-    }
-}
-
 fn group<'a>(config: &'a Config, name: &str) -> &'a SecurityGroup {
     config
         .group(name)
         .unwrap_or_else(|| panic!("group {name} is imported"))
-}
-
-/// One line per effective rule: `protocol selector peer (description)`.
-fn rule_lines(group: &SecurityGroup, direction: Direction) -> Vec<String> {
-    group
-        .rules(direction)
-        .iter()
-        .flat_map(|rule| {
-            rule.peers.iter().map(move |peer| {
-                format!(
-                    "{} {} {} ({})",
-                    rule.protocol, rule.ports, peer, rule.description
-                )
-            })
-        })
-        .collect()
 }
 
 fn json_groups(groups: &str) -> String {
@@ -149,12 +127,12 @@ fn prefix_lists_are_reported_and_left_out() {
     assert_eq!(
         messages,
         [
-            "security group \"web-sg\" (sg-0a1b2c3d4e5f60001) ingress rule IpPermissions[1]: prefix list pl-02cd2c6b is not supported; the rule is imported without it",
-            "security group \"web-sg\" (sg-0a1b2c3d4e5f60001) ingress rule IpPermissions[5]: prefix list pl-0123456789abcdef0 is not supported and the rule has no other peer; the rule is dropped",
+            "security group \"web-sg\" (sg-0a1b2c3d4e5f60001) ingress rule IpPermissions[1]: prefix list pl-02cd2c6b is not among the imported prefix lists (--prefix-lists, --prefix-list-entries); the rule is imported without it",
+            "security group \"web-sg\" (sg-0a1b2c3d4e5f60001) ingress rule IpPermissions[5]: prefix list pl-0123456789abcdef0 is not among the imported prefix lists (--prefix-lists, --prefix-list-entries) and the rule has no other peer; the rule is dropped",
         ]
     );
     assert!(imported.toml.contains(
-        "# import: security group \"web-sg\" (sg-0a1b2c3d4e5f60001) ingress rule IpPermissions[5]: prefix list pl-0123456789abcdef0 is not supported and the rule has no other peer; the rule is dropped\n"
+        "# import: security group \"web-sg\" (sg-0a1b2c3d4e5f60001) ingress rule IpPermissions[5]: prefix list pl-0123456789abcdef0 is not among the imported prefix lists (--prefix-lists, --prefix-list-entries) and the rule has no other peer; the rule is dropped\n"
     ));
     assert!(
         !imported.toml.contains("8443"),
@@ -261,9 +239,7 @@ fn attached_interfaces_become_instances_with_their_settings() {
 fn unknown_referenced_groups_are_a_clear_error_g5() {
     let request = AwsImportRequest {
         security_groups: fixture("unknown-reference.json"),
-        network_interfaces: None,
-        attach: Vec::new(),
-        strict: false,
+        ..request(false, &[])
     };
     let error = import_files(&request).expect_err("the referenced group is missing");
     assert_eq!(
@@ -481,4 +457,154 @@ fn malformed_json_names_the_command() {
             .starts_with("<input>: not the JSON printed by `aws ec2 describe-security-groups`: missing field `SecurityGroups`"),
         "{error}"
     );
+}
+
+/// The request with every network input of the fixtures.
+fn network_request(attach: &[&str]) -> AwsImportRequest {
+    AwsImportRequest {
+        prefix_lists: Some(fixture("managed-prefix-lists.json")),
+        prefix_list_entries: vec![
+            format!(
+                "pl-02cd2c6b={}",
+                fixture("prefix-list-entries-cloudfront.json").display()
+            )
+            .parse()
+            .expect("valid --prefix-list-entries"),
+            format!(
+                "pl-0123456789abcdef0={}",
+                fixture("prefix-list-entries-partners.json").display()
+            )
+            .parse()
+            .expect("valid --prefix-list-entries"),
+        ],
+        network_acls: Some(fixture("network-acls.json")),
+        subnets: Some(fixture("subnets.json")),
+        ..request(true, attach)
+    }
+}
+
+#[test]
+fn p1_prefix_lists_are_imported_with_their_entries_and_rules_name_them() {
+    let imported = import_files(&network_request(&[])).expect("fixtures import");
+    assert!(imported.warnings.is_empty(), "{:?}", imported.warnings);
+    let config = reload(&imported).config;
+    let partners = config.prefix_list("partner-networks").expect("imported");
+    assert_eq!(partners.id, "pl-0123456789abcdef0");
+    assert_eq!(partners.max_entries, 10);
+    let entries: Vec<String> = partners
+        .entries
+        .iter()
+        .map(|e| format!("{} {}", e.cidr, e.description))
+        .collect();
+    assert_eq!(
+        entries,
+        ["192.0.2.0/24 partner A", "198.18.10.0/24 partner B"]
+    );
+    // An AWS-managed list that gives no MaxEntries counts its entries (R7).
+    let cloudfront = config
+        .prefix_list("com.amazonaws.global.cloudfront.origin-facing")
+        .expect("imported");
+    assert_eq!(cloudfront.max_entries, 3);
+    let web = rule_lines(group(&config, "web-sg"), Direction::Ingress);
+    assert!(
+        web.contains(
+            &"tcp 443 pl:com.amazonaws.global.cloudfront.origin-facing (CloudFront origin-facing)"
+                .to_string()
+        ) && web.contains(&"tcp 8443 pl:partner-networks (partner networks)".to_string()),
+        "{web:#?}"
+    );
+}
+
+#[test]
+fn n1_n2_acls_and_subnets_are_imported_with_their_associations() {
+    let imported =
+        import_files(&network_request(&["eni-0aaa1111bbbb22222=tap0"])).expect("fixtures import");
+    let config = reload(&imported).config;
+    // Sorted by number; AWS's final entries (32767, 32768) are sgwall's implicit `*`.
+    assert_eq!(
+        acl_lines(&config, "acl-0e2a78e4e2a1b2c3d", Direction::Ingress),
+        [
+            "90 deny all all 198.18.0.0/15",
+            "100 allow tcp 443 0.0.0.0/0",
+            "110 allow tcp 22 198.51.100.0/24",
+            "120 allow icmp type 8 code any 0.0.0.0/0",
+            "130 allow udp 1024-65535 ::/0",
+        ]
+    );
+    let public = config
+        .network_acl("acl-0e2a78e4e2a1b2c3d")
+        .expect("imported");
+    assert_eq!(public.egress.len(), 1);
+    let default = config
+        .network_acl("acl-0ea1f54ca7a1b2c3d")
+        .expect("imported");
+    assert!(
+        default.admits_everything(),
+        "N1: the default ACL admits everything"
+    );
+    let subnet_acl = |id: &str| {
+        config
+            .subnets
+            .iter()
+            .find(|s| s.name == id)
+            .map(|s| s.network_acl.clone())
+    };
+    assert_eq!(
+        subnet_acl("subnet-0123456789abcdef0").as_deref(),
+        Some("acl-0e2a78e4e2a1b2c3d")
+    );
+    // No association: the VPC's default ACL (N1).
+    assert_eq!(
+        subnet_acl("subnet-0f00dbabe5a1b2c3d").as_deref(),
+        Some("acl-0ea1f54ca7a1b2c3d")
+    );
+    let tap0 = config.instance("eni-0aaa1111bbbb22222").expect("attached");
+    let (subnet, acl) = config.acl_of(tap0).expect("in a subnet");
+    assert_eq!(
+        (subnet.name.as_str(), acl.name.as_str()),
+        ("subnet-0123456789abcdef0", "acl-0e2a78e4e2a1b2c3d")
+    );
+}
+
+#[test]
+fn network_inputs_that_cannot_be_imported_are_named() {
+    // Entries of a list that is not described: its family and max entries are unknown.
+    let unknown = AwsImportRequest {
+        prefix_lists: None,
+        ..network_request(&[])
+    };
+    let error = import_files(&unknown).expect_err("entries without their list");
+    assert!(
+        matches!(error, ImportError::EntriesOfUnknownPrefixList { .. }),
+        "{error}"
+    );
+    // A described list without its entries is left out, and so are the rules' references.
+    let without_entries = AwsImportRequest {
+        prefix_list_entries: Vec::new(),
+        ..network_request(&[])
+    };
+    let imported = import_files(&without_entries).expect("imports with warnings");
+    assert!(imported.warnings.iter().any(|w| matches!(
+        w,
+        ImportWarning::PrefixListWithoutEntries { id } if id == "pl-0123456789abcdef0"
+    )));
+    // A subnet whose VPC's ACLs are missing altogether: refused, never imported unfiltered.
+    let acls = r#"{"NetworkAcls": []}"#;
+    let directory = std::env::temp_dir().join(format!("sgwall-acl-import-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("temp dir");
+    let path = directory.join("acls.json");
+    std::fs::write(&path, acls).expect("written");
+    let no_acl = AwsImportRequest {
+        network_acls: Some(path),
+        ..network_request(&[])
+    };
+    let error = import_files(&no_acl).expect_err("a subnet without an ACL");
+    let _ = std::fs::remove_dir_all(&directory);
+    assert_eq!(
+        error.to_string(),
+        "subnet subnet-0123456789abcdef0 is associated with no network ACL in the \
+         describe-network-acls output and its VPC's default ACL is not there either"
+    );
+    assert!("pl-x".parse::<PrefixListEntries>().is_err());
+    assert!("sg-1=file.json".parse::<PrefixListEntries>().is_err());
 }

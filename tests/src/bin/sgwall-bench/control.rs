@@ -11,8 +11,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use filter_common::{
-    AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue, PortKey,
-    RuleBitmap,
+    AclBits, AddrKey, CidrKey, GroupBitsKey, IfaceConfig, IfaceKey, LocalAddrKey, MemberValue,
+    PortKey, RuleBitmap,
 };
 use serde::Serialize;
 use sgwall::{
@@ -144,6 +144,8 @@ pub fn control_policy(params: &Params, probe_interface: &str) -> Policy {
         members,
         groups_per_interface: 5,
         rules_per_group: 60,
+        prefix_lists: Vec::new(),
+        acl: None,
     }
 }
 
@@ -179,6 +181,18 @@ impl PolicyMaps for TimedMaps<'_> {
     }
     fn local_addrs(&mut self) -> &mut dyn Table<LocalAddrKey, u32> {
         self.inner.local_addrs()
+    }
+    fn acl_cidrs(&mut self) -> &mut dyn Table<Lpm<CidrKey>, AclBits> {
+        self.inner.acl_cidrs()
+    }
+    fn acl_ports(&mut self) -> &mut dyn Table<Lpm<PortKey>, AclBits> {
+        self.inner.acl_ports()
+    }
+    fn prefix_lists(&mut self) -> &mut dyn Table<Lpm<AddrKey>, MemberValue> {
+        self.inner.prefix_lists()
+    }
+    fn prefix_list_bits(&mut self) -> &mut dyn Table<GroupBitsKey, RuleBitmap> {
+        self.inner.prefix_list_bits()
     }
 }
 

@@ -197,6 +197,8 @@ pub fn e2e_policy(interface: &str, hook: &'static str) -> Policy {
         members,
         groups_per_interface: 5,
         rules_per_group: 100,
+        prefix_lists: Vec::new(),
+        acl: None,
     }
 }
 

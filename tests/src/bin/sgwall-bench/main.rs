@@ -51,6 +51,8 @@ enum Section {
     MicroRules,
     MicroMembers,
     MicroFlows,
+    MicroAcl,
+    MicroPrefixLists,
     E2e,
     Control,
     Floods,
@@ -58,10 +60,12 @@ enum Section {
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 9] = [
         Section::MicroRules,
         Section::MicroMembers,
         Section::MicroFlows,
+        Section::MicroAcl,
+        Section::MicroPrefixLists,
         Section::E2e,
         Section::Control,
         Section::Floods,
@@ -73,6 +77,8 @@ impl Section {
             Section::MicroRules => "micro-rules",
             Section::MicroMembers => "micro-members",
             Section::MicroFlows => "micro-flows",
+            Section::MicroAcl => "micro-acl",
+            Section::MicroPrefixLists => "micro-prefix-lists",
             Section::E2e => "e2e",
             Section::Control => "control",
             Section::Floods => "floods",
@@ -140,7 +146,11 @@ fn run() -> Result<()> {
         };
         let header = report::provenance(&machine, &command);
         let (json, fragment, targets) = match section {
-            Section::MicroRules | Section::MicroMembers | Section::MicroFlows => {
+            Section::MicroRules
+            | Section::MicroMembers
+            | Section::MicroFlows
+            | Section::MicroAcl
+            | Section::MicroPrefixLists => {
                 let result = run_micro(*section, cli.mode)?;
                 let (fragment, targets) = report::micro_fragment(&result, &header);
                 (serde_json::to_value(&result)?, fragment, targets)
@@ -221,6 +231,11 @@ fn run_micro(section: Section, mode: Mode) -> Result<micro::SetResult> {
     let (dimension, sizes) = match section {
         Section::MicroRules => (micro::RULES, params.rules.clone()),
         Section::MicroMembers => (micro::MEMBERS, params.members.clone()),
+        Section::MicroAcl => (micro::ACL_ENTRIES, params.acl_entries.clone()),
+        Section::MicroPrefixLists => (
+            micro::PREFIX_LIST_ENTRIES,
+            params.prefix_list_entries.clone(),
+        ),
         _ => (micro::FLOWS, params.flows.clone()),
     };
     // BPF_PROG_TEST_RUN resolves the context's ifindex in the caller's namespace: the runs

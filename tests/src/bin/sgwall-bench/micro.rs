@@ -103,12 +103,26 @@ pub const FLOWS: Dimension = Dimension {
     title: "tracked flows",
     unit: "flows",
 };
+pub const ACL_ENTRIES: Dimension = Dimension {
+    key: "ACL entries",
+    title: "network ACL entries per direction (N2)",
+    unit: "ACL entries",
+};
+pub const PREFIX_LIST_ENTRIES: Dimension = Dimension {
+    key: "prefix list entries",
+    title: "prefix list entries (P1)",
+    unit: "prefix list entries",
+};
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Sizes {
     pub rules: usize,
     pub members: usize,
     pub flows: usize,
+    /// Entries per direction of the instance's subnet's network ACL; 0: no subnet at all.
+    pub acl_entries: usize,
+    /// Entries of the prefix list one rule names; 0: the usual micro policy, no prefix list.
+    pub prefix_list_entries: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -153,6 +167,8 @@ pub struct Params {
     pub rules: Vec<usize>,
     pub members: Vec<usize>,
     pub flows: Vec<usize>,
+    pub acl_entries: Vec<usize>,
+    pub prefix_list_entries: Vec<usize>,
     pub default: Sizes,
 }
 
@@ -162,7 +178,11 @@ impl Params {
             rules: 100,
             members: 1_000,
             flows: 10_000,
+            acl_entries: 0,
+            prefix_list_entries: 0,
         };
+        // N2's largest ACL against none; P1's largest list against a small one.
+        let (acl_entries, prefix_list_entries) = (vec![0, 40], vec![10, 1_000]);
         match mode {
             Mode::Full => Self {
                 rounds: 15,
@@ -171,6 +191,8 @@ impl Params {
                 rules: vec![10, 100, 1_000],
                 members: vec![1_000, 10_000, 100_000],
                 flows: vec![1_000, 100_000, 1_000_000],
+                acl_entries: acl_entries.clone(),
+                prefix_list_entries: prefix_list_entries.clone(),
                 default,
             },
             Mode::Quick => Self {
@@ -180,6 +202,8 @@ impl Params {
                 rules: vec![10, 100, 1_000],
                 members: vec![1_000, 10_000, 100_000],
                 flows: vec![1_000, 100_000, 1_000_000],
+                acl_entries: acl_entries.clone(),
+                prefix_list_entries: prefix_list_entries.clone(),
                 default,
             },
             Mode::Smoke => Self {
@@ -189,6 +213,8 @@ impl Params {
                 rules: vec![10, 1_000],
                 members: vec![1_000, 100_000],
                 flows: vec![1_000, 100_000],
+                acl_entries,
+                prefix_list_entries,
                 default,
             },
         }
@@ -199,7 +225,82 @@ impl Params {
 /// reference to member groups (spread evenly through the rule order, so a match is not always
 /// in the first bitmap word), the rest CIDR rules of several prefix lengths; `members`
 /// addresses spread over the four member groups.
-pub fn micro_policy(interface: &str, rules: usize, members: usize) -> Policy {
+pub fn micro_policy(interface: &str, sizes: &Sizes) -> Policy {
+    if sizes.prefix_list_entries > 0 {
+        return prefix_list_policy(interface, sizes.prefix_list_entries);
+    }
+    let mut policy = rules_policy(interface, sizes.rules, sizes.members);
+    if sizes.acl_entries > 0 {
+        policy.acl = Some(bench_acl(sizes.acl_entries));
+    }
+    policy
+}
+
+/// The instance's subnet (it holds `LOCAL`) and an ACL of `entries` per direction: every entry
+/// but the last denies traffic the benchmark never sends (a spread of /24s and /32s, each on
+/// its own port), and the last admits everything. Every packet is judged by the whole ACL, and
+/// what it matches is its lowest-priority entry: the worst case of a walk, which the datapath
+/// does not do (two lookups and a word, whatever the count).
+fn bench_acl(entries: usize) -> policy::NetworkAcl {
+    let mut list: Vec<policy::AclEntry> = (0..entries - 1)
+        .map(|i| policy::AclEntry {
+            number: 10 * (i as u16 + 1),
+            allow: false,
+            proto: Some(if i % 3 == 2 { Proto::Udp } else { Proto::Tcp }),
+            ports: (1000 + i as u16, 1000 + i as u16),
+            cidr: if i % 4 == 3 {
+                (Ipv4Addr::new(203, 0, 113, i as u8), 32)
+            } else {
+                (Ipv4Addr::new(192, 168, i as u8, 0), 24)
+            },
+        })
+        .collect();
+    list.push(policy::AclEntry {
+        number: 10 * entries as u16,
+        allow: true,
+        proto: None,
+        ports: (0, 0),
+        cidr: (Ipv4Addr::UNSPECIFIED, 0),
+    });
+    policy::NetworkAcl {
+        subnet: (Ipv4Addr::new(10, 255, 0, 0), 16),
+        entries: list,
+    }
+}
+
+/// One group with one rule (TCP 3100) whose peer is a prefix list of `entries` distinct CIDRs
+/// of several lengths: the list counts its max entries against the quota (R7), so this is all
+/// one interface may hold at 1000.
+fn prefix_list_policy(interface: &str, entries: usize) -> Policy {
+    Policy {
+        groups: vec![policy::Group {
+            name: "sg0".into(),
+            ingress: vec![Rule {
+                proto: Proto::Tcp,
+                ports: (3100, 3100),
+                peer: Peer::PrefixList("bench-list".into()),
+            }],
+        }],
+        instances: vec![Instance {
+            name: "bench".into(),
+            interface: interface.into(),
+            address: LOCAL,
+            groups: vec!["sg0".into()],
+            ingress_hook: "xdp",
+        }],
+        members: Vec::new(),
+        groups_per_interface: 1,
+        rules_per_group: 1000,
+        prefix_lists: vec![policy::PrefixList {
+            name: "bench-list".into(),
+            entries: (0..entries).map(policy::filler_cidr).collect(),
+        }],
+        acl: None,
+    }
+}
+
+/// The rules and members micro policy (see [`micro_policy`]).
+fn rules_policy(interface: &str, rules: usize, members: usize) -> Policy {
     let rules = rules.max(PEER_GROUPS);
     let mut list: Vec<Rule> = (0..rules - PEER_GROUPS).map(policy::filler_rule).collect();
     for group in 0..PEER_GROUPS {
@@ -245,6 +346,8 @@ pub fn micro_policy(interface: &str, rules: usize, members: usize) -> Policy {
                 groups: vec![format!("peers{}", n % PEER_GROUPS)],
             })
             .collect(),
+        prefix_lists: Vec::new(),
+        acl: None,
     }
 }
 
@@ -386,6 +489,14 @@ fn build_frames(
             let members = &group_members[name];
             members[rng.below(members.len())]
         }
+        Peer::PrefixList(name) => {
+            let entries = policy
+                .prefix_list(name)
+                .map(|l| l.entries.as_slice())
+                .unwrap_or_default();
+            let (addr, len) = entries[rng.below(entries.len())];
+            random_host(rng, addr, len)
+        }
     };
     let mut new_flows = Vec::with_capacity(pool);
     let mut new_keys = Vec::with_capacity(pool);
@@ -461,7 +572,7 @@ fn load_candidate(
     seed: u64,
 ) -> Result<Candidate> {
     let started = Instant::now();
-    let policy = micro_policy(interface, sizes.rules, sizes.members);
+    let policy = micro_policy(interface, &sizes);
     let text = policy.to_toml();
     let config = sgwall::config::load_str(&text, Path::new("micro.toml"))
         .map_err(|e| anyhow::anyhow!("micro policy is invalid: {e}"))?
@@ -611,6 +722,8 @@ pub fn run_set(
         match dimension.key {
             "rules" => chosen.rules = size,
             "members" => chosen.members = size,
+            "ACL entries" => chosen.acl_entries = size,
+            "prefix list entries" => chosen.prefix_list_entries = size,
             _ => chosen.flows = size,
         }
         eprintln!(

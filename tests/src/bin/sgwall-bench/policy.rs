@@ -26,6 +26,8 @@ pub enum Peer {
     /// An IPv4 network: address and prefix length.
     Cidr(Ipv4Addr, u8),
     Group(String),
+    /// A managed prefix list of [`Policy::prefix_lists`] (P1).
+    PrefixList(String),
 }
 
 #[derive(Clone, Debug)]
@@ -57,6 +59,30 @@ pub struct Member {
     pub groups: Vec<String>,
 }
 
+/// A managed prefix list (P1): its max entries are its entries' count.
+#[derive(Clone, Debug)]
+pub struct PrefixList {
+    pub name: String,
+    pub entries: Vec<(Ipv4Addr, u8)>,
+}
+
+/// A network ACL entry (N2) of [`NetworkAcl`]; `proto` `None` is every protocol.
+#[derive(Clone, Debug)]
+pub struct AclEntry {
+    pub number: u16,
+    pub allow: bool,
+    pub proto: Option<Proto>,
+    pub ports: (u16, u16),
+    pub cidr: (Ipv4Addr, u8),
+}
+
+/// One subnet and its network ACL (N1): the same entries both ways.
+#[derive(Clone, Debug)]
+pub struct NetworkAcl {
+    pub subnet: (Ipv4Addr, u8),
+    pub entries: Vec<AclEntry>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Policy {
     pub groups: Vec<Group>,
@@ -64,6 +90,8 @@ pub struct Policy {
     pub members: Vec<Member>,
     pub groups_per_interface: usize,
     pub rules_per_group: usize,
+    pub prefix_lists: Vec<PrefixList>,
+    pub acl: Option<NetworkAcl>,
 }
 
 impl Policy {
@@ -96,13 +124,61 @@ impl Policy {
         instances.chain(members).collect()
     }
 
+    pub fn prefix_list(&self, name: &str) -> Option<&PrefixList> {
+        self.prefix_lists.iter().find(|l| l.name == name)
+    }
+
     pub fn to_toml(&self) -> String {
         let mut out = String::with_capacity(128 + self.members.len() * 96);
         let _ = writeln!(
             out,
-            "[quotas]\ngroups_per_interface = {}\nrules_per_group = {}\n",
+            "[quotas]\ngroups_per_interface = {}\nrules_per_group = {}\nnetwork_acl_rules = 40\n",
             self.groups_per_interface, self.rules_per_group
         );
+        for list in &self.prefix_lists {
+            let entries: Vec<String> = list
+                .entries
+                .iter()
+                .map(|(addr, len)| format!("{{ cidr = \"{addr}/{len}\" }}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "[[prefix_list]]\nname = \"{}\"\nfamily = \"IPv4\"\nmax_entries = {}\n\
+                 entries = [{}]\n",
+                list.name,
+                list.entries.len().max(1),
+                entries.join(", ")
+            );
+        }
+        if let Some(acl) = &self.acl {
+            out.push_str("[[network_acl]]\nname = \"bench-acl\"\n");
+            for direction in ["ingress", "egress"] {
+                for entry in &acl.entries {
+                    let (proto, ports) = match entry.proto {
+                        None => ("all", String::new()),
+                        Some(proto) => (
+                            proto.name(),
+                            format!("\n  ports = \"{}\"", port_expr(entry.ports)),
+                        ),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  [[network_acl.{direction}]]\n  number = {}\n  action = \"{}\"\n  \
+                         protocol = \"{proto}\"{ports}\n  cidr = \"{}/{}\"",
+                        entry.number,
+                        if entry.allow { "allow" } else { "deny" },
+                        entry.cidr.0,
+                        entry.cidr.1
+                    );
+                }
+            }
+            let _ = writeln!(
+                out,
+                "\n[[subnet]]\nname = \"bench-subnet\"\ncidr = [\"{}/{}\"]\n\
+                 network_acl = \"bench-acl\"\n",
+                acl.subnet.0, acl.subnet.1
+            );
+        }
         for group in &self.groups {
             let _ = writeln!(out, "[[security_group]]\nname = \"{}\"", group.name);
             for rule in &group.ingress {
@@ -114,6 +190,7 @@ impl Policy {
                 let peer = match &rule.peer {
                     Peer::Cidr(addr, len) => format!("cidr = [\"{addr}/{len}\"]"),
                     Peer::Group(name) => format!("groups = [\"{name}\"]"),
+                    Peer::PrefixList(name) => format!("prefix_lists = [\"{name}\"]"),
                 };
                 let _ = writeln!(
                     out,
@@ -175,15 +252,20 @@ impl Policy {
             }
             out.push_str("  }\n");
         }
+        // A prefix list's entries are CIDR rules of their own here.
         let cidr_elements: Vec<String> = rules
             .iter()
-            .filter_map(|rule| match rule.peer {
-                Peer::Cidr(addr, len) => Some(format!(
+            .flat_map(|rule| {
+                self.cidrs_of(&rule.peer)
+                    .into_iter()
+                    .map(move |c| (rule, c))
+            })
+            .map(|(rule, (addr, len))| {
+                format!(
                     "{addr}/{len} . {} . {}",
                     rule.proto.name(),
                     port_expr(rule.ports)
-                )),
-                Peer::Group(_) => None,
+                )
             })
             .collect();
         out.push_str(
@@ -228,9 +310,11 @@ impl Policy {
         for (index, rule) in rules.iter().enumerate() {
             let set = format!("sgb{index}");
             match &rule.peer {
-                Peer::Cidr(addr, len) => {
+                Peer::Cidr(..) | Peer::PrefixList(_) => {
                     let _ = writeln!(ipset, "create {set} hash:net family inet");
-                    let _ = writeln!(ipset, "add {set} {addr}/{len}");
+                    for (addr, len) in self.cidrs_of(&rule.peer) {
+                        let _ = writeln!(ipset, "add {set} {addr}/{len}");
+                    }
                 }
                 Peer::Group(name) => {
                     let members = self.members_of(name);
@@ -260,6 +344,20 @@ impl Policy {
         }
         iptables.push_str("COMMIT\n");
         (ipset, iptables)
+    }
+}
+
+impl Policy {
+    /// The CIDRs a CIDR or prefix list peer stands for; none for a group.
+    fn cidrs_of(&self, peer: &Peer) -> Vec<(Ipv4Addr, u8)> {
+        match peer {
+            Peer::Cidr(addr, len) => vec![(*addr, *len)],
+            Peer::PrefixList(name) => self
+                .prefix_list(name)
+                .map(|list| list.entries.clone())
+                .unwrap_or_default(),
+            Peer::Group(_) => Vec::new(),
+        }
     }
 }
 
