@@ -86,8 +86,8 @@ fn unique_token() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     format!(
         "{}x{}",
-        base36(std::process::id()),
-        base36(COUNTER.fetch_add(1, Ordering::Relaxed))
+        base35(std::process::id()),
+        base35(COUNTER.fetch_add(1, Ordering::Relaxed))
     )
 }
 
@@ -96,12 +96,17 @@ pub fn unique_name() -> String {
     format!("{NAME_PREFIX}{}", unique_token())
 }
 
-fn base36(mut value: u32) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+/// Digits of the names' numbers: base 35, everything but `x`, which separates the pid from the
+/// counter. In base 36 a pid with an `x` digit read back as another, dead, pid, and another
+/// process's sweep removed a live test's lab.
+const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwyz";
+
+fn base35(mut value: u32) -> String {
+    let radix = DIGITS.len() as u32;
     let mut out = Vec::new();
     loop {
-        out.push(DIGITS[(value % 36) as usize]);
-        value /= 36;
+        out.push(DIGITS[(value % radix) as usize]);
+        value /= radix;
         if value == 0 {
             break;
         }
@@ -112,8 +117,11 @@ fn base36(mut value: u32) -> String {
 
 fn pid_of_name(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
-    let token = rest.split('x').next()?;
-    u32::from_str_radix(token, 36).ok()
+    let (token, _) = rest.split_once('x')?;
+    token.bytes().try_fold(0u32, |value, digit| {
+        let digit = DIGITS.iter().position(|d| *d == digit)? as u32;
+        value.checked_mul(DIGITS.len() as u32)?.checked_add(digit)
+    })
 }
 
 /// Removes namespaces, interfaces and pin directories left by test processes that died.
@@ -654,4 +662,19 @@ pub fn sgwall_bin() -> PathBuf {
         path.display()
     );
     path
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    /// Every pid reads back from its name, those whose base-36 form has an `x` included.
+    #[test]
+    fn a_name_gives_back_its_pid() {
+        for pid in [1, 34, 35, 24117, 4_194_303, u32::MAX] {
+            let name = format!("{NAME_PREFIX}{}x{}", base35(pid), base35(33));
+            assert_eq!(pid_of_name(&name), Some(pid), "{name}");
+        }
+        assert_eq!(pid_of_name("sgwt"), None);
+    }
 }

@@ -91,7 +91,7 @@ pub fn import_files(request: &AwsImportRequest) -> Result<AwsImport, ImportError
         &request.attach,
         &sources,
     )?;
-    Ok(imported.strict(request.strict)?)
+    imported.strict(request.strict)
 }
 
 /// Imports already-read JSON; `groups_json` and `interfaces_json` are the files' contents.
