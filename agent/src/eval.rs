@@ -12,12 +12,13 @@ use std::{
 };
 
 use filter_common::{
-    PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, is_icmp_echo, is_icmp_error,
-    is_icmpv6_link_control, is_ipv6_unwalkable_extension, quoted_flow_orientation,
+    DhcpPorts, ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERTISEMENT, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP,
+    PROTO_UDP, dhcp_ports, is_icmp_echo, is_icmp_error, is_icmpv6_link_control,
+    is_ipv6_unwalkable_extension, quoted_flow_orientation,
 };
 
 use crate::model::{
-    AclAction, AclEntry, AttachMode, Config, Direction, EffectiveRule, Instance, Peer, PortRange,
+    AclAction, AclEntry, Config, Direction, EffectiveRule, Instance, MacAddr, Peer, PortRange,
     Protocol, effective_rules,
 };
 
@@ -505,7 +506,79 @@ fn is_untracked(
     wide_match && reverse_open
 }
 
-/// Judges one packet on `instance`'s interface, travelling in `direction`.
+/// Port security (I7): with the source/destination check on and the instance's MAC in the
+/// config, a frame from the instance must carry that MAC. `source_mac` is the frame's source
+/// MAC; `None` stands for the instance's own.
+pub fn port_security(
+    instance: &Instance,
+    direction: Direction,
+    source_mac: Option<MacAddr>,
+) -> Option<Decision> {
+    let own = instance.mac?;
+    let spoofed = instance.checks_addresses()
+        && direction == Direction::Egress
+        && source_mac.is_some_and(|mac| mac != own);
+    spoofed.then(|| Decision::because(Reason::MacSpoof))
+}
+
+/// [`evaluate`] for a frame with this source MAC: port security first (I7).
+pub fn evaluate_frame(
+    config: &Config,
+    instance: &Instance,
+    direction: Direction,
+    source_mac: Option<MacAddr>,
+    frame: &Frame,
+    ct: &CtView,
+) -> Decision {
+    // The datapath parses before it judges the MAC: a header it cannot walk drops as such.
+    let unwalkable = matches!(frame, Frame::Ip(packet)
+        if packet.src.is_ipv6() && is_ipv6_unwalkable_extension(packet.proto()));
+    match port_security(instance, direction, source_mac) {
+        Some(refused) if !unwalkable => refused,
+        _ => evaluate(config, instance, direction, frame, ct),
+    }
+}
+
+/// I6: DHCP client traffic of the instance, and a server's replies to it, pass without rules
+/// or state; I7: with the guards on, DHCP server replies from the instance drop. `None`: not
+/// DHCP traffic this interface lets through or stops, judged like any other packet.
+///
+/// A client speaks from its own address (I5 makes the link-local one its own), or for IPv4
+/// from 0.0.0.0 to the broadcast address, which is how it asks before it has an address. A
+/// reply goes to the broadcast address or to one of the instance's own.
+fn dhcp(
+    instance: &Instance,
+    direction: Direction,
+    packet: &IpPacket,
+    own: &[IpAddr],
+) -> Option<Reason> {
+    let Transport::Udp { src_port, dst_port } = packet.transport else {
+        return None;
+    };
+    if packet.fragment != Fragment::Whole {
+        // A DHCP message is never fragmented: judged as any packet (a first fragment from
+        // 0.0.0.0 is spoofed, a later one has no first fragment on record).
+        return None;
+    }
+    let ports = dhcp_ports(packet.src.is_ipv6(), src_port, dst_port);
+    let broadcast = IpAddr::V4(Ipv4Addr::BROADCAST);
+    match (direction, ports) {
+        (Direction::Egress, DhcpPorts::Server) if instance.checks_addresses() => {
+            Some(Reason::DhcpServerGuard)
+        }
+        (Direction::Egress, DhcpPorts::Client) if instance.dhcp => {
+            let asking = packet.src == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && packet.dst == broadcast;
+            (asking || own.contains(&packet.src)).then_some(Reason::DhcpClient)
+        }
+        (Direction::Ingress, DhcpPorts::Server) if instance.dhcp => (packet.dst == broadcast
+            || own.contains(&packet.dst))
+        .then_some(Reason::DhcpServerReply),
+        _ => None,
+    }
+}
+
+/// Judges one packet on `instance`'s interface, travelling in `direction`. The frame is taken
+/// to come from the instance's own MAC; [`evaluate_frame`] checks another.
 pub fn evaluate(
     config: &Config,
     instance: &Instance,
@@ -513,7 +586,8 @@ pub fn evaluate(
     frame: &Frame,
     ct: &CtView,
 ) -> Decision {
-    let checks_addresses = instance.attach == AttachMode::Port && instance.source_dest_check;
+    let checks_addresses = instance.checks_addresses();
+    let own = instance.own_addresses();
     let packet = match frame {
         // I4.
         Frame::NonIp => return Decision::because(Reason::NonIp),
@@ -539,29 +613,43 @@ pub fn evaluate(
         return Decision::because(Reason::Ipv6UnknownExtension);
     }
 
-    // I2: neighbour discovery and friends pass, before any other check.
+    // I7: the instance may not act as the network's router; I2: neighbour discovery and
+    // friends pass, before any other check.
     if let Transport::Icmp { icmp_type, .. } = packet.transport
         && proto == PROTO_ICMPV6
         && !later_fragment
-        && is_icmpv6_link_control(icmp_type)
     {
-        return Decision::because(Reason::Icmpv6Link);
+        let from_instance = checks_addresses && direction == Direction::Egress;
+        if from_instance && icmp_type == ICMPV6_ROUTER_ADVERTISEMENT {
+            return Decision::because(Reason::RouterAdvertisementGuard);
+        }
+        if from_instance && icmp_type == ICMPV6_REDIRECT {
+            return Decision::because(Reason::RedirectGuard);
+        }
+        if is_icmpv6_link_control(icmp_type) {
+            return Decision::because(Reason::Icmpv6Link);
+        }
     }
 
-    // I1, before conntrack.
-    if checks_addresses {
-        if direction == Direction::Egress && !instance.addresses.contains(&packet.src) {
-            return Decision::because(Reason::SpoofedSource);
-        }
-        if direction == Direction::Ingress && !instance.addresses.contains(&packet.dst) {
-            return Decision::because(Reason::SpoofedDestination);
-        }
+    // I6, I7: before the source/destination check, which a client without an address fails.
+    if let Some(reason) = dhcp(instance, direction, packet, &own) {
+        return Decision::because(reason);
     }
 
-    // I3.
+    // I1's source check, before conntrack and before the exempt list: an instance never
+    // reaches anything with a spoofed source.
+    if checks_addresses && direction == Direction::Egress && !own.contains(&packet.src) {
+        return Decision::because(Reason::SpoofedSource);
+    }
+
+    // I3, before I1's destination check.
     let (_, remote) = packet.local_remote(direction);
     if instance.exempt.iter().any(|net| net.contains(&remote)) {
         return Decision::because(Reason::Exempt);
+    }
+
+    if checks_addresses && direction == Direction::Ingress && !own.contains(&packet.dst) {
+        return Decision::because(Reason::SpoofedDestination);
     }
 
     // H1.
@@ -744,9 +832,34 @@ impl Session {
         frame: &Frame,
         now: f64,
     ) -> Decision {
+        self.process_frame(instance_name, direction, None, frame, now)
+    }
+
+    /// [`Session::process`] for a frame with this source MAC (`None`: the instance's own).
+    pub fn process_frame(
+        &mut self,
+        instance_name: &str,
+        direction: Direction,
+        source_mac: Option<MacAddr>,
+        frame: &Frame,
+        now: f64,
+    ) -> Decision {
         let Some(instance) = self.config.instance(instance_name).cloned() else {
             return Decision::because(Reason::NoRule);
         };
+        if source_mac.is_some() {
+            let refused = evaluate_frame(
+                &self.config,
+                &instance,
+                direction,
+                source_mac,
+                frame,
+                &CtView::default(),
+            );
+            if refused.reason == Reason::MacSpoof {
+                return refused;
+            }
+        }
         let Frame::Ip(packet) = frame else {
             return evaluate(
                 &self.config,

@@ -15,6 +15,7 @@ pub mod import;
 mod input_fuzz;
 pub mod inspect;
 pub mod lab;
+pub mod locate;
 pub mod maps;
 pub mod model;
 pub mod netns;

@@ -538,6 +538,84 @@ impl Hook {
     }
 }
 
+/// A MAC address (EUI-48), in transmission order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    /// The MAC libvirt gives a guest's tap: the guest's, with the first octet set to 0xfe (so
+    /// the host side never wins a bridge's lowest-MAC election against a real port).
+    pub fn libvirt_tap(self) -> MacAddr {
+        let mut octets = self.0;
+        octets[0] = 0xfe;
+        MacAddr(octets)
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl std::str::FromStr for MacAddr {
+    type Err = &'static str;
+
+    /// Six hexadecimal octets separated by colons, as `ip link` prints them.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut octets = [0u8; 6];
+        let mut parts = text.split(':');
+        for octet in &mut octets {
+            let part = parts.next().ok_or("it needs six octets")?;
+            if part.len() != 2 {
+                return Err("each octet is two hexadecimal digits");
+            }
+            *octet = u8::from_str_radix(part, 16).map_err(|_| "it is not hexadecimal")?;
+        }
+        if parts.next().is_some() {
+            return Err("it needs six octets");
+        }
+        Ok(MacAddr(octets))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How the agent finds an instance's host interface.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case", tag = "by", content = "value")]
+pub enum InterfaceMatch {
+    /// `interface = "vnet3"`: the interface of that name.
+    Name,
+    /// `interface = "tap101i*"`: the one interface whose name matches the shell-style pattern.
+    Glob(String),
+    /// The one interface with this MAC: `host_mac`, or libvirt's tap of the guest's `mac`.
+    HostMac(MacAddr),
+}
+
+impl InterfaceMatch {
+    /// What is looked for, as messages and `plan` show it before it is found. Never a valid
+    /// interface name for the MAC case (it holds a space), so it cannot collide with one.
+    pub fn describe(&self, interface: &str) -> String {
+        match self {
+            InterfaceMatch::Name | InterfaceMatch::Glob(_) => interface.to_string(),
+            InterfaceMatch::HostMac(mac) => format!("mac {mac}"),
+        }
+    }
+}
+
 /// An interface on this host that sgwall enforces.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Instance {
@@ -545,8 +623,17 @@ pub struct Instance {
     /// `eni-` id (R9): the instance is its interface, as an ENI is in the EC2 API.
     pub id: String,
     pub tags: Tags,
-    /// Host-side interface name (at most 15 bytes).
+    /// Host-side interface name (at most 15 bytes). For an instance found by pattern or MAC
+    /// this is the interface found (`locate::resolve`), or until one is,
+    /// [`InterfaceMatch::describe`] of what is looked for.
     pub interface: String,
+    /// How [`Instance::interface`] is found.
+    pub interface_match: InterfaceMatch,
+    /// The guest's MAC, when the config gives it: port security (I7) and the EUI-64
+    /// link-local address (I5).
+    pub mac: Option<MacAddr>,
+    /// DHCP client traffic and the server's replies pass without rules (I6).
+    pub dhcp: bool,
     pub attach: AttachMode,
     pub host_ingress_hook: HostIngressHook,
     /// The instance's own addresses (no prefix): all count for group references (G2) and for
@@ -559,6 +646,41 @@ pub struct Instance {
     /// CIDRs never filtered on this interface (I3).
     pub exempt: Vec<IpNet>,
     pub conntrack: Conntrack,
+}
+
+impl Instance {
+    /// Whether the source/destination check (I1) and the guards (I7) apply: on ports only.
+    pub fn checks_addresses(&self) -> bool {
+        self.attach == AttachMode::Port && self.source_dest_check
+    }
+
+    /// The addresses the source/destination check accepts as the instance's own (I1, I5): its
+    /// `addresses` and, when its MAC is known, the EUI-64 link-local address of that MAC.
+    /// Group membership (G1) counts `addresses` only: a link-local address means nothing
+    /// beyond the instance's own link.
+    pub fn own_addresses(&self) -> Vec<IpAddr> {
+        let mut own = self.addresses.clone();
+        if let Some(link_local) = self.eui64_link_local()
+            && !own.contains(&link_local)
+        {
+            own.push(link_local);
+        }
+        own
+    }
+
+    /// The link-local address a guest derives from its MAC by modified EUI-64 (I5).
+    pub fn eui64_link_local(&self) -> Option<IpAddr> {
+        self.mac.map(|mac| {
+            IpAddr::V6(std::net::Ipv6Addr::from(filter_common::eui64_link_local(
+                mac.0,
+            )))
+        })
+    }
+
+    /// Whether the agent must look for the interface rather than take it by name.
+    pub fn is_located(&self) -> bool {
+        self.interface_match != InterfaceMatch::Name
+    }
 }
 
 /// Per-interface connection tracking settings (C4, C5, C6).
@@ -611,6 +733,9 @@ pub struct Member {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Lab {
     pub clients: Vec<LabClient>,
+    /// Instances with DHCP on (I6) take their IPv4 address from the router's DHCP server, as
+    /// a VM does, through the filter.
+    pub dhcp: bool,
 }
 
 /// An unfiltered host in the lab (for example "internet" or "admin").

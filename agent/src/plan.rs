@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{
     compile::{self, CompileError, untracked_index},
     maps::{Capacities, MapError, MemoryMaps, apply_full},
-    model::{AttachMode, Config, Hook},
+    model::{AttachMode, Config, Hook, Instance, InterfaceMatch},
     pins::state::{RULE_COLUMNS, RuleState, rule_table},
     table::table,
 };
@@ -34,6 +34,60 @@ pub struct InterfacePlan {
     pub port_entries: usize,
     pub group_bitmaps: usize,
     pub local_addresses: usize,
+    /// How the agent finds the interface: by name, by pattern or by MAC.
+    pub found_by: InterfaceMatch,
+    pub link: LinkPlan,
+}
+
+/// What the interface judges before any rule: the statements that make a VM's link work or
+/// keep it honest.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkPlan {
+    /// The source/destination check, and with it the guards (I1, I7).
+    pub source_dest_check: bool,
+    /// DHCP client traffic and the server's replies pass without rules (I6).
+    pub dhcp: bool,
+    /// Frames from the instance must carry this MAC (I7).
+    pub port_security: Option<String>,
+    /// What the source/destination check takes as the instance's own, link-local included (I5).
+    pub own_addresses: Vec<String>,
+}
+
+impl LinkPlan {
+    fn of(instance: &Instance) -> Self {
+        Self {
+            source_dest_check: instance.checks_addresses(),
+            dhcp: instance.dhcp,
+            port_security: instance
+                .mac
+                .filter(|_| instance.checks_addresses())
+                .map(|mac| mac.to_string()),
+            own_addresses: instance
+                .own_addresses()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+
+    /// One line of `plan`'s text output.
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.source_dest_check {
+            parts.push("source/destination check and guards (I1, I7)".to_string());
+        }
+        if let Some(mac) = &self.port_security {
+            parts.push(format!("frames from {mac} only (I7)"));
+        }
+        if self.dhcp {
+            parts.push("DHCP passes (I6)".to_string());
+        }
+        parts.push(format!(
+            "own addresses {} (I5)",
+            self.own_addresses.join(", ")
+        ));
+        parts.join("; ")
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -126,6 +180,16 @@ pub fn plan(config: &Config, capacities: &Capacities) -> Result<Plan, PlanError>
                 port_entries: interface.ports.len(),
                 group_bitmaps,
                 local_addresses: interface.local_addrs.len(),
+                found_by: instance.map_or(InterfaceMatch::Name, |i| i.interface_match.clone()),
+                link: instance.map_or_else(
+                    || LinkPlan {
+                        source_dest_check: false,
+                        dhcp: false,
+                        port_security: None,
+                        own_addresses: Vec::new(),
+                    },
+                    LinkPlan::of,
+                ),
             }
         })
         .collect();
@@ -216,13 +280,19 @@ impl Plan {
     pub fn render(&self) -> String {
         let mut out = String::new();
         for interface in &self.interfaces {
+            let found_by = match &interface.found_by {
+                InterfaceMatch::Name => String::new(),
+                InterfaceMatch::Glob(_) => ", the one interface matching".to_string(),
+                InterfaceMatch::HostMac(_) => ", the one interface with that MAC".to_string(),
+            };
             out.push_str(&format!(
-                "{} ({}: {} via {})\n",
+                "{} ({}{found_by}: {} via {})\n",
                 interface.instance,
                 interface.interface,
                 interface.attach,
                 interface.hooks.join(",")
             ));
+            out.push_str(&format!("  link: {}\n", interface.link.describe()));
             let rows: Vec<Vec<String>> = interface
                 .rules
                 .iter()
@@ -378,6 +448,51 @@ mod tests {
         assert!(
             text.contains("untracked tcp (C8)") && text.contains("SGW_CIDRS"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn shows_what_each_link_judges_before_the_rules_i5_i6_i7() {
+        let text = r#"
+[[security_group]]
+name = "vm"
+
+[[instance]]
+name = "vm-1"
+mac = "52:54:00:12:34:56"
+addresses = ["10.0.6.10"]
+security_groups = ["vm"]
+
+[[instance]]
+name = "nat-1"
+interface = "tap101i*"
+addresses = ["10.0.7.10"]
+security_groups = ["vm"]
+source_dest_check = false
+dhcp = false
+"#;
+        let loaded =
+            crate::config::load_str(text, std::path::Path::new("vms.toml")).expect("valid config");
+        let plan = plan(&loaded.config, &Capacities::default()).expect("plans");
+        let vm = &plan.interfaces[0];
+        assert!(vm.link.source_dest_check && vm.link.dhcp);
+        assert_eq!(vm.link.port_security.as_deref(), Some("52:54:00:12:34:56"));
+        assert_eq!(
+            vm.link.own_addresses,
+            vec!["10.0.6.10", "fe80::5054:ff:fe12:3456"]
+        );
+        assert_eq!(
+            vm.local_addresses, 2,
+            "the link-local address is in the map (I5)"
+        );
+        let nat = &plan.interfaces[1];
+        assert!(!nat.link.source_dest_check && !nat.link.dhcp);
+        let rendered = plan.render();
+        assert!(
+            rendered.contains("vm-1 (mac fe:54:00:12:34:56, the one interface with that MAC")
+                && rendered.contains("frames from 52:54:00:12:34:56 only (I7); DHCP passes (I6)")
+                && rendered.contains("nat-1 (tap101i*, the one interface matching"),
+            "{rendered}"
         );
     }
 

@@ -13,8 +13,9 @@ use crate::{
     ids::{self, IdKind},
     model::{
         AclAction, AclEntry, AddressFamily, AttachMode, Config, Conntrack, DEFAULT_ACL_NAME,
-        Direction, HostIngressHook, Instance, Lab, Member, NetworkAcl, Peer, PortRange, PrefixList,
-        PrefixListEntry, Protocol, Quotas, Rule, SecurityGroup, Subnet, Tags, Vpc, default_egress,
+        Direction, HostIngressHook, Instance, InterfaceMatch, Lab, MacAddr, Member, NetworkAcl,
+        Peer, PortRange, PrefixList, PrefixListEntry, Protocol, Quotas, Rule, SecurityGroup,
+        Subnet, Tags, Vpc, default_egress,
     },
 };
 
@@ -56,7 +57,12 @@ impl Rng {
 }
 
 const PORTS: &[u16] = &[22, 53, 80, 443, 1000, 3306, 8080, 65535];
-const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 1];
+const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 1, 134, 137];
+/// The MAC random instances may be given: the source MAC of the test frames, so port
+/// security (I7) admits them and the EUI-64 link-local address (I5) is in play.
+pub const TEST_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+/// The DHCP port pairs, both ways (I6, I7).
+const DHCP_PORTS: &[(u16, u16)] = &[(68, 67), (67, 68), (546, 547), (547, 546)];
 /// TCP sequence and acknowledgement numbers: 2 acknowledges a SYN-ACK numbered 1, 0 one
 /// numbered `u32::MAX` (wrapping), and 0x1_0000 / 0x1_0001 sit on either side of the end of the
 /// handshake window after 1.
@@ -375,6 +381,9 @@ fn random_config_of(rng: &mut Rng, network: bool) -> Config {
                 host_ingress_hook: HostIngressHook::Xdp,
                 addresses,
                 security_groups: random_groups_of(rng, &group_names),
+                interface_match: InterfaceMatch::Name,
+                mac: rng.chance(50).then_some(TEST_MAC),
+                dhcp: rng.chance(60),
                 source_dest_check: rng.chance(80),
                 related_icmp: rng.chance(30),
                 exempt: Vec::new(),
@@ -412,14 +421,32 @@ fn random_config_of(rng: &mut Rng, network: bool) -> Config {
 pub fn random_packet(rng: &mut Rng, config: &Config) -> (String, Direction, IpPacket) {
     let instance = rng.pick(&config.instances);
     let direction = *rng.pick(&Direction::BOTH);
-    let local = if rng.chance(90) {
-        *rng.pick(&instance.addresses)
+    let own = instance.own_addresses();
+    let mut local = if rng.chance(90) {
+        *rng.pick(&own)
     } else {
         let ipv6 = rng.chance(30);
         random_address(rng, ipv6)
     };
-    let remote = random_address(rng, local.is_ipv6());
-    let transport = match rng.below(6) {
+    let mut remote = random_address(rng, local.is_ipv6());
+    let transport = match rng.below(7) {
+        // DHCP, with the addresses a client without one uses half the time (IPv4).
+        6 => {
+            let (src_port, dst_port) = *rng.pick(DHCP_PORTS);
+            if local.is_ipv4() && rng.chance(50) {
+                let (unspecified, broadcast) = (
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V4(Ipv4Addr::BROADCAST),
+                );
+                (local, remote) = match (direction, rng.below(3)) {
+                    (Direction::Egress, 0) => (unspecified, broadcast),
+                    (Direction::Egress, 1) => (unspecified, remote),
+                    (Direction::Ingress, 0) => (broadcast, remote),
+                    _ => (local, broadcast),
+                };
+            }
+            Transport::Udp { src_port, dst_port }
+        }
         0 | 1 => Transport::Tcp {
             src_port: 1024 + rng.below(60000) as u16,
             dst_port: *rng.pick(PORTS),

@@ -15,7 +15,7 @@ pub use proto::*;
 pub use reason::*;
 
 /// Bumped on any change to a type or map definition below. Pins live under `v{LAYOUT_VERSION}`.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 // ---------------------------------------------------------------------------------------------
 // Enumerations spelled as integers.
@@ -45,6 +45,12 @@ pub const IFACE_F_CUT_ON_POLICY_CHANGE: u8 = 1 << 2;
 /// The interface has an exempt list (I3): only then is the exempt trie consulted, an LPM
 /// lookup every packet would otherwise pay for nothing.
 pub const IFACE_F_HAS_EXEMPT: u8 = 1 << 3;
+/// DHCPv4 and DHCPv6 client traffic of the instance and the server's replies pass without a
+/// rule (I6).
+pub const IFACE_F_DHCP: u8 = 1 << 6;
+/// The config gives the instance's MAC ([`IfaceConfig::mac`]): with the source/destination
+/// check, frames from the instance must carry it (I7, port security).
+pub const IFACE_F_MAC: u8 = 1 << 7;
 /// The interface's subnet has a network ACL that does not admit everything (N1-N4): only then
 /// are the ACL tries consulted, so an interface under the default ACL pays nothing for it.
 pub const IFACE_F_HAS_ACL: u8 = 1 << 4;
@@ -345,7 +351,9 @@ pub struct IfaceConfig {
     /// First global rule id of this interface's rules, per direction (indexes `RULE_HITS`).
     pub rule_base: [u32; 2],
     pub rule_count: [u16; 2],
-    pub _pad: [u8; 4],
+    /// The instance's MAC when the config gives it ([`IFACE_F_MAC`]), else zero.
+    pub mac: [u8; 6],
+    pub _pad: [u8; 6],
     /// Interface name, NUL padded: lets a restarted agent match pins to its configuration.
     pub name: [u8; 16],
     /// Global rule id of network ACL bit 0, per direction (ACL entry hits share `RULE_HITS`).
@@ -360,7 +368,7 @@ pub struct IfaceConfig {
     /// whether the reverse direction is open on all ports depends on the protocol.
     pub untracked: [RuleBitmap; 4],
 }
-const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 64 + 40 + 6 * 128);
+const _: () = assert!(core::mem::size_of::<IfaceConfig>() == 72 + 40 + 6 * 128);
 
 /// Value of `ACL_CIDRS` and `ACL_PORTS`: one bit per network ACL entry of one interface and
 /// direction (see [`ACL_BITS`]).
@@ -621,7 +629,8 @@ pub struct PacketFacts {
     pub src_port: u16,
     pub dst_port: u16,
     pub echo_id: u16,
-    pub _pad: [u8; 2],
+    /// In 8-byte units; non-zero only for a later fragment, which has no transport header (H1).
+    pub fragment_offset: u16,
     /// TCP sequence and acknowledgement numbers (host order): the handshake check.
     pub tcp_seq: u32,
     pub tcp_ack: u32,
@@ -629,8 +638,11 @@ pub struct PacketFacts {
     pub dst: [u8; 16],
     /// The tracked-flow key an ICMP error refers to, oriented to the interface.
     pub quoted: CtKey,
+    /// The frame's source MAC (port security, I7).
+    pub source_mac: [u8; 6],
+    pub _pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<PacketFacts>() == 120);
+const _: () = assert!(core::mem::size_of::<PacketFacts>() == 128);
 
 // ---------------------------------------------------------------------------------------------
 // Pure helpers both sides use, so the userspace model of the datapath runs the same code.

@@ -69,7 +69,13 @@ pub const ICMPV6_ROUTER_SOLICITATION: u8 = 133;
 pub const ICMPV6_ROUTER_ADVERTISEMENT: u8 = 134;
 pub const ICMPV6_NEIGHBOR_SOLICITATION: u8 = 135;
 pub const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
+pub const ICMPV6_REDIRECT: u8 = 137;
 pub const ICMPV6_MLD2_REPORT: u8 = 143;
+
+pub const DHCPV4_SERVER_PORT: u16 = 67;
+pub const DHCPV4_CLIENT_PORT: u16 = 68;
+pub const DHCPV6_CLIENT_PORT: u16 = 546;
+pub const DHCPV6_SERVER_PORT: u16 = 547;
 
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
@@ -161,4 +167,60 @@ pub fn quoted_flow_orientation<A>(
         (quoted_dst_port, quoted_src_port)
     };
     (local, remote, local_port, remote_port)
+}
+
+/// What a UDP datagram is to DHCP, by its ports alone (I6, I7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DhcpPorts {
+    /// Client to server: UDP 68 -> 67, or 546 -> 547.
+    Client,
+    /// Server to client: UDP 67 -> 68, or 547 -> 546.
+    Server,
+    Neither,
+}
+
+/// Classifies a UDP datagram of address family `v6` by its ports.
+#[inline(always)]
+pub const fn dhcp_ports(v6: bool, src_port: u16, dst_port: u16) -> DhcpPorts {
+    let (client, server) = if v6 {
+        (DHCPV6_CLIENT_PORT, DHCPV6_SERVER_PORT)
+    } else {
+        (DHCPV4_CLIENT_PORT, DHCPV4_SERVER_PORT)
+    };
+    if src_port == client && dst_port == server {
+        DhcpPorts::Client
+    } else if src_port == server && dst_port == client {
+        DhcpPorts::Server
+    } else {
+        DhcpPorts::Neither
+    }
+}
+
+/// The IPv6 link-local address a MAC gives by modified EUI-64 (RFC 4291 appendix A), the one
+/// a guest's kernel configures by default (I5).
+#[inline(always)]
+pub const fn eui64_link_local(mac: [u8; 6]) -> [u8; 16] {
+    [
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        mac[0] ^ 0x02,
+        mac[1],
+        mac[2],
+        0xff,
+        0xfe,
+        mac[3],
+        mac[4],
+        mac[5],
+    ]
+}
+
+/// Router advertisements and ICMPv6 redirects: what only the network's router may send (I7).
+pub fn is_icmpv6_router_message(icmp_type: u8) -> bool {
+    matches!(icmp_type, ICMPV6_ROUTER_ADVERTISEMENT | ICMPV6_REDIRECT)
 }

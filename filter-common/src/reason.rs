@@ -45,6 +45,10 @@ pub enum Reason {
     /// A rule admits a TCP packet that is not a connection's first SYN (a SYN-ACK, an ACK,
     /// a RST): passed on the rule alone, no entry made.
     RuleNoEntry = 10,
+    /// The instance's own DHCPv4 or DHCPv6 client traffic (I6): passes without a rule or state.
+    DhcpClient = 11,
+    /// A DHCP server's reply to the instance (I6): passes without a rule or state.
+    DhcpServerReply = 12,
 
     /// No rule admits the first packet of the flow (R1).
     NoRule = 16,
@@ -84,6 +88,14 @@ pub enum Reason {
     Internal = 35,
     /// IPv6 routing header type 0 (RFC 5095, H2).
     Ipv6RoutingType0 = 36,
+    /// The instance sent a router advertisement (I7).
+    RouterAdvertisementGuard = 37,
+    /// The instance sent an ICMPv6 redirect (I7).
+    RedirectGuard = 38,
+    /// The instance sent a DHCP server's reply (I7).
+    DhcpServerGuard = 39,
+    /// A frame from the instance with a source MAC other than its own (I7, port security).
+    MacSpoof = 40,
     /// A deny entry of the subnet's network ACL matched first (N2, N3).
     AclDeny = 41,
     /// No entry of the subnet's network ACL matched: its final `*` entry denies (N2).
@@ -92,7 +104,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 40] = [
         Reason::Tracked,
         Reason::Reply,
         Reason::NewFlow,
@@ -104,6 +116,8 @@ impl Reason {
         Reason::RelatedIcmp,
         Reason::RuleUntrackedIcmp,
         Reason::RuleNoEntry,
+        Reason::DhcpClient,
+        Reason::DhcpServerReply,
         Reason::NoRule,
         Reason::SpoofedSource,
         Reason::SpoofedDestination,
@@ -125,6 +139,10 @@ impl Reason {
         Reason::NoConfig,
         Reason::Internal,
         Reason::Ipv6RoutingType0,
+        Reason::RouterAdvertisementGuard,
+        Reason::RedirectGuard,
+        Reason::DhcpServerGuard,
+        Reason::MacSpoof,
         Reason::AclDeny,
         Reason::AclImplicitDeny,
     ];
@@ -143,7 +161,9 @@ impl Reason {
             | Reason::Exempt
             | Reason::RelatedIcmp
             | Reason::RuleUntrackedIcmp
-            | Reason::RuleNoEntry => true,
+            | Reason::RuleNoEntry
+            | Reason::DhcpClient
+            | Reason::DhcpServerReply => true,
             Reason::NoRule
             | Reason::SpoofedSource
             | Reason::SpoofedDestination
@@ -165,6 +185,10 @@ impl Reason {
             | Reason::NoConfig
             | Reason::Internal
             | Reason::Ipv6RoutingType0
+            | Reason::RouterAdvertisementGuard
+            | Reason::RedirectGuard
+            | Reason::DhcpServerGuard
+            | Reason::MacSpoof
             | Reason::AclDeny
             | Reason::AclImplicitDeny => false,
         }
@@ -184,6 +208,8 @@ impl Reason {
             Reason::RelatedIcmp => "related_icmp",
             Reason::RuleUntrackedIcmp => "rule_untracked_icmp",
             Reason::RuleNoEntry => "rule_no_entry",
+            Reason::DhcpClient => "dhcp_client",
+            Reason::DhcpServerReply => "dhcp_server_reply",
             Reason::NoRule => "no_rule",
             Reason::SpoofedSource => "spoofed_source",
             Reason::SpoofedDestination => "spoofed_destination",
@@ -205,6 +231,10 @@ impl Reason {
             Reason::NoConfig => "no_config",
             Reason::Internal => "internal",
             Reason::Ipv6RoutingType0 => "ipv6_routing_type0",
+            Reason::RouterAdvertisementGuard => "router_advertisement_guard",
+            Reason::RedirectGuard => "redirect_guard",
+            Reason::DhcpServerGuard => "dhcp_server_guard",
+            Reason::MacSpoof => "mac_spoof",
             Reason::AclDeny => "acl_deny",
             Reason::AclImplicitDeny => "acl_implicit_deny",
         }
@@ -224,6 +254,8 @@ impl Reason {
             Reason::RelatedIcmp => "an ICMP error about a tracked flow (C7, related_icmp)",
             Reason::RuleUntrackedIcmp => "a rule admits this ICMP message, judged alone (C7)",
             Reason::RuleNoEntry => "a rule admits this TCP packet, which starts no flow",
+            Reason::DhcpClient => "the instance's DHCP client traffic (I6)",
+            Reason::DhcpServerReply => "a DHCP server's reply to the instance (I6)",
             Reason::NoRule => "no rule admits it (R1)",
             Reason::SpoofedSource => "its source is not the instance's address (I1)",
             Reason::SpoofedDestination => "its destination is not the instance's address (I1)",
@@ -245,6 +277,10 @@ impl Reason {
             Reason::NoConfig => "its interface is not in the policy in force",
             Reason::Internal => "the datapath could not read its own maps",
             Reason::Ipv6RoutingType0 => "an IPv6 routing header of type 0 (H2)",
+            Reason::RouterAdvertisementGuard => "a router advertisement from the instance (I7)",
+            Reason::RedirectGuard => "an ICMPv6 redirect from the instance (I7)",
+            Reason::DhcpServerGuard => "a DHCP server reply from the instance (I7)",
+            Reason::MacSpoof => "a frame from the instance with another source MAC (I7)",
             Reason::AclDeny => "a deny entry of the subnet's network ACL (N2)",
             Reason::AclImplicitDeny => "no entry of the subnet's network ACL admits it (N2)",
         }
@@ -292,7 +328,7 @@ mod tests {
                 .count();
             assert_eq!(same_name, 1, "{} is one reason's name", reason.name());
         }
-        assert_eq!(Reason::from_u32(11), None, "a gap in the numbering");
+        assert_eq!(Reason::from_u32(13), None, "a gap in the numbering");
         assert_eq!(Reason::from_u32(REASON_COUNT as u32), None);
     }
 
@@ -304,6 +340,10 @@ mod tests {
         assert_eq!(Reason::NoRule as u32, 16);
         assert_eq!(Reason::ConntrackFull as u32, 32);
         assert_eq!(Reason::Ipv6RoutingType0 as u32, 36);
+        assert_eq!(Reason::DhcpClient as u32, 11);
+        assert_eq!(Reason::DhcpServerReply as u32, 12);
+        assert_eq!(Reason::RouterAdvertisementGuard as u32, 37);
+        assert_eq!(Reason::MacSpoof as u32, 40);
         assert_eq!(Reason::AclDeny as u32, 41);
         assert_eq!(Reason::AclImplicitDeny as u32, 42);
         assert_eq!(Reason::ConntrackFull.name(), "conntrack_allowance_exceeded");

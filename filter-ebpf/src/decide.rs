@@ -1,11 +1,13 @@
-//! Stage 2, one program per program type, reached by tail call: the network ACL, conntrack and
-//! rule classification, from the scratch facts only (it never touches packet memory).
+//! Stage 2, one program per program type, reached by tail call: the checks before conntrack
+//! (`checks.rs`), the network ACL, conntrack and rule classification, from the scratch facts
+//! only (it never touches packet memory).
 
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
 use aya_log_ebpf::warn;
 use filter_common::*;
 
 use crate::{
+    checks,
     conntrack::{self, Flow},
     fragments,
     maps::SCRATCH,
@@ -48,7 +50,11 @@ pub fn decide<C: EbpfContext>(ctx: &C) -> bool {
     // register held, possibly a pointer, which the verifier rejects.
     let mut rule = RULE_ID_NONE;
     let mut acl_entry = RULE_ID_NONE;
-    let outcome = judge(facts, &policy, now, &mut rule, &mut acl_entry);
+    let outcome = match checks::before_tracking(facts, &policy) {
+        Ok(None) => judge(facts, &policy, now, &mut rule, &mut acl_entry),
+        Ok(Some(reason)) => Ok(reason),
+        Err(reason) => Err(reason),
+    };
     let flow = EventFlow {
         ifindex: facts.ifindex,
         dir: facts.dir,

@@ -1,22 +1,17 @@
 //! Stage 1, one program per hook: parses the packet and settles everything that needs its
-//! bytes (parsing, ARP, IPv6 link messages, the source/destination check, the exempt list,
-//! later fragments). What is left to decide goes as scalars into this CPU's scratch slot, and
-//! the decide stage of the program's type is tail-called.
+//! bytes (parsing, port security, ARP, non-IP). What is left to decide goes as scalars into
+//! this CPU's scratch slot, and the decide stage of the program's type is tail-called.
 
-use aya_ebpf::{
-    EbpfContext, helpers::bpf_ktime_get_ns, maps::ProgramArray, programs::TcContext,
-    programs::XdpContext,
-};
+use aya_ebpf::{EbpfContext, maps::ProgramArray, programs::TcContext, programs::XdpContext};
 use filter_common::*;
 
 use crate::{
-    arp, fragments,
+    arp, guards,
     maps::{ACTIVE, DECIDE_TC, DECIDE_XDP, SCRATCH},
     packet::Packet,
-    parse::{self, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, FRAG_FIRST, FRAG_LATER, Ip, L4},
-    policy::{self, Policy},
-    telemetry::{self, EventFlow},
-    verdict,
+    parse::{self, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, FRAG_FIRST, Ip, L4, Link},
+    policy::Policy,
+    telemetry, verdict,
 };
 
 /// Which way the packet crosses the host interface the program is attached to.
@@ -88,9 +83,23 @@ pub fn xdp(ctx: &XdpContext) -> bool {
     }
 }
 
+/// `skb->pkt_type` of the local copy of a multicast or broadcast packet the host itself sent
+/// out of the interface (`dev_loopback_xmit`).
+const PACKET_LOOPBACK: u32 = 5;
+
 /// A TC hook's verdict; true admits.
 #[inline(always)]
 pub fn tc(ctx: &TcContext, hook: Hook) -> bool {
+    // SAFETY: the context pointer is the kernel's __sk_buff for this invocation.
+    let pkt_type = unsafe { (*ctx.skb.skb).pkt_type };
+    if matches!(hook, Hook::Ingress) && pkt_type == PACKET_LOOPBACK {
+        // The host's own multicast and broadcast (an RA from dnsmasq, a broadcast ping) come
+        // back to TC ingress as a local copy, without their Ethernet header, after the real
+        // frame was judged at TC egress. It never crossed the wire, so it is neither the
+        // instance's traffic nor counted as such: read as a frame it was a phantom `non_ip`
+        // (or `mac_spoof`) drop from the instance that no capture shows.
+        return true;
+    }
     let frame_len = ctx.len();
     let linear = (ctx.data_end() - ctx.data()) as u32;
     let needed = frame_len.min(headers_needed(&Packet::new(ctx.data(), ctx.data_end())));
@@ -152,53 +161,31 @@ fn inspect_frame(
     let iface = policy.iface;
     let link = parse::ethernet(packet)?;
     let ip = match link.ethertype {
-        ETH_P_ARP => return arp::judge(packet, link.l3_offset, iface, dir).map(Some),
+        ETH_P_ARP => {
+            guards::port_security(iface, dir, &link.source_mac)?;
+            return arp::judge(packet, link.l3_offset, iface, dir).map(Some);
+        }
         ETH_P_IPV4 => parse::ipv4(packet, link.l3_offset, frame_len as usize)?,
         ETH_P_IPV6 => parse::ipv6(packet, link.l3_offset, frame_len as usize)?,
-        _ => return Err(Reason::NonIp),
+        _ => {
+            guards::port_security(iface, dir, &link.source_mac)?;
+            return Err(Reason::NonIp);
+        }
     };
     let l4 = parse::transport(packet, &ip)?;
-    if is_own_icmp(ip.family, ip.proto)
-        && ip.proto == PROTO_ICMPV6
-        && ip.fragment != FRAG_LATER
-        && is_icmpv6_link_control(l4.icmp_type)
-    {
-        return Ok(Some(Reason::Icmpv6Link));
-    }
-    // I1, before any conntrack work: a spoofed packet never creates state.
-    if iface.flags & IFACE_F_SOURCE_DEST_CHECK != 0 {
-        let spoofed = if dir == DIR_EGRESS && !policy::owns(iface, ip.family, &ip.src) {
-            Some(Reason::SpoofedSource)
-        } else if dir == DIR_INGRESS && !policy::owns(iface, ip.family, &ip.dst) {
-            Some(Reason::SpoofedDestination)
-        } else {
-            None
-        };
-        if let Some(reason) = spoofed {
-            let flow = event_flow(&ip, &l4, ifindex, dir, frame_len);
-            // SAFETY: a helper without preconditions.
-            telemetry::flow_denied(&flow, reason, RULE_ID_NONE, policy.generation, unsafe {
-                bpf_ktime_get_ns()
-            });
-            return Err(reason);
-        }
-    }
-    let remote = if dir == DIR_INGRESS { &ip.src } else { &ip.dst };
-    if iface.flags & IFACE_F_HAS_EXEMPT != 0 && policy::is_exempt(policy, ip.family, remote) {
-        return Ok(Some(Reason::Exempt));
-    }
-    if ip.fragment == FRAG_LATER {
-        return fragments::judge_later(&ip, ifindex).map(Some);
-    }
-    hand_over(packet, policy, &ip, &l4, ifindex, dir, frame_len)?;
+    // An IP packet's MAC is checked in the decide stage, where the verifier checks it once
+    // rather than along every parse path.
+    hand_over(packet, policy, &link, &ip, &l4, ifindex, dir, frame_len)?;
     Ok(None)
 }
 
 /// Writes what the decide stage needs into this CPU's scratch slot.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn hand_over(
     packet: &Packet,
     policy: &Policy,
+    link: &Link,
     ip: &Ip,
     l4: &L4,
     ifindex: u32,
@@ -221,11 +208,15 @@ fn hand_over(
     facts.icmp_code = l4.icmp_code;
     facts.first_fragment = u8::from(ip.fragment == FRAG_FIRST);
     facts.fragment_id = ip.fragment_id;
+    // Zero unless a later fragment (offset 0 is the first or only one).
+    facts.fragment_offset = ip.fragment_offset;
     facts.src_port = l4.src_port;
     facts.dst_port = l4.dst_port;
     facts.echo_id = l4.echo_id;
     facts.src = ip.src;
     facts.dst = ip.dst;
+    facts.source_mac = link.source_mac;
+    facts._pad = [0; 2];
     facts.has_quoted = 0;
     if policy.iface.flags & IFACE_F_RELATED_ICMP != 0
         && is_icmp_error(ip.proto, l4.icmp_type)
@@ -235,21 +226,6 @@ fn hand_over(
         facts.has_quoted = 1;
     }
     Ok(())
-}
-
-#[inline(always)]
-fn event_flow(ip: &Ip, l4: &L4, ifindex: u32, dir: u8, bytes: u32) -> EventFlow {
-    EventFlow {
-        ifindex,
-        dir,
-        family: ip.family,
-        proto: ip.proto,
-        src: ip.src,
-        dst: ip.dst,
-        src_port: l4.src_port,
-        dst_port: l4.dst_port,
-        bytes,
-    }
 }
 
 /// C7: the conntrack key of the flow an ICMP error quotes, oriented to the interface.

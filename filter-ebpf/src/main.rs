@@ -16,9 +16,12 @@
 #![allow(clippy::needless_borrows_for_generic_args)]
 
 mod arp;
+mod checks;
 mod conntrack;
 mod decide;
+mod dhcp;
 mod fragments;
+mod guards;
 mod inspect;
 mod maps;
 mod packet;

@@ -29,6 +29,7 @@ pub const FRAG_FIRST: u8 = 1;
 pub const FRAG_LATER: u8 = 2;
 
 pub struct Link {
+    pub source_mac: [u8; 6],
     pub ethertype: u16,
     pub l3_offset: usize,
 }
@@ -52,6 +53,7 @@ pub fn ethernet(packet: &Packet) -> Result<Link, Reason> {
         return Err(Reason::BadVlan);
     }
     Ok(Link {
+        source_mac: header.array::<6, 6>(),
         ethertype,
         l3_offset: offset,
     })

@@ -98,6 +98,47 @@ fn kernel_problem(version: Option<(u32, u32)>) -> Option<String> {
     }
 }
 
+/// Where `cargo xtask setup` leaves the guest kernel of the QEMU test (tier 3): `vmlinuz` and,
+/// under `modules/`, the virtio modules the initramfs loads, from Debian's cloud kernel package.
+pub const GUEST_DIR: &str = "/var/cache/sgwall/guest";
+
+/// The guest's virtio network modules, in the order they must be loaded (each needs the ones
+/// before it).
+pub const GUEST_MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "failover",
+    "net_failover",
+    "virtio_net",
+];
+
+/// What the guest test lacks here, if anything: QEMU, busybox, dnsmasq or the guest kernel.
+pub fn guest_problem() -> Option<String> {
+    let missing: Vec<&str> = [
+        "/usr/bin/qemu-system-x86_64",
+        "/bin/busybox",
+        "/usr/sbin/dnsmasq",
+    ]
+    .into_iter()
+    .filter(|path| !Path::new(path).exists())
+    .collect();
+    if !missing.is_empty() {
+        return Some(format!(
+            "missing {} (cargo xtask setup installs them)",
+            missing.join(", ")
+        ));
+    }
+    let guest = Path::new(GUEST_DIR);
+    let kernel_missing = !guest.join("vmlinuz").exists()
+        || GUEST_MODULES
+            .iter()
+            .any(|m| !guest.join("modules").join(format!("{m}.ko")).exists());
+    kernel_missing.then(|| format!("no guest kernel in {GUEST_DIR} (cargo xtask setup fetches it)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

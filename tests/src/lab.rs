@@ -346,6 +346,7 @@ impl TestLab {
             namespace: topology::namespace_name(&self.lab().state().prefix, name),
             router_interface: interface.to_string(),
             addresses: addresses.to_vec(),
+            dhcp: false,
         };
         self.lab_mut()
             .add_hosts_link_down(std::slice::from_ref(&host))

@@ -46,7 +46,8 @@ pub fn privileged() -> bool {
     }
 }
 
-pub(crate) fn in_ci() -> bool {
+/// Whether the tests run under CI (`CI=true`), where a test that cannot run must fail.
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
@@ -86,8 +87,8 @@ fn unique_token() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     format!(
         "{}x{}",
-        base36(std::process::id()),
-        base36(COUNTER.fetch_add(1, Ordering::Relaxed))
+        base35(std::process::id()),
+        base35(COUNTER.fetch_add(1, Ordering::Relaxed))
     )
 }
 
@@ -96,12 +97,17 @@ pub fn unique_name() -> String {
     format!("{NAME_PREFIX}{}", unique_token())
 }
 
-fn base36(mut value: u32) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+/// Digits of the names' numbers: base 35, everything but `x`, which separates the pid from the
+/// counter. In base 36 a pid with an `x` digit read back as another, dead, pid, and another
+/// process's sweep removed a live test's lab.
+const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwyz";
+
+fn base35(mut value: u32) -> String {
+    let radix = DIGITS.len() as u32;
     let mut out = Vec::new();
     loop {
-        out.push(DIGITS[(value % 36) as usize]);
-        value /= 36;
+        out.push(DIGITS[(value % radix) as usize]);
+        value /= radix;
         if value == 0 {
             break;
         }
@@ -112,8 +118,11 @@ fn base36(mut value: u32) -> String {
 
 fn pid_of_name(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
-    let token = rest.split('x').next()?;
-    u32::from_str_radix(token, 36).ok()
+    let (token, _) = rest.split_once('x')?;
+    token.bytes().try_fold(0u32, |value, digit| {
+        let digit = DIGITS.iter().position(|d| *d == digit)? as u32;
+        value.checked_mul(DIGITS.len() as u32)?.checked_add(digit)
+    })
 }
 
 /// Removes namespaces, interfaces and pin directories left by test processes that died.
@@ -404,6 +413,34 @@ impl Drop for PinDir {
     }
 }
 
+/// A directory under the temporary directory, removed with everything in it on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(unique_name());
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Self(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running `sgwall run` (for the benchmarks and the smoke tests; integration tests use
 /// [`lab::TestLab`]), killed (SIGKILL: the harshest exit) and cleaned up with `sgwall down` when
 /// dropped, so nothing is left attached or pinned.
@@ -510,10 +547,25 @@ impl AgentProcess {
         timeout: std::time::Duration,
         wanted: impl Fn(&AgentEvent) -> bool,
     ) {
+        self.wait_events(what, timeout, 1, wanted);
+    }
+
+    /// Waits until the agent has reported `count` events that `wanted` accepts, counting from
+    /// its start: for an event that recurs (an interface waited for again).
+    pub fn wait_events(
+        &mut self,
+        what: &str,
+        timeout: std::time::Duration,
+        count: usize,
+        wanted: impl Fn(&AgentEvent) -> bool,
+    ) {
         self.read_until(what, timeout, |seen| {
-            seen.iter().any(|(is_stdout, line)| {
-                *is_stdout && AgentEvent::from_line(line).is_some_and(|e| wanted(&e))
-            })
+            seen.iter()
+                .filter(|(is_stdout, line)| {
+                    *is_stdout && AgentEvent::from_line(line).is_some_and(|e| wanted(&e))
+                })
+                .count()
+                >= count
         });
     }
 
@@ -563,6 +615,37 @@ impl Drop for AgentProcess {
     }
 }
 
+/// `sgwall status --json` for the pins under `pin_dir`.
+pub fn status_json(pin_dir: &Path) -> serde_json::Value {
+    let output = Command::new(sgwall_bin())
+        .args(["status", "--json", "--pin-dir"])
+        .arg(pin_dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running sgwall status: {e}"));
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sgwall status is not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+/// The packets a status counted under `reason` on `interface` going `direction`.
+pub fn counted(status: &serde_json::Value, interface: &str, direction: &str, reason: &str) -> u64 {
+    status["counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| {
+            row["interface"] == interface
+                && row["direction"] == direction
+                && row["reason"] == reason
+        })
+        .filter_map(|row| row["packets"].as_u64())
+        .sum()
+}
+
 /// The `sgwall` binary under test (`cargo xtask test` builds it and sets `SGWALL_BIN`).
 pub fn sgwall_bin() -> PathBuf {
     let path = std::env::var_os("SGWALL_BIN")
@@ -580,4 +663,19 @@ pub fn sgwall_bin() -> PathBuf {
         path.display()
     );
     path
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    /// Every pid reads back from its name, those whose base-36 form has an `x` included.
+    #[test]
+    fn a_name_gives_back_its_pid() {
+        for pid in [1, 34, 35, 24117, 4_194_303, u32::MAX] {
+            let name = format!("{NAME_PREFIX}{}x{}", base35(pid), base35(33));
+            assert_eq!(pid_of_name(&name), Some(pid), "{name}");
+        }
+        assert_eq!(pid_of_name("sgwt"), None);
+    }
 }

@@ -18,7 +18,8 @@ pub const ETH_P_8021Q: u16 = 0x8100;
 
 pub const TCP_PSH: u8 = 0x08;
 
-const SRC_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
+/// The source MAC of every built frame: the one `testgen` may give instances (I7).
+pub const SRC_MAC: [u8; 6] = sgwall::testgen::TEST_MAC.0;
 const DST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x02];
 
 /// The transport part of a packet.
@@ -238,6 +239,13 @@ pub fn ethernet(vlan: Option<u16>, ethertype: u16, payload: &[u8]) -> Vec<u8> {
     }
     frame.extend_from_slice(&ethertype.to_be_bytes());
     frame.extend_from_slice(payload);
+    frame
+}
+
+/// The same frame sent from another MAC (port security, I7).
+pub fn from_mac(frame: &[u8], mac: [u8; 6]) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    frame[6..12].copy_from_slice(&mac);
     frame
 }
 

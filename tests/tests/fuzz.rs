@@ -17,8 +17,8 @@ use std::{
 };
 
 use sgwall::{
-    eval::{Frame, Reason, Session, Transport, wire},
-    model::{Config, Direction},
+    eval::{self, Frame, Reason, Session, Transport, wire},
+    model::{Config, Direction, MacAddr},
     testgen::{self, Rng},
 };
 use sgwall_tests::{datapath::TestDatapath, fuzz, packet::from_eval, privileged};
@@ -70,8 +70,23 @@ fn reference(
     frame: &[u8],
     now: f64,
 ) -> Reason {
+    // Port security (I7) judges the frame's source MAC: for ARP before the ARP body is read,
+    // for IP once the headers are.
+    let source_mac = frame
+        .get(6..12)
+        .and_then(|bytes| <[u8; 6]>::try_from(bytes).ok())
+        .map(MacAddr);
     match wire::parse(frame) {
-        Ok(parsed) => session.process(instance, direction, &parsed, now).reason,
+        Ok(parsed) => {
+            session
+                .process_frame(instance, direction, source_mac, &parsed, now)
+                .reason
+        }
+        Err(Reason::BadArp) => session
+            .config
+            .instance(instance)
+            .and_then(|i| eval::port_security(i, direction, source_mac))
+            .map_or(Reason::BadArp, |refused| refused.reason),
         Err(reason) => reason,
     }
 }

@@ -1047,3 +1047,68 @@ fn lab_probe_three_tier_matrix_agrees_with_the_evaluator() {
     assert_cell(&matrix, ("admin", Family::Ipv4, "web-1"), ssh, true);
     assert_cell(&matrix, ("internet", Family::Ipv4, "web-1"), ssh, false);
 }
+
+/// The packets counted under `reason` on `interface` going `direction` (`sgwall status`).
+fn counted(lab: &TestLab, interface: &str, direction: &str, reason: &str) -> u64 {
+    sgwall_tests::counted(
+        &lab.sgwall_json(&["status", "--json"]),
+        interface,
+        direction,
+        reason,
+    )
+}
+
+#[test]
+fn i6_lab_instances_take_their_address_from_the_routers_dhcp_through_the_filter() {
+    let web = format!(
+        r#"
+[lab]
+dhcp = true
+
+[[security_group]]
+name = "web"
+  [[security_group.ingress]]
+  protocol = "tcp"
+  ports = "8080"
+  cidr = {CLIENT_NETS}
+"#
+    );
+    let config = topology(
+        &web,
+        &[
+            instance("dhcp-1", 1, &["web"], ""),
+            instance("static-2", 2, &["web"], "dhcp = false"),
+        ],
+    );
+    let Some(lab) = up(&config) else { return };
+    let shown = std::process::Command::new("ip")
+        .args([
+            "-n",
+            &lab.namespace("dhcp-1"),
+            "-4",
+            "addr",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .output()
+        .expect("ip addr");
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("inet 10.1.0.10/32"),
+        "the lease is the instance's address: {}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
+    for host in ["dhcp-1", "static-2"] {
+        lab.check("client", host, Service::Tcp(8080), false, true);
+        lab.check("client", host, Service::Tcp(8081), false, false);
+    }
+    assert!(
+        counted(&lab, "sgw-dhcp-1", "egress", "dhcp_client") >= 2,
+        "DISCOVER, REQUEST"
+    );
+    assert!(
+        counted(&lab, "sgw-dhcp-1", "ingress", "dhcp_server_reply") >= 2,
+        "OFFER, ACK"
+    );
+    assert_eq!(counted(&lab, "sgw-static-2", "egress", "dhcp_client"), 0);
+}

@@ -7,15 +7,19 @@ use std::{net::IpAddr, time::Instant};
 
 use filter_common::{Reason::*, *};
 use sgwall::{
-    eval::{Frame, Session},
+    eval::{Fragment as EvalFragment, Frame, IpPacket as EvalPacket, Session, Transport},
     maps::Capacities,
-    model::Direction::{self, Egress, Ingress},
+    model::{
+        Direction::{self, Egress, Ingress},
+        MacAddr,
+    },
     testgen,
 };
 use sgwall_tests::{
     datapath::{TestDatapath, parse},
     packet::{
-        ETH_P_IPV4, Ext, IpPacket, L4, arp, ethernet, from_eval, icmp_error, strip_ethernet, v4,
+        ETH_P_IPV4, Ext, IpPacket, L4, arp, ethernet, from_eval, from_mac, icmp_error,
+        strip_ethernet, v4,
     },
     privileged,
 };
@@ -775,6 +779,468 @@ fn i2_arp_and_neighbour_discovery_pass_and_spoofed_arp_drops() {
             ("app-1", Ingress, arp(REQUEST, "10.0.2.1", "10.0.2.10"), Arp),
             ("app-1", Egress, solicitation, Icmpv6Link),
             ("app-1", Egress, truncated, BadArp),
+        ],
+    );
+}
+
+/// One packet of a scenario as the reference evaluator sees it: the instance, the direction,
+/// the frame's source MAC (`None`: the test frames' own, [`SRC_MAC`]), the frame, and the
+/// reason both the datapath and the evaluator must give.
+type EvalRow = (&'static str, Direction, Option<[u8; 6]>, Frame, Reason);
+
+/// Builds each row's frame on the wire, sends it, and checks that the datapath, the reference
+/// evaluator (with its own conntrack) and the row agree; a failure names its row.
+fn expect_evaluated(dp: &mut TestDatapath, rows: &[EvalRow]) {
+    let mut session = Session::new(dp.config.clone());
+    for (index, (instance, direction, mac, frame, reason)) in rows.iter().enumerate() {
+        let wire = match frame {
+            Frame::Ip(packet) => from_eval(packet),
+            Frame::Arp { sender } => arp(2, *sender, "10.0.0.1".parse().expect("v4")),
+            Frame::NonIp => ethernet(None, 0x88cc, &[0u8; 46]),
+        };
+        let wire = mac.map_or(wire.clone(), |mac| from_mac(&wire, mac));
+        let source_mac = mac.map(MacAddr);
+        let evaluated = session.process_frame(instance, *direction, source_mac, frame, 0.0);
+        let sent = dp.send(instance, *direction, &wire);
+        assert_eq!(
+            (sent.reason, evaluated.reason),
+            (*reason, *reason),
+            "row {index} ({instance}, {direction}, {frame:?}): expected {}, datapath {sent}, \
+             evaluator {}",
+            reason.name(),
+            evaluated.reason.name()
+        );
+    }
+}
+
+fn packet(src: &str, dst: &str, transport: Transport) -> Frame {
+    Frame::Ip(EvalPacket {
+        src: ip(src),
+        dst: ip(dst),
+        transport,
+        fragment: EvalFragment::Whole,
+    })
+}
+
+fn udp_packet(src: &str, src_port: u16, dst: &str, dst_port: u16) -> Frame {
+    packet(src, dst, Transport::Udp { src_port, dst_port })
+}
+
+fn icmp_packet(src: &str, dst: &str, icmp_type: u8) -> Frame {
+    let transport = Transport::Icmp {
+        icmp_type,
+        code: 0,
+        echo_id: 7,
+        quoted: None,
+    };
+    packet(src, dst, transport)
+}
+
+fn tcp_packet(src: &str, dst: &str, dst_port: u16) -> Frame {
+    let transport = Transport::Tcp {
+        src_port: 40000,
+        dst_port,
+        flags: TCP_SYN,
+        seq: 1,
+        ack: 0,
+    };
+    packet(src, dst, transport)
+}
+
+/// vm-1's link-local address: the EUI-64 one of its MAC, 02:00:00:00:00:01 (I5).
+const VM1_LINK_LOCAL: &str = "fe80::ff:fe00:1";
+const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x99];
+
+#[test]
+fn i5_link_local_addresses_are_the_instances_own() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let echo = |src: &str, dst: &str, icmp_type| icmp_packet(src, dst, icmp_type);
+    let other_echo = |src: &str, dst: &str| {
+        let transport = Transport::Icmp {
+            icmp_type: ICMPV6_ECHO_REQUEST,
+            code: 0,
+            echo_id: 8,
+            quoted: None,
+        };
+        packet(src, dst, transport)
+    };
+    expect_evaluated(
+        &mut dp,
+        &[
+            // The EUI-64 address of vm-1's MAC is its own: a ping to the host's link-local
+            // address leaves (default egress) and its reply returns (C1).
+            (
+                "vm-1",
+                Egress,
+                None,
+                echo(VM1_LINK_LOCAL, "fe80::1", ICMPV6_ECHO_REQUEST),
+                NewFlow,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                None,
+                echo("fe80::1", VM1_LINK_LOCAL, ICMPV6_ECHO_REPLY),
+                Reply,
+            ),
+            // To it, the source/destination check lets the packet through to the rules.
+            (
+                "vm-1",
+                Ingress,
+                None,
+                other_echo("fe80::1", VM1_LINK_LOCAL),
+                NoRule,
+            ),
+            // Another link-local address is not vm-1's.
+            (
+                "vm-1",
+                Egress,
+                None,
+                echo("fe80::5", "fe80::1", ICMPV6_ECHO_REQUEST),
+                SpoofedSource,
+            ),
+            // Without a MAC, only a link-local address in `addresses` is the instance's.
+            (
+                "web-1",
+                Egress,
+                None,
+                echo(VM1_LINK_LOCAL, "fe80::1", ICMPV6_ECHO_REQUEST),
+                SpoofedSource,
+            ),
+            (
+                "vm-2",
+                Egress,
+                None,
+                echo("fe80::7", "fe80::1", ICMPV6_ECHO_REQUEST),
+                NewFlow,
+            ),
+            // Neighbour discovery from it passes as always (I2).
+            (
+                "vm-1",
+                Egress,
+                None,
+                echo(
+                    VM1_LINK_LOCAL,
+                    "ff02::1:ff00:1",
+                    ICMPV6_NEIGHBOR_SOLICITATION,
+                ),
+                Icmpv6Link,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn i6_dhcp_client_traffic_and_server_replies_pass_without_rules_or_state() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let broadcast = "255.255.255.255";
+    expect_evaluated(
+        &mut dp,
+        &[
+            // DISCOVER and REQUEST from no address, to the broadcast address.
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet("0.0.0.0", 68, broadcast, 67),
+                DhcpClient,
+            ),
+            // OFFER and ACK, broadcast or to the address being given.
+            (
+                "vm-1",
+                Ingress,
+                None,
+                udp_packet("10.0.6.1", 67, broadcast, 68),
+                DhcpServerReply,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                None,
+                udp_packet("10.0.6.1", 67, "10.0.6.10", 68),
+                DhcpServerReply,
+            ),
+            // A renewal, from its own address to the server.
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet("10.0.6.10", 68, "10.0.6.1", 67),
+                DhcpClient,
+            ),
+            // DHCPv6 from the link-local address (I5), and the server's reply to it.
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet(VM1_LINK_LOCAL, 546, "ff02::1:2", 547),
+                DhcpClient,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                None,
+                udp_packet("fe80::1", 547, VM1_LINK_LOCAL, 546),
+                DhcpServerReply,
+            ),
+            // Spoofed sources still never get out (I1), nor a reply in to another address.
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet("10.9.9.9", 68, broadcast, 67),
+                SpoofedSource,
+            ),
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet("0.0.0.0", 68, "10.0.6.1", 67),
+                SpoofedSource,
+            ),
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet("fe80::5", 546, "ff02::1:2", 547),
+                SpoofedSource,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                None,
+                udp_packet("10.0.6.1", 67, "10.0.6.99", 68),
+                SpoofedDestination,
+            ),
+            // The DISCOVER opened nothing: the server's other ports are judged by the rules.
+            (
+                "vm-1",
+                Ingress,
+                None,
+                udp_packet("10.0.6.1", 67, "10.0.6.10", 5000),
+                NoRule,
+            ),
+            // `dhcp = false`: DHCP is judged like anything else.
+            (
+                "vm-2",
+                Egress,
+                None,
+                udp_packet("0.0.0.0", 68, broadcast, 67),
+                SpoofedSource,
+            ),
+            (
+                "vm-2",
+                Ingress,
+                None,
+                udp_packet("10.0.7.1", 67, "10.0.7.10", 68),
+                NoRule,
+            ),
+            // The host's own NIC has DHCP off unless the config turns it on.
+            (
+                "host-1",
+                Ingress,
+                None,
+                udp_packet("10.0.5.1", 67, "10.0.5.10", 68),
+                NoRule,
+            ),
+            // Without the source/destination check DHCP still works.
+            (
+                "nat-1",
+                Egress,
+                None,
+                udp_packet("0.0.0.0", 68, broadcast, 67),
+                DhcpClient,
+            ),
+            (
+                "nat-1",
+                Ingress,
+                None,
+                udp_packet("10.0.4.1", 67, broadcast, 68),
+                DhcpServerReply,
+            ),
+        ],
+    );
+    assert!(
+        dp.embryonic_flows().is_empty() && dp.established_flows().is_empty(),
+        "DHCP leaves no conntrack state"
+    );
+    // A DHCP datagram is never fragmented: a first fragment from 0.0.0.0 is just spoofed.
+    let fragment = IpPacket::new(v4("0.0.0.0"), v4("255.255.255.255"), L4::udp(68, 67))
+        .fragment(5, 0, true)
+        .build();
+    expect_rows(&mut dp, &[("vm-1", Egress, fragment, SpoofedSource)]);
+}
+
+#[test]
+fn i7_guards_drop_router_dhcp_server_and_foreign_mac_frames_from_the_instance() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let from_other = Some(OTHER_MAC);
+    expect_evaluated(
+        &mut dp,
+        &[
+            // The instance may not act as the router...
+            (
+                "vm-1",
+                Egress,
+                None,
+                icmp_packet(VM1_LINK_LOCAL, "ff02::1", ICMPV6_ROUTER_ADVERTISEMENT),
+                RouterAdvertisementGuard,
+            ),
+            (
+                "vm-1",
+                Egress,
+                None,
+                icmp_packet(VM1_LINK_LOCAL, "fe80::1", ICMPV6_REDIRECT),
+                RedirectGuard,
+            ),
+            // ...while the router's own advertisements reach it (I2) and a redirect to it is
+            // judged by the rules.
+            (
+                "vm-1",
+                Ingress,
+                None,
+                icmp_packet("fe80::1", "ff02::1", ICMPV6_ROUTER_ADVERTISEMENT),
+                Icmpv6Link,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                None,
+                icmp_packet("fe80::1", VM1_LINK_LOCAL, ICMPV6_REDIRECT),
+                NoRule,
+            ),
+            // ...nor as the DHCP server, even from its own address.
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet("10.0.6.10", 67, "255.255.255.255", 68),
+                DhcpServerGuard,
+            ),
+            (
+                "vm-1",
+                Egress,
+                None,
+                udp_packet(VM1_LINK_LOCAL, 547, "fe80::1", 546),
+                DhcpServerGuard,
+            ),
+            (
+                "web-1",
+                Egress,
+                None,
+                udp_packet("10.0.1.10", 67, "10.0.1.20", 68),
+                DhcpServerGuard,
+            ),
+            // Port security: every frame from vm-1 carries its MAC, whatever it holds.
+            (
+                "vm-1",
+                Egress,
+                from_other,
+                tcp_packet("10.0.6.10", "203.0.113.1", 80),
+                MacSpoof,
+            ),
+            (
+                "vm-1",
+                Egress,
+                from_other,
+                Frame::Arp {
+                    sender: "10.0.6.10".parse().expect("v4"),
+                },
+                MacSpoof,
+            ),
+            ("vm-1", Egress, from_other, Frame::NonIp, MacSpoof),
+            (
+                "vm-1",
+                Egress,
+                None,
+                tcp_packet("10.0.6.10", "203.0.113.1", 80),
+                NewFlow,
+            ),
+            // Frames to it may come from any MAC; an instance without a MAC in the config
+            // sends from any.
+            (
+                "vm-1",
+                Ingress,
+                from_other,
+                tcp_packet("203.0.113.1", "10.0.6.10", 80),
+                Untracked,
+            ),
+            (
+                "web-1",
+                Egress,
+                from_other,
+                tcp_packet("10.0.1.10", "203.0.113.1", 80),
+                NewFlow,
+            ),
+            // The guards are part of the source/destination check: a NAT instance without it
+            // may advertise routes and serve DHCP, judged by its rules.
+            (
+                "nat-1",
+                Egress,
+                None,
+                icmp_packet("fe80::4", "ff02::1", ICMPV6_ROUTER_ADVERTISEMENT),
+                Icmpv6Link,
+            ),
+            (
+                "nat-1",
+                Egress,
+                None,
+                udp_packet("10.0.4.10", 67, "255.255.255.255", 68),
+                NewFlow,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn i3_exempt_list_comes_after_the_source_check_and_before_the_destination_check() {
+    if !privileged() {
+        return;
+    }
+    let mut dp = base();
+    let metadata = "169.254.169.254";
+    expect_evaluated(
+        &mut dp,
+        &[
+            (
+                "app-2",
+                Egress,
+                None,
+                tcp_packet("10.0.2.20", metadata, 80),
+                Exempt,
+            ),
+            // Never with a spoofed source.
+            (
+                "app-2",
+                Egress,
+                None,
+                tcp_packet("10.9.9.9", metadata, 80),
+                SpoofedSource,
+            ),
+            // From an exempt address, even to an address not the instance's own.
+            (
+                "app-2",
+                Ingress,
+                None,
+                tcp_packet(metadata, "10.0.2.99", 4000),
+                Exempt,
+            ),
+            (
+                "app-1",
+                Ingress,
+                None,
+                tcp_packet(metadata, "10.0.2.99", 4000),
+                SpoofedDestination,
+            ),
         ],
     );
 }

@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
-use sgwall_preflight::{BPFFS, bpffs_mounted, is_root};
+use sgwall_preflight::{BPFFS, GUEST_DIR, bpffs_mounted, is_root};
 
 use crate::run_checked;
 
@@ -20,7 +20,9 @@ const BPF_LINKER_LLVM_FEATURE: &str = "llvm-22";
 
 /// Debian packages the tests and benchmarks call: iproute2 (`ip`), bpftool (verifier figures),
 /// the peers the benchmarks compare against (nftables, iptables, ipset), iperf3, conntrack (the
-/// benchmarks empty netfilter's table between measurements) and ethtool (offload state).
+/// benchmarks empty netfilter's table between measurements) and ethtool (offload state); for
+/// the QEMU guest test (tier 3), QEMU, busybox (the guest's userland) and dnsmasq (the host's
+/// DHCP and RA server on the tap).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
     "bpftool",
@@ -31,7 +33,14 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "procps",
     "conntrack",
     "ethtool",
+    "qemu-system-x86",
+    "busybox-static",
+    "dnsmasq-base",
 ];
+
+/// Debian's metapackage of the cloud kernel: the guest test's kernel is the package it depends
+/// on.
+const GUEST_KERNEL_META: &str = "linux-image-cloud-amd64";
 
 pub fn run() -> Result<()> {
     let started = Instant::now();
@@ -39,11 +48,12 @@ pub fn run() -> Result<()> {
     ensure_rust_src(&mut done)?;
     ensure_bpf_linker(&mut done)?;
     ensure_packages(&mut done)?;
+    ensure_guest_kernel(&mut done)?;
     ensure_bpffs(&mut done)?;
     ensure_python_clients(&mut done)?;
     if done.is_empty() {
         println!(
-            "setup: already complete (rust-src, bpf-linker {BPF_LINKER_VERSION}, {} packages, bpffs, awscli and boto3) in {:.1}s",
+            "setup: already complete (rust-src, bpf-linker {BPF_LINKER_VERSION}, {} packages, guest kernel, bpffs, awscli and boto3) in {:.1}s",
             DEBIAN_PACKAGES.len(),
             started.elapsed().as_secs_f64()
         );
@@ -196,6 +206,93 @@ fn ensure_packages(done: &mut Vec<String>) -> Result<()> {
     )?;
     done.push(missing.join(" "));
     Ok(())
+}
+
+/// The guest kernel and its virtio modules, extracted from Debian's cloud kernel package into
+/// `GUEST_DIR` (the package is downloaded, never installed: the host keeps its own kernel).
+fn ensure_guest_kernel(done: &mut Vec<String>) -> Result<()> {
+    if sgwall_preflight::guest_problem().is_none() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the guest kernel is missing from {GUEST_DIR}: run cargo xtask setup as root");
+    }
+    let depends = || command_stdout(Command::new("apt-cache").args(["depends", GUEST_KERNEL_META]));
+    // On a machine whose package lists were never fetched, apt-cache knows no package yet.
+    let depends = match depends().filter(|text| text.contains("Depends: ")) {
+        Some(text) => text,
+        None => {
+            run_checked(
+                Command::new("apt-get")
+                    .args(["update", "-qq"])
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )?;
+            depends().context("apt-cache depends")?
+        }
+    };
+    let package = depends
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("Depends: "))
+        .find(|name| name.starts_with("linux-image-"))
+        .with_context(|| format!("{GUEST_KERNEL_META} depends on no linux-image package"))?
+        .to_string();
+    println!("setup: fetching the guest kernel ({package})");
+    let work = PathBuf::from(GUEST_DIR).with_extension("download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let in_work = |program: &str, args: &[&str]| -> Result<()> {
+        let status = Command::new(program)
+            .args(args)
+            .current_dir(&work)
+            .status()
+            .with_context(|| format!("starting {program}"))?;
+        if !status.success() {
+            bail!("{program} {args:?} failed with {status}");
+        }
+        Ok(())
+    };
+    in_work("apt-get", &["download", "-qq", &package])?;
+    let deb = std::fs::read_dir(&work)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| path.extension().is_some_and(|e| e == "deb"))
+        .context("apt-get download left no .deb")?;
+    in_work("dpkg-deb", &["-x", &deb.to_string_lossy(), "root"])?;
+    let root = work.join("root");
+    let guest = PathBuf::from(GUEST_DIR);
+    std::fs::create_dir_all(guest.join("modules"))?;
+    let kernel = std::fs::read_dir(root.join("boot"))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
+        })
+        .context("the kernel package has no /boot/vmlinuz")?;
+    std::fs::copy(&kernel, guest.join("vmlinuz"))?;
+    for module in sgwall_preflight::GUEST_MODULES {
+        let name = format!("{module}.ko");
+        let found = walk(&root.join("lib/modules"), &name)
+            .with_context(|| format!("the kernel package has no {name}"))?;
+        std::fs::copy(&found, guest.join("modules").join(&name))?;
+    }
+    std::fs::write(guest.join("PACKAGE"), format!("{package}\n"))?;
+    std::fs::remove_dir_all(&work)?;
+    done.push(format!("guest kernel {package}"));
+    Ok(())
+}
+
+/// The first file called `name` under `dir`.
+fn walk(dir: &std::path::Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = walk(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 fn ensure_bpffs(done: &mut Vec<String>) -> Result<()> {

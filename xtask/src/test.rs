@@ -83,6 +83,12 @@ const TIERS: &[Tier] = &[
             "floods",
             "--test",
             "api",
+            "--test",
+            "guest",
+            "--test",
+            "taps",
+            "--test",
+            "confirm",
         ],
         // Namespaces, links and the pinned maps are shared kernel state: one test at a time.
         harness_args: &["--test-threads=1"],

@@ -39,6 +39,8 @@ pub enum Command {
     Run(RunArgs),
     /// Stop the agent, detach every program and remove the pins: traffic is unfiltered again.
     Down(PinArgs),
+    /// Keep the change of the host NIC's rules that `sgwall run --confirm` holds on probation.
+    Confirm(PinArgs),
     /// Interfaces, policy generation, map fill and counters.
     Status(InspectArgs),
     /// Tracked flows with their state, age and idle time.
@@ -196,6 +198,11 @@ pub struct RunArgs {
     /// Serve Prometheus metrics; without an address, on loopback (127.0.0.1:9469).
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9469")]
     pub metrics_addr: Option<SocketAddr>,
+    /// A reload that changes the rules of an `attach = "host"` interface (the host's own NIC)
+    /// is rolled back to the previous policy unless `sgwall confirm` runs within this many
+    /// seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub confirm: Option<u64>,
     /// Flow records aggregate traffic over windows of this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub flow_window: u64,

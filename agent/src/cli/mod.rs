@@ -5,6 +5,7 @@
 mod api;
 mod args;
 mod check;
+mod confirm;
 mod down;
 mod flows;
 mod import;
@@ -34,6 +35,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(args, cli.log_format),
         Command::Down(args) => down::run(&args),
+        Command::Confirm(args) => confirm::run(&args),
         Command::Status(args) => inspect::status(&args),
         Command::Conntrack(args) => inspect::conntrack(&args),
         Command::Rules(args) => inspect::rules(&args),

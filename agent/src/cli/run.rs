@@ -29,6 +29,7 @@ pub fn run(args: RunArgs, log_format: LogFormat) -> anyhow::Result<ExitCode> {
             xdp_mode: args.xdp_mode,
             netns: args.netns,
             capacities,
+            confirm: args.confirm.map(Duration::from_secs),
         },
         metrics_addr: args.metrics_addr,
         flow_window: Duration::from_secs(args.flow_window.max(1)),

@@ -14,9 +14,10 @@ use std::{
 
 use filter_common::{
     ACL_SAME_SUBNET_BIT, ATTACH_HOST, ATTACH_PORT, AclBits, AddrKey, DIR_EGRESS, DIR_INGRESS,
-    FAMILY_V4, FAMILY_V6, IFACE_F_CUT_ON_POLICY_CHANGE, IFACE_F_HAS_ACL, IFACE_F_HAS_PREFIX_LISTS,
-    IFACE_F_RELATED_ICMP, IFACE_F_SOURCE_DEST_CHECK, IfaceConfig, MAX_IFSLOTS,
-    MAX_RULE_IDS_PER_SLOT, MAX_RULES_PER_DIRECTION, PROTO_TCP, PROTO_UDP, RuleBitmap,
+    FAMILY_V4, FAMILY_V6, IFACE_F_CUT_ON_POLICY_CHANGE, IFACE_F_DHCP, IFACE_F_HAS_ACL,
+    IFACE_F_HAS_PREFIX_LISTS, IFACE_F_MAC, IFACE_F_RELATED_ICMP, IFACE_F_SOURCE_DEST_CHECK,
+    IfaceConfig, MAX_IFSLOTS, MAX_RULE_IDS_PER_SLOT, MAX_RULES_PER_DIRECTION, PROTO_TCP, PROTO_UDP,
+    RuleBitmap,
 };
 use ipnet::IpNet;
 
@@ -106,7 +107,7 @@ pub struct CompiledInterface {
     pub group_rules: [BTreeMap<String, RuleBitmap>; 2],
     /// Per direction: prefix list name → the rules whose peer is that list (P1).
     pub prefix_list_rules: [BTreeMap<String, RuleBitmap>; 2],
-    /// The instance's own addresses (I1).
+    /// The instance's own addresses (I1, I5).
     pub local_addrs: Vec<AddrKey>,
     /// The network ACL of the instance's subnet, unless it admits everything (the default ACL)
     /// or the instance is in no subnet: then the interface pays nothing for ACLs.
@@ -389,11 +390,17 @@ fn compile_interface(
     next_rule_id: &mut usize,
 ) -> Result<CompiledInterface, CompileError> {
     let name_bytes = instance.interface.as_bytes();
-    if name_bytes.len() > 15 {
-        return Err(CompileError::InterfaceNameTooLong(
-            instance.interface.clone(),
-        ));
-    }
+    // An instance still looking for its interface carries what it looks for instead, which
+    // may be longer: it has no `IFACES` entry until the interface is found and named.
+    let name_bytes = match (name_bytes.len() > 15, instance.is_located()) {
+        (false, _) => name_bytes,
+        (true, true) => &[],
+        (true, false) => {
+            return Err(CompileError::InterfaceNameTooLong(
+                instance.interface.clone(),
+            ));
+        }
+    };
     let rules = [
         effective_rules(config, instance, Direction::Ingress),
         effective_rules(config, instance, Direction::Egress),
@@ -424,6 +431,12 @@ fn compile_interface(
     if !instance.exempt.is_empty() {
         flags |= filter_common::IFACE_F_HAS_EXEMPT;
     }
+    if instance.dhcp {
+        flags |= IFACE_F_DHCP;
+    }
+    if instance.mac.is_some() {
+        flags |= IFACE_F_MAC;
+    }
     let has_prefix_lists = rules
         .iter()
         .flatten()
@@ -449,7 +462,8 @@ fn compile_interface(
         timeouts: instance.conntrack.timeouts(),
         rule_base: [0; 2],
         rule_count: [0; 2],
-        _pad: [0; 4],
+        mac: instance.mac.map_or([0; 6], |mac| mac.0),
+        _pad: [0; 6],
         name,
         acl_rule_base: [0; 2],
         acl_allow: [0; 2],
@@ -540,7 +554,7 @@ fn compile_interface(
         ports,
         group_rules,
         prefix_list_rules,
-        local_addrs: instance.addresses.iter().map(|a| addr_key(*a)).collect(),
+        local_addrs: instance.own_addresses().into_iter().map(addr_key).collect(),
         acl,
     })
 }

@@ -35,6 +35,7 @@ pub(crate) struct RawDocument {
     pub instances: Vec<RawInstance>,
     pub members: Vec<RawMember>,
     pub lab_clients: Vec<RawLabClient>,
+    pub lab_dhcp: Option<Located<bool>>,
     pub prefix_lists: Vec<RawPrefixList>,
     pub subnets: Vec<RawSubnet>,
     pub network_acls: Vec<RawNetworkAcl>,
@@ -170,12 +171,15 @@ pub(crate) struct RawInstance {
     pub id: Option<Located<String>>,
     pub tags: Option<RawTags>,
     pub interface: Option<Located<String>>,
+    pub mac: Option<Located<String>>,
+    pub host_mac: Option<Located<String>>,
     pub attach: Option<Located<String>>,
     pub host_ingress_hook: Option<Located<String>>,
     pub addresses: Option<Located<Vec<Located<String>>>>,
     pub security_groups: Option<Located<Vec<Located<String>>>>,
     pub source_dest_check: Option<Located<bool>>,
     pub related_icmp: Option<Located<bool>>,
+    pub dhcp: Option<Located<bool>>,
     pub exempt: Vec<Located<String>>,
     pub conntrack: Option<RawConntrack>,
 }
@@ -250,12 +254,15 @@ const ACL_ENTRY_FIELDS: &[&str] = &[
 const INSTANCE_FIELDS: &[&str] = &[
     "name",
     "interface",
+    "mac",
+    "host_mac",
     "attach",
     "host_ingress_hook",
     "addresses",
     "security_groups",
     "source_dest_check",
     "related_icmp",
+    "dhcp",
     "exempt",
     "conntrack",
     "id",
@@ -269,7 +276,7 @@ const CONNTRACK_FIELDS: &[&str] = &[
     "cut_on_rule_removal",
 ];
 const MEMBER_FIELDS: &[&str] = &["name", "addresses", "security_groups"];
-const LAB_FIELDS: &[&str] = &["client"];
+const LAB_FIELDS: &[&str] = &["client", "dhcp"];
 const LAB_CLIENT_FIELDS: &[&str] = &["name", "addresses"];
 
 /// Reads the whole document; problems go to `diagnostics`.
@@ -286,7 +293,7 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
     let groups = top.read_each("security_group", read_group, diagnostics);
     let instances = top.read_each("instance", read_instance, diagnostics);
     let members = top.read_each("member", read_member, diagnostics);
-    let lab_clients = top
+    let (lab_clients, lab_dhcp) = top
         .table("lab", diagnostics)
         .map(|(table, at)| read_lab(table, at, diagnostics))
         .unwrap_or_default();
@@ -299,6 +306,7 @@ pub(crate) fn read(root: &Spanned<DeTable<'_>>, diagnostics: &mut Diagnostics) -
         instances,
         members,
         lab_clients,
+        lab_dhcp,
         prefix_lists: top.read_each("prefix_list", read_prefix_list, diagnostics),
         subnets: top.read_each("subnet", read_subnet, diagnostics),
         network_acls: top.read_each("network_acl", read_network_acl, diagnostics),
@@ -444,13 +452,17 @@ fn read_instance(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostic
         name: fields.required("name", Fields::string, diagnostics),
         id: fields.string("id", diagnostics),
         tags: fields.tags(diagnostics),
-        interface: fields.required("interface", Fields::string, diagnostics),
+        // Required unless `mac` or `host_mac` finds the interface: checked in validation.
+        interface: fields.string("interface", diagnostics),
+        mac: fields.string("mac", diagnostics),
+        host_mac: fields.string("host_mac", diagnostics),
         attach: fields.string("attach", diagnostics),
         host_ingress_hook: fields.string("host_ingress_hook", diagnostics),
         addresses: fields.required("addresses", Fields::string_list, diagnostics),
         security_groups: fields.required("security_groups", Fields::string_list, diagnostics),
         source_dest_check: fields.boolean("source_dest_check", diagnostics),
         related_icmp: fields.boolean("related_icmp", diagnostics),
+        dhcp: fields.boolean("dhcp", diagnostics),
         exempt: fields
             .string_list("exempt", diagnostics)
             .map_or_else(Vec::new, |l| l.value),
@@ -486,9 +498,16 @@ fn read_member(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics)
     }
 }
 
-fn read_lab(table: &DeTable<'_>, at: Location, diagnostics: &mut Diagnostics) -> Vec<RawLabClient> {
+fn read_lab(
+    table: &DeTable<'_>,
+    at: Location,
+    diagnostics: &mut Diagnostics,
+) -> (Vec<RawLabClient>, Option<Located<bool>>) {
     let fields = Fields::open(table, at, LAB_FIELDS, diagnostics);
-    fields.read_each("client", read_lab_client, diagnostics)
+    (
+        fields.read_each("client", read_lab_client, diagnostics),
+        fields.boolean("dhcp", diagnostics),
+    )
 }
 
 fn read_lab_client(

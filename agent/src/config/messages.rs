@@ -280,6 +280,29 @@ pub(crate) enum ValidationError {
         reason: &'static str,
     },
 
+    #[error("invalid interface pattern \"{pattern}\": {reason}")]
+    InvalidInterfacePattern { pattern: String, reason: String },
+
+    /// An instance must say how its interface is found.
+    #[error(
+        "missing \"interface\": give the host interface's name or a pattern such as \"tap101i*\", \
+         its \"host_mac\", or the guest's \"mac\" (libvirt's tap carries it with the first octet fe)"
+    )]
+    NoInterface,
+
+    #[error("give \"interface\" or \"host_mac\", not both: each finds the interface")]
+    InterfaceAndHostMac,
+
+    #[error("\"{value}\" is not a MAC address such as 52:54:00:12:34:56: {reason}")]
+    InvalidMac { value: String, reason: &'static str },
+
+    #[error("{value} is not a unicast MAC address")]
+    NotUnicastMac { value: String },
+
+    /// Two instances would find the same interface.
+    #[error("an interface with MAC {mac} is already claimed at {first}")]
+    DuplicateHostMac { mac: String, first: String },
+
     #[error("unknown attach mode \"{value}\"; expected \"port\" or \"host\"")]
     UnknownAttachMode { value: String },
 

@@ -131,6 +131,7 @@ fn into_config(checked: Checked) -> Config {
         quotas: checked.quotas,
         lab: Lab {
             clients: checked.lab_clients,
+            dhcp: checked.lab_dhcp,
         },
         prefix_lists: checked.prefix_lists,
         subnets: checked.subnets,

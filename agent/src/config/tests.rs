@@ -143,7 +143,7 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         sole_error("[lab]\nclients = []\n"),
         pair(
             "lab.clients",
-            "unknown field \"clients\"; allowed fields: client"
+            "unknown field \"clients\"; allowed fields: client, dhcp"
         )
     );
     assert_eq!(
@@ -157,7 +157,7 @@ fn unknown_fields_are_named_with_the_allowed_ones() {
         sole_error(&one_instance(&format!("{INSTANCE}\nvpc = \"x\""))),
         pair(
             "instance[0].vpc",
-            "unknown field \"vpc\"; allowed fields: name, interface, attach, host_ingress_hook, addresses, security_groups, source_dest_check, related_icmp, exempt, conntrack, id, tags"
+            "unknown field \"vpc\"; allowed fields: name, interface, mac, host_mac, attach, host_ingress_hook, addresses, security_groups, source_dest_check, related_icmp, dhcp, exempt, conntrack, id, tags"
         )
     );
     assert_eq!(
@@ -269,6 +269,8 @@ fn integers_beyond_64_bits_are_reported() {
 
 #[test]
 fn missing_required_fields_are_named_at_their_table() {
+    // An instance's interface may also be found by `host_mac` or `mac`, so its absence is told
+    // once validation knows neither is there.
     assert_eq!(
         sole_error("[[security_group]]\ndescription = \"x\"\n"),
         pair("security_group[0].name", "missing required field \"name\"")
@@ -284,16 +286,18 @@ fn missing_required_fields_are_named_at_their_table() {
         error_messages(&one_instance("name = \"i\"")),
         vec![
             pair(
-                "instance[0].interface",
-                "missing required field \"interface\""
-            ),
-            pair(
                 "instance[0].addresses",
                 "missing required field \"addresses\""
             ),
             pair(
                 "instance[0].security_groups",
                 "missing required field \"security_groups\""
+            ),
+            pair(
+                "instance[0].interface",
+                "missing \"interface\": give the host interface's name or a pattern such as \
+                 \"tap101i*\", its \"host_mac\", or the guest's \"mac\" (libvirt's tap carries \
+                 it with the first octet fe)"
             ),
         ]
     );
@@ -1205,6 +1209,95 @@ fn addresses_are_unicast_hosts_without_prefix() {
             "addresses must list at least one address"
         )
     );
+}
+
+#[test]
+fn interfaces_are_found_by_name_pattern_host_mac_or_the_guests_mac() {
+    use crate::model::{InterfaceMatch, MacAddr};
+    let without_interface = INSTANCE.replace("interface = \"sgw-i\"\n", "");
+    let instance = |fields: &str| {
+        let config = loaded(&one_instance(fields)).config;
+        config.instances[0].clone()
+    };
+    let mac: MacAddr = "52:54:00:12:34:56".parse().expect("mac");
+    let by_pattern = instance(&INSTANCE.replace("sgw-i", "tap101i*"));
+    assert_eq!(
+        by_pattern.interface_match,
+        InterfaceMatch::Glob("tap101i*".to_string())
+    );
+    // libvirt gives the tap the guest's MAC with the first octet fe.
+    let by_guest_mac = instance(&format!("{without_interface}\nmac = \"52:54:00:12:34:56\""));
+    assert_eq!(by_guest_mac.mac, Some(mac));
+    let tap: MacAddr = "fe:54:00:12:34:56".parse().expect("mac");
+    assert_eq!(by_guest_mac.interface_match, InterfaceMatch::HostMac(tap));
+    assert_eq!(by_guest_mac.interface, "mac fe:54:00:12:34:56");
+    let by_host_mac = instance(&format!(
+        "{without_interface}\nhost_mac = \"0a:00:00:00:00:01\"\nmac = \"52:54:00:12:34:56\""
+    ));
+    assert_eq!(
+        by_host_mac.interface_match,
+        InterfaceMatch::HostMac("0a:00:00:00:00:01".parse().expect("mac"))
+    );
+    // A MAC given with the interface's name is the guest's only: port security, I5.
+    let named = instance(&format!("{INSTANCE}\nmac = \"52:54:00:12:34:56\""));
+    assert_eq!(named.interface_match, InterfaceMatch::Name);
+    assert_eq!(named.mac, Some(mac));
+
+    let at = |field: &str| format!("instance[0].{field}");
+    assert_eq!(
+        sole_error(&one_instance(&format!(
+            "{INSTANCE}\nhost_mac = \"0a:00:00:00:00:01\""
+        ))),
+        pair(
+            &at("host_mac"),
+            "give \"interface\" or \"host_mac\", not both: each finds the interface"
+        )
+    );
+    assert_eq!(
+        sole_error(&one_instance(&format!(
+            "{INSTANCE}\nmac = \"52:54:00:12:34\""
+        ))),
+        pair(
+            &at("mac"),
+            "\"52:54:00:12:34\" is not a MAC address such as 52:54:00:12:34:56: it needs six octets"
+        )
+    );
+    assert_eq!(
+        sole_error(&one_instance(&format!(
+            "{INSTANCE}\nmac = \"01:00:5e:00:00:01\""
+        ))),
+        pair(&at("mac"), "01:00:5e:00:00:01 is not a unicast MAC address")
+    );
+    assert_eq!(
+        sole_error(&one_instance(&INSTANCE.replace("sgw-i", "tap[0-"))),
+        pair(
+            &at("interface"),
+            "invalid interface pattern \"tap[0-\": invalid range pattern"
+        )
+    );
+    let twice = format!(
+        "[[security_group]]\nname = \"sg\"\n[[instance]]\n{}\nmac = \"52:54:00:12:34:56\"\n\
+         [[instance]]\n{}\nhost_mac = \"fe:54:00:12:34:56\"\n",
+        without_interface,
+        without_interface
+            .replace("name = \"i\"", "name = \"j\"")
+            .replace("10.0.0.1", "10.0.0.2"),
+    );
+    let (field, message) = sole_error(&twice);
+    assert_eq!(field, "instance[1].host_mac");
+    assert!(
+        message.starts_with("an interface with MAC fe:54:00:12:34:56 is already claimed at"),
+        "{message}"
+    );
+}
+
+#[test]
+fn dhcp_is_on_by_default_for_ports_only_i6() {
+    let dhcp = |fields: &str| loaded(&one_instance(fields)).config.instances[0].dhcp;
+    assert!(dhcp(INSTANCE));
+    assert!(!dhcp(&format!("{INSTANCE}\ndhcp = false")));
+    assert!(!dhcp(&format!("{INSTANCE}\nattach = \"host\"")));
+    assert!(dhcp(&format!("{INSTANCE}\nattach = \"host\"\ndhcp = true")));
 }
 
 #[test]

@@ -176,3 +176,27 @@ pub fn ifindex(interface: &str) -> Option<u32> {
     let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
     (index != 0).then_some(index)
 }
+
+/// Every interface in the calling thread's network namespace, with its MAC when it has one:
+/// what `locate` finds instances' interfaces among. Through getifaddrs (netlink), not /sys,
+/// which shows the namespace it was mounted in.
+pub fn links() -> Result<Vec<crate::locate::HostLink>, std::io::Error> {
+    let mut links: Vec<crate::locate::HostLink> = Vec::new();
+    for entry in nix::ifaddrs::getifaddrs()? {
+        let mac = entry
+            .address
+            .as_ref()
+            .and_then(|address| address.as_link_addr())
+            .and_then(|link| link.addr())
+            .filter(|octets| *octets != [0; 6])
+            .map(crate::model::MacAddr);
+        match links.iter_mut().find(|l| l.name == entry.interface_name) {
+            Some(known) => known.mac = known.mac.or(mac),
+            None => links.push(crate::locate::HostLink {
+                name: entry.interface_name,
+                mac,
+            }),
+        }
+    }
+    Ok(links)
+}

@@ -5,8 +5,9 @@
 use std::path::Path;
 
 use filter_common::{
-    ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIMESTAMP,
-    ICMPV6_NEIGHBOR_SOLICITATION, IPV6_UNWALKABLE_EXTENSIONS, TCP_HANDSHAKE_ACK_WINDOW,
+    ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_TIMESTAMP, ICMPV6_ECHO_REQUEST,
+    ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_REDIRECT, ICMPV6_ROUTER_ADVERTISEMENT,
+    IPV6_UNWALKABLE_EXTENSIONS, TCP_HANDSHAKE_ACK_WINDOW,
 };
 
 // The explicit import wins over the glob of reasons, which has a `Fragment` too.
@@ -738,6 +739,299 @@ fn i3_exempt_destinations_skip_the_rules() {
             ("app-1", Egress, to("169.254.169.253"), NoRule),
         ],
     );
+}
+
+#[test]
+fn i3_exempt_list_is_judged_after_the_source_check_and_before_the_destination_check() {
+    let config = config(&WEB_APP_DB.replace(
+        "security_groups = [\"app\"]\n",
+        "security_groups = [\"app\"]\nexempt = [\"169.254.169.254/32\"]\n",
+    ));
+    expect_judged(
+        &config,
+        &[
+            // An instance never reaches an exempt address with a spoofed source...
+            (
+                "app-1",
+                Egress,
+                tcp("10.9.9.9", 4000, "169.254.169.254", 80, TCP_SYN),
+                SpoofedSource,
+            ),
+            // ...but the exempt address reaches it at any address.
+            (
+                "app-1",
+                Ingress,
+                tcp("169.254.169.254", 80, "10.0.2.99", 4000, TCP_SYN),
+                Exempt,
+            ),
+        ],
+    );
+}
+
+/// A VM whose MAC the config gives (I5, I7), and one with DHCP turned off (I6).
+const VMS: &str = r#"
+[[security_group]]
+name = "vm"
+  [[security_group.ingress]]
+  protocol = "tcp"
+  ports = "22"
+  cidr = ["10.0.0.0/8"]
+
+[[instance]]
+name = "vm-1"
+interface = "vnet1"
+mac = "52:54:00:12:34:56"
+addresses = ["10.0.6.10"]
+security_groups = ["vm"]
+
+[[instance]]
+name = "vm-2"
+interface = "vnet2"
+addresses = ["10.0.7.10", "fe80::7"]
+security_groups = ["vm"]
+dhcp = false
+
+[[instance]]
+name = "nat-1"
+interface = "vnet3"
+addresses = ["10.0.8.10"]
+security_groups = ["vm"]
+source_dest_check = false
+"#;
+
+/// vm-1's EUI-64 link-local address.
+const VM1_LINK_LOCAL: &str = "fe80::5054:ff:fe12:3456";
+
+#[test]
+fn i5_link_local_addresses_are_the_instances_own() {
+    let config = config(VMS);
+    let vm_1 = config.instance("vm-1").expect("vm-1");
+    assert_eq!(vm_1.eui64_link_local(), Some(ip(VM1_LINK_LOCAL)));
+    assert_eq!(
+        vm_1.own_addresses(),
+        vec![ip("10.0.6.10"), ip(VM1_LINK_LOCAL)]
+    );
+    let ping = |src, dst| echo(src, dst, ICMPV6_ECHO_REQUEST, 0, 1);
+    expect_judged(
+        &config,
+        &[
+            ("vm-1", Egress, ping(VM1_LINK_LOCAL, "fe80::1"), NewFlow),
+            ("vm-1", Ingress, ping("fe80::1", VM1_LINK_LOCAL), NoRule),
+            ("vm-1", Egress, ping("fe80::2", "fe80::1"), SpoofedSource),
+            // Written in `addresses`, a link-local address is the instance's too.
+            ("vm-2", Egress, ping("fe80::7", "fe80::1"), NewFlow),
+            (
+                "vm-2",
+                Egress,
+                ping(VM1_LINK_LOCAL, "fe80::1"),
+                SpoofedSource,
+            ),
+        ],
+    );
+    // Group membership (G1) counts `addresses` only.
+    assert!(!config.group_members("vm").contains(&ip(VM1_LINK_LOCAL)));
+}
+
+#[test]
+fn i6_dhcp_passes_without_rules_and_leaves_no_state() {
+    let mut session = Session::new(config(VMS));
+    let broadcast = "255.255.255.255";
+    expect_steps(
+        &mut session,
+        &[
+            (
+                "vm-1",
+                Egress,
+                udp("0.0.0.0", 68, broadcast, 67),
+                0.0,
+                DhcpClient,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                udp("10.0.6.1", 67, "10.0.6.10", 68),
+                0.1,
+                DhcpServerReply,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                udp("10.0.6.1", 67, broadcast, 68),
+                0.2,
+                DhcpServerReply,
+            ),
+            (
+                "vm-1",
+                Egress,
+                udp("10.0.6.10", 68, "10.0.6.1", 67),
+                0.3,
+                DhcpClient,
+            ),
+            (
+                "vm-1",
+                Egress,
+                udp(VM1_LINK_LOCAL, 546, "ff02::1:2", 547),
+                0.4,
+                DhcpClient,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                udp("fe80::1", 547, VM1_LINK_LOCAL, 546),
+                0.5,
+                DhcpServerReply,
+            ),
+            // Spoofed sources still never leave; replies go to the instance's addresses only.
+            (
+                "vm-1",
+                Egress,
+                udp("10.9.9.9", 68, broadcast, 67),
+                0.6,
+                SpoofedSource,
+            ),
+            (
+                "vm-1",
+                Egress,
+                udp("0.0.0.0", 68, "10.0.6.1", 67),
+                0.7,
+                SpoofedSource,
+            ),
+            (
+                "vm-1",
+                Ingress,
+                udp("10.0.6.1", 67, "10.0.6.11", 68),
+                0.8,
+                SpoofedDestination,
+            ),
+            // The DISCOVER opened nothing else.
+            (
+                "vm-1",
+                Ingress,
+                udp("10.0.6.1", 67, "10.0.6.10", 5000),
+                0.9,
+                NoRule,
+            ),
+            (
+                "vm-2",
+                Egress,
+                udp("0.0.0.0", 68, broadcast, 67),
+                1.0,
+                SpoofedSource,
+            ),
+            (
+                "vm-2",
+                Ingress,
+                udp("10.0.7.1", 67, "10.0.7.10", 68),
+                1.1,
+                NoRule,
+            ),
+            // Without the source/destination check, DHCP works too.
+            (
+                "nat-1",
+                Egress,
+                udp("0.0.0.0", 68, broadcast, 67),
+                1.2,
+                DhcpClient,
+            ),
+        ],
+    );
+    assert!(session.flows.is_empty(), "{:?}", session.flows);
+    let host = config(&VMS.replace("source_dest_check = false", "attach = \"host\""));
+    let host_dhcp = udp("10.0.8.1", 67, "10.0.8.10", 68);
+    // Off by default on the host's own NIC.
+    expect_judged(&host, &[("nat-1", Ingress, host_dhcp.clone(), NoRule)]);
+    let host_on = config(&VMS.replace(
+        "source_dest_check = false",
+        "attach = \"host\"\ndhcp = true",
+    ));
+    expect_judged(&host_on, &[("nat-1", Ingress, host_dhcp, DhcpServerReply)]);
+}
+
+#[test]
+fn i7_guards_stop_an_instance_acting_as_router_or_dhcp_server_or_from_another_mac() {
+    let config = config(VMS);
+    let vm_1 = config.instance("vm-1").expect("vm-1");
+    let advertisement = |src| icmp(src, "ff02::1", ICMPV6_ROUTER_ADVERTISEMENT, 0);
+    let redirect = |src, dst| icmp(src, dst, ICMPV6_REDIRECT, 0);
+    expect_judged(
+        &config,
+        &[
+            (
+                "vm-1",
+                Egress,
+                advertisement(VM1_LINK_LOCAL),
+                RouterAdvertisementGuard,
+            ),
+            (
+                "vm-1",
+                Egress,
+                redirect(VM1_LINK_LOCAL, "fe80::1"),
+                RedirectGuard,
+            ),
+            (
+                "vm-1",
+                Egress,
+                udp("10.0.6.10", 67, "255.255.255.255", 68),
+                DhcpServerGuard,
+            ),
+            (
+                "vm-1",
+                Egress,
+                udp(VM1_LINK_LOCAL, 547, "fe80::1", 546),
+                DhcpServerGuard,
+            ),
+            // The router's own messages reach the instance.
+            ("vm-1", Ingress, advertisement("fe80::1"), Icmpv6Link),
+            ("vm-1", Ingress, redirect("fe80::1", VM1_LINK_LOCAL), NoRule),
+            // Without the check, no guards: a NAT instance may route.
+            ("nat-1", Egress, advertisement("fe80::8"), Icmpv6Link),
+            (
+                "nat-1",
+                Egress,
+                udp("10.0.8.10", 67, "255.255.255.255", 68),
+                NewFlow,
+            ),
+        ],
+    );
+    let other_mac = Some("52:54:00:00:00:99".parse().expect("mac"));
+    let own_mac = vm_1.mac;
+    let ssh_out = tcp("10.0.6.10", 4000, "10.1.1.1", 22, TCP_SYN);
+    let cases = [
+        ("vm-1", Egress, other_mac, ssh_out.clone(), MacSpoof),
+        ("vm-1", Egress, other_mac, Frame::NonIp, MacSpoof),
+        ("vm-1", Egress, own_mac, ssh_out.clone(), NewFlow),
+        (
+            "vm-1",
+            Ingress,
+            other_mac,
+            tcp("10.1.1.1", 4000, "10.0.6.10", 22, TCP_SYN),
+            NewFlow,
+        ),
+        // No MAC in the config: nothing to check it against.
+        (
+            "vm-2",
+            Egress,
+            other_mac,
+            tcp("10.0.7.10", 4000, "10.1.1.1", 22, TCP_SYN),
+            NewFlow,
+        ),
+        ("nat-1", Egress, other_mac, ssh_out, NewFlow),
+    ];
+    for (index, (name, direction, mac, frame, reason)) in cases.into_iter().enumerate() {
+        let instance = config.instance(name).expect("instance");
+        let decision = evaluate_frame(
+            &config,
+            instance,
+            direction,
+            mac,
+            &frame,
+            &CtView::default(),
+        );
+        assert_eq!(
+            decision.reason, reason,
+            "case {index}: {name} {direction} {frame:?}"
+        );
+    }
 }
 
 #[test]

@@ -293,6 +293,8 @@ pub struct Status {
     pub reloads_applied: u64,
     pub reloads_rejected: u64,
     pub last_reload_error: Option<String>,
+    /// A change of the host NIC's rules awaiting `sgwall confirm` (`run --confirm`).
+    pub pending_confirmation: Option<state::PendingConfirmation>,
     pub interfaces: Vec<state::InterfaceState>,
     pub maps: Vec<MapFill>,
     pub allowances: Vec<Allowance>,
@@ -309,6 +311,7 @@ pub fn status(paths: Paths) -> Result<Status, InspectError> {
         reloads_applied: pinned.state.reloads.applied,
         reloads_rejected: pinned.state.reloads.rejected,
         last_reload_error: pinned.state.reloads.last_error.clone(),
+        pending_confirmation: pinned.state.pending_confirmation.clone(),
         interfaces: pinned.state.interfaces.clone(),
         maps: pinned.fill()?,
         allowances: pinned.allowances()?,
@@ -333,6 +336,12 @@ impl Status {
         ));
         if let Some(error) = &self.last_reload_error {
             out.push_str(&format!("last rejected reload:\n{error}\n"));
+        }
+        if let Some(pending) = &self.pending_confirmation {
+            out.push_str(&format!(
+                "generation {} changes the host NIC's rules: rolled back at {} (epoch seconds) unless `sgwall confirm` runs first\n",
+                pending.generation, pending.deadline
+            ));
         }
         out.push('\n');
         let rows: Vec<Vec<String>> = self

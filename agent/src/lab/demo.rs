@@ -327,6 +327,7 @@ fn live_change(
         namespace: topology::namespace_name(&lab.state().prefix, NEW_NAME),
         router_interface: NEW_INTERFACE.to_string(),
         addresses,
+        dhcp: false,
     };
     lab.add_hosts(vec![host])?;
     let mut config = lab.config()?;

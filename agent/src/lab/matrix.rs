@@ -521,6 +521,7 @@ mod tests {
             namespace: format!("ns-{name}"),
             router_interface: String::new(),
             addresses: addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            dhcp: false,
         }
     }
 

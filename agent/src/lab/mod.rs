@@ -17,6 +17,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod demo;
+pub mod dhcp;
 pub mod matrix;
 pub mod render;
 pub mod topology;
@@ -57,6 +58,8 @@ pub enum LabError {
     Agent(#[from] LabAgentError),
     #[error(transparent)]
     Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Dhcp(#[from] dhcp::DhcpError),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -259,6 +262,25 @@ impl Lab {
             Ok(events) => enforcing = events,
             Err(error) if options.keep_going => problems.push(error.to_string()),
             Err(error) => return Err(error),
+        }
+        // Leases only once the agent enforces: DHCP goes through the filter, as a VM's does.
+        let dhcp_hosts: Vec<&Host> = self
+            .state
+            .topology
+            .hosts
+            .iter()
+            .filter(|h| h.dhcp)
+            .collect();
+        if !dhcp_hosts.is_empty() {
+            match dhcp::lease_all(
+                &self.state.topology.router,
+                &dhcp_hosts,
+                &self.settings.state_dir,
+            ) {
+                Ok(()) => {}
+                Err(error) if options.keep_going => problems.push(error.to_string()),
+                Err(error) => return Err(error.into()),
+            }
         }
         let report = UpReport {
             namespaces: self.state.topology.namespaces().len(),

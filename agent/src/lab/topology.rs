@@ -41,6 +41,11 @@ pub enum TopologyError {
          as a VM or container port; use attach = \"port\" to try this policy in the lab"
     )]
     HostAttachment { instance: String },
+    #[error(
+        "instance {instance} finds its interface by pattern or MAC: the lab creates each \
+         instance's interface, so it needs its name (interface = \"...\")"
+    )]
+    LocatedInterface { instance: String },
     #[error("the config has no instances: the lab needs at least one to enforce")]
     NoInstances,
     #[error("{a} and {b} would share the namespace {namespace}; rename one of them")]
@@ -84,6 +89,10 @@ pub struct Host {
     /// The router-side end of the host's veth.
     pub router_interface: String,
     pub addresses: Vec<IpAddr>,
+    /// Takes its IPv4 address from the router's DHCP server (`[lab] dhcp`, I6) rather than
+    /// having it set by the lab.
+    #[serde(default)]
+    pub dhcp: bool,
 }
 
 impl Host {
@@ -150,6 +159,11 @@ pub fn plan(config: &Config, prefix: &str) -> Result<Topology, TopologyError> {
                 instance: instance.name.clone(),
             });
         }
+        if instance.is_located() {
+            return Err(TopologyError::LocatedInterface {
+                instance: instance.name.clone(),
+            });
+        }
         if instance.interface.starts_with(CLIENT_INTERFACE_STEM) {
             return Err(TopologyError::InterfaceClash {
                 instance: instance.name.clone(),
@@ -162,6 +176,9 @@ pub fn plan(config: &Config, prefix: &str) -> Result<Topology, TopologyError> {
             namespace: namespace_name(prefix, &instance.name),
             router_interface: instance.interface.clone(),
             addresses: instance.addresses.clone(),
+            dhcp: config.lab.dhcp
+                && instance.dhcp
+                && instance.addresses.iter().any(IpAddr::is_ipv4),
         });
     }
     for (index, client) in config.lab.clients.iter().enumerate() {
@@ -171,6 +188,7 @@ pub fn plan(config: &Config, prefix: &str) -> Result<Topology, TopologyError> {
             namespace: namespace_name(prefix, &client.name),
             router_interface: client_interface(index),
             addresses: client.addresses.clone(),
+            dhcp: false,
         });
     }
     let topology = Topology { router, hosts };
@@ -242,6 +260,8 @@ pub fn host_commands(host: &Host) -> Vec<String> {
     ];
     for address in &host.addresses {
         match address {
+            // The DHCP client sets it, and the routes with it (`dhcp.rs`).
+            IpAddr::V4(_) if host.dhcp => {}
             IpAddr::V4(_) => lines.push(format!("addr add {address}/32 dev {HOST_INTERFACE}")),
             // nodad: usable at once, not after duplicate address detection.
             IpAddr::V6(_) => {
@@ -249,7 +269,7 @@ pub fn host_commands(host: &Host) -> Vec<String> {
             }
         }
     }
-    if let Some(source) = host.address(false) {
+    if let Some(source) = host.address(false).filter(|_| !host.dhcp) {
         lines.push(format!("route add {GATEWAY_V4}/32 dev {HOST_INTERFACE}"));
         lines.push(format!(
             "route add default via {GATEWAY_V4} dev {HOST_INTERFACE} src {source}"
@@ -549,5 +569,28 @@ addresses = ["203.0.113.10"]
             plan(&config(&router), "p-"),
             Err(TopologyError::NamespaceClash { .. })
         ));
+        let by_mac = TWO.replace("interface = \"sgw-web1\"", "mac = \"52:54:00:12:34:56\"");
+        assert!(matches!(
+            plan(&config(&by_mac), "p-"),
+            Err(TopologyError::LocatedInterface { .. })
+        ));
+    }
+
+    #[test]
+    fn dhcp_hosts_get_no_ipv4_address_or_route_from_the_lab_i6() {
+        let with_dhcp = format!("[lab]\ndhcp = true\n{TWO}");
+        let topology = plan(&config(&with_dhcp), "p-").expect("plans");
+        let web = topology.host("web 1").expect("web 1");
+        assert!(web.dhcp);
+        let lines = host_commands(web);
+        assert!(
+            lines
+                .iter()
+                .all(|l| !l.contains("10.0.1.10") && !l.contains(GATEWAY_V4)),
+            "{lines:?}"
+        );
+        assert!(!topology.host("internet").expect("client").dhcp);
+        let without = plan(&config(TWO), "p-").expect("plans");
+        assert!(!without.host("web 1").expect("web 1").dhcp);
     }
 }

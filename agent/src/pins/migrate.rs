@@ -229,7 +229,9 @@ pub fn read_flows(dir: &Path) -> Result<Vec<CarriedFlow>, MigrateError> {
                     flows.extend(from_v1(pool, key, entry));
                 }
             }
-            2 => {
+            // v3 (issue 15) and v4 (issue 12: the instance's MAC in the interface
+            // configuration, 48 reasons per counter row) left conntrack as v2 had it.
+            2 | 3 => {
                 for (key, entry) in read_pool::<v2::CtKey, v2::CtEntry>(&path, from)? {
                     flows.extend(from_v2(pool, key, entry));
                 }

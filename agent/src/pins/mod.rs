@@ -126,6 +126,11 @@ impl Paths {
     }
 
     /// Held (flock) by the agent that owns these pins, for as long as it runs.
+    /// Where `sgwall confirm` leaves the generation it confirms (`--confirm`).
+    pub fn confirm_file(&self) -> PathBuf {
+        self.state_dir.join("confirm")
+    }
+
     pub fn lock_file(&self) -> PathBuf {
         self.state_dir.join("agent.lock")
     }

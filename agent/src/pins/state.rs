@@ -30,6 +30,17 @@ pub struct State {
     pub hit_totals: BTreeMap<String, u64>,
     pub reloads: Reloads,
     pub netns: Option<String>,
+    /// A change of the host NIC's rules on probation (`sgwall run --confirm`).
+    #[serde(default)]
+    pub pending_confirmation: Option<PendingConfirmation>,
+}
+
+/// A generation that is rolled back unless `sgwall confirm` answers by `deadline`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PendingConfirmation {
+    pub generation: u64,
+    /// Seconds since the epoch.
+    pub deadline: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -21,6 +21,7 @@ use filter_common::{
 };
 
 use super::{
+    confirm,
     console::{AgentEvent, Console, ReloadOutcome},
     links::{self, LinkOutcome, LinkPinError},
 };
@@ -33,6 +34,7 @@ use crate::{
         sys,
     },
     error_text::with_causes,
+    locate::{self, NotFound, Resolved},
     maps::{self, Applied, Capacities, MapError, PolicyMaps},
     model::{Config, Hook},
     pins::{
@@ -80,6 +82,8 @@ pub enum RuntimeError {
     Console(std::io::Error),
     #[error("counting possible CPUs for per-CPU maps: {0}")]
     Cpus(std::io::Error),
+    #[error("listing the interfaces to find those named by pattern or MAC: {0}")]
+    Links(std::io::Error),
 }
 
 fn aya_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> RuntimeError {
@@ -93,6 +97,9 @@ pub struct AgentOptions {
     pub xdp_mode: XdpAttachMode,
     pub netns: Option<String>,
     pub capacities: Capacities,
+    /// Reloads that change a host attachment's rules are rolled back unless confirmed within
+    /// this long (`confirm.rs`).
+    pub confirm: Option<Duration>,
 }
 
 /// A slot whose generation was replaced, waiting for its grace period to pass.
@@ -106,7 +113,13 @@ struct Retiring {
 pub struct Agent {
     pub options: AgentOptions,
     pub paths: Paths,
+    /// The config as written (validated).
+    pub declared: Config,
+    /// The config in force: `declared` with the interfaces found by pattern or MAC named
+    /// (`locate`).
     pub config: Config,
+    /// Instances whose interface is not found, and why.
+    not_found: BTreeMap<String, NotFound>,
     pub datapath: Datapath,
     /// The same maps as `datapath`'s, opened through their pins: what the agent reads besides
     /// the policy it writes (conntrack, rule hits).
@@ -118,6 +131,8 @@ pub struct Agent {
     sweep_interval: Duration,
     /// A new flow was refused for want of allowance since the last sweep.
     sweep_requested: bool,
+    /// A change of the host NIC's rules awaiting `sgwall confirm`.
+    pending: Option<confirm::Pending>,
 }
 
 impl Agent {
@@ -150,8 +165,15 @@ impl Agent {
             state::read(&paths.state_file()).ok().map(|s| s.hit_totals)
         };
 
-        let compiled = compile::compile(&loaded.config, &previous_slots)?;
-        let ifindexes = present_ifindexes(&loaded.config);
+        // After a restart, instances keep the interfaces the previous agent enforced them on.
+        let found_before: BTreeMap<String, String> = previous_state
+            .iter()
+            .flat_map(|s| s.interfaces.iter())
+            .map(|i| (i.instance.clone(), i.interface.clone()))
+            .collect();
+        let resolved = resolve_links(&loaded.config, &found_before)?;
+        let compiled = compile::compile(&resolved.config, &previous_slots)?;
+        let ifindexes = present_ifindexes(&resolved.config);
         let applied = maps::apply_full(&mut datapath.maps, None, compiled, ifindexes)?;
         let retiring = previous_state.as_ref().map(|s| Retiring {
             due: Instant::now() + GRACE_PERIOD,
@@ -173,10 +195,13 @@ impl Agent {
                     .unwrap_or_default(),
                 reloads: Reloads::default(),
                 netns: options.netns.clone(),
+                pending_confirmation: None,
             },
             options,
             paths,
-            config: loaded.config,
+            declared: loaded.config,
+            config: resolved.config,
+            not_found: resolved.not_found,
             datapath,
             pinned,
             applied,
@@ -184,6 +209,7 @@ impl Agent {
             last_sweep: Instant::now(),
             sweep_interval: CONNTRACK_SWEEP_INTERVAL,
             sweep_requested: false,
+            pending: None,
         };
         // Before any link runs the new programs: then every flow the old ones tracked is
         // already known to the new ones when they see its next packet.
@@ -255,9 +281,48 @@ impl Agent {
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
+        let resolved = resolve_links(&loaded.config, &locate::found(&self.config))?;
+        let probation = self
+            .options
+            .confirm
+            .filter(|_| confirm::host_rules_change(&self.declared, &loaded.config));
+        // What a rollback puts back: the last confirmed policy, also across several changes.
+        let confirmed =
+            (probation.is_some() && self.pending.is_none()).then(|| self.declared.clone());
+        let outcome = self.put_in_force(loaded.config, resolved, console)?;
+        if let Some(within) = probation
+            && let Some(rollback_to) = self.pending.take().map(|p| p.rollback_to).or(confirmed)
+        {
+            let generation = self.applied.generation;
+            tracing::warn!(
+                "generation {generation} changes the host NIC's rules: run `sgwall confirm` \
+                 within {}s or the previous policy comes back",
+                within.as_secs()
+            );
+            self.state.pending_confirmation = Some(confirm::record(generation, within));
+            self.pending = Some(confirm::Pending {
+                rollback_to,
+                deadline: Instant::now() + within,
+            });
+        }
+        self.state.reloads.applied += 1;
+        self.state.reloads.last_error = None;
+        self.write_state()?;
+        Ok(outcome)
+    }
+
+    /// Applies `declared` (as `resolved` finds its interfaces): nothing when it compiles to
+    /// what is in force, membership deltas when only memberships change, a generation flip
+    /// otherwise; then follows the interfaces it names.
+    fn put_in_force(
+        &mut self,
+        declared: Config,
+        resolved: Resolved,
+        console: &mut Console,
+    ) -> Result<ReloadOutcome, RuntimeError> {
         let slots: BTreeMap<String, u16> = self.applied.policy.ifslots();
-        let compiled = compile::compile(&loaded.config, &slots)?;
-        let ifindexes = present_ifindexes(&loaded.config);
+        let compiled = compile::compile(&resolved.config, &slots)?;
+        let ifindexes = present_ifindexes(&resolved.config);
 
         let outcome = if compiled == self.applied.policy && ifindexes == self.applied.ifindexes {
             ReloadOutcome::Unchanged
@@ -275,7 +340,7 @@ impl Agent {
             let lists = maps::apply_prefix_lists(
                 &mut self.datapath.maps,
                 &mut self.applied,
-                &loaded.config,
+                &resolved.config,
             )?;
             ReloadOutcome::MembershipDelta {
                 members_written,
@@ -302,9 +367,9 @@ impl Agent {
             });
             ReloadOutcome::Flipped
         };
-        self.config = loaded.config;
-        self.state.reloads.applied += 1;
-        self.state.reloads.last_error = None;
+        self.declared = declared;
+        self.config = resolved.config;
+        self.not_found = resolved.not_found;
         self.detach_unconfigured()?;
         self.attach_all(console)?;
         self.refresh_state()?;
@@ -314,6 +379,16 @@ impl Agent {
     /// Attaches interfaces that appeared, re-attaches recreated ones, and stops enforcing the
     /// ones that vanished. Returns true when anything changed.
     pub fn poll_interfaces(&mut self, console: &mut Console) -> Result<bool, RuntimeError> {
+        if locate::needs_links(&self.declared) {
+            let resolved = resolve_links(&self.declared, &locate::found(&self.config))?;
+            if resolved.config != self.config || resolved.not_found != self.not_found {
+                // An instance found its interface, lost it, or found another: its policy moves
+                // with it, under a new generation like any change of the rules' interfaces.
+                let outcome = self.put_in_force(self.declared.clone(), resolved, console)?;
+                tracing::info!("interfaces found by pattern or MAC changed: {outcome:?}");
+                return Ok(true);
+            }
+        }
         let present = present_ifindexes(&self.config);
         if present == self.applied.ifindexes {
             return Ok(false);
@@ -357,6 +432,46 @@ impl Agent {
             self.sweep_requested = false;
         }
         Ok(())
+    }
+
+    /// Keeps a pending change that `sgwall confirm` confirmed, or puts the last confirmed
+    /// policy back once the deadline passed. Returns the rollback's outcome, if one happened.
+    pub fn settle_confirmation(
+        &mut self,
+        console: &mut Console,
+    ) -> Result<Option<ReloadOutcome>, RuntimeError> {
+        let requested = confirm::take_request(&self.paths);
+        let Some(pending) = self.pending.take() else {
+            return Ok(None);
+        };
+        if requested.is_some_and(|generation| generation == self.applied.generation) {
+            tracing::info!("generation {} confirmed", self.applied.generation);
+            self.state.pending_confirmation = None;
+            self.write_state()?;
+            return Ok(None);
+        }
+        if Instant::now() < pending.deadline {
+            self.pending = Some(pending);
+            return Ok(None);
+        }
+        let unconfirmed = self.applied.generation;
+        let resolved = resolve_links(&pending.rollback_to, &locate::found(&self.config))?;
+        let outcome = match self.put_in_force(pending.rollback_to.clone(), resolved, console) {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                // Tried again at the next tick: the unconfirmed policy stays meanwhile.
+                self.pending = Some(pending);
+                return Err(error);
+            }
+        };
+        tracing::warn!(
+            "generation {unconfirmed} was not confirmed: rolled back to the previous policy \
+             (generation {})",
+            self.applied.generation
+        );
+        self.state.pending_confirmation = None;
+        self.write_state()?;
+        Ok(Some(outcome))
     }
 
     /// Asks for a conntrack sweep at the next housekeeping (within [`URGENT_SWEEP_INTERVAL`]
@@ -483,12 +598,18 @@ impl Agent {
                 .iter()
                 .find(|i| i.interface == instance.interface)
                 .cloned();
-            let (status, detail) = match ifindex {
-                None => (
+            let (status, detail) = match (ifindex, self.not_found.get(&instance.name)) {
+                (_, Some(NotFound::Ambiguous(detail))) => {
+                    (InterfaceStatus::Failed, Some(detail.clone()))
+                }
+                (_, Some(NotFound::Absent(detail))) => {
+                    (InterfaceStatus::Waiting, Some(detail.clone()))
+                }
+                (None, None) => (
                     InterfaceStatus::Waiting,
                     Some("no such interface".to_string()),
                 ),
-                Some(index) => {
+                (Some(index), None) => {
                     let already = previous.as_ref().is_some_and(|p| {
                         p.status == InterfaceStatus::Enforcing && p.ifindex == Some(index)
                     });
@@ -578,6 +699,22 @@ fn recover_ifslots(
         }
     }
     Ok(slots)
+}
+
+/// The config with the interfaces found by pattern or MAC named; the interfaces are listed
+/// only when some instance looks for one.
+fn resolve_links(
+    declared: &Config,
+    found_before: &BTreeMap<String, String>,
+) -> Result<Resolved, RuntimeError> {
+    if !locate::needs_links(declared) {
+        return Ok(Resolved {
+            config: declared.clone(),
+            not_found: BTreeMap::new(),
+        });
+    }
+    let links = sys::links().map_err(RuntimeError::Links)?;
+    Ok(locate::resolve(declared, &links, found_before))
 }
 
 /// Interfaces of the config that exist right now, with their index.

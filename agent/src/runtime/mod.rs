@@ -6,6 +6,7 @@
 //! removes the pins, which detaches everything.
 
 pub mod agent;
+pub mod confirm;
 pub mod console;
 pub mod events;
 pub mod link_events;
@@ -201,6 +202,16 @@ async fn run_loop(options: RunOptions) -> Result<(), RunError> {
                 }
                 if let Err(error) = agent.housekeeping() {
                     tracing::error!("housekeeping: {error}");
+                }
+                match agent.settle_confirmation(&mut console) {
+                    Ok(Some(outcome)) => {
+                        let event = AgentEvent::Reloaded { generation: agent.applied.generation, outcome };
+                        if let Err(error) = console.emit(&event) {
+                            tracing::warn!("writing to the console: {error}");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::error!("rolling back an unconfirmed change: {}", with_causes(&error)),
                 }
                 events.flush_window(&interface_names(&agent));
             }

@@ -74,3 +74,32 @@ fn is_unicast(address: IpAddr) -> bool {
         IpAddr::V6(v6) => !(v6.is_unspecified() || v6.is_multicast()),
     }
 }
+
+/// A unicast MAC address (`mac`, `host_mac`).
+pub(super) fn check_mac(
+    raw: &Located<String>,
+    diagnostics: &mut Diagnostics,
+) -> Option<crate::model::MacAddr> {
+    match raw.value.parse::<crate::model::MacAddr>() {
+        Ok(mac) if mac.0[0] & 1 == 0 && mac.0 != [0; 6] => Some(mac),
+        Ok(_) => {
+            diagnostics.error(
+                &raw.at,
+                ValidationError::NotUnicastMac {
+                    value: raw.value.clone(),
+                },
+            );
+            None
+        }
+        Err(reason) => {
+            diagnostics.error(
+                &raw.at,
+                ValidationError::InvalidMac {
+                    value: raw.value.clone(),
+                    reason,
+                },
+            );
+            None
+        }
+    }
+}

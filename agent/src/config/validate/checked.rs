@@ -17,6 +17,7 @@ pub(crate) struct Checked {
     pub instances: Vec<CheckedInstance>,
     pub members: Vec<Member>,
     pub lab_clients: Vec<LabClient>,
+    pub lab_dhcp: bool,
     pub prefix_lists: Vec<PrefixList>,
     pub subnets: Vec<Subnet>,
     /// The default ACL (N1) included when a subnet uses it and the config marks none.

@@ -5,7 +5,7 @@
 use ipnet::IpNet;
 
 use super::{
-    addresses::check_cidr,
+    addresses::{check_cidr, check_mac},
     checked::CheckedInstance,
     ids::{check_tags, id_or_derived},
     names::{Registry, owner_name},
@@ -17,10 +17,10 @@ use crate::{
     config::{
         diagnostic::Diagnostics,
         document::{RawInstance, RawLabClient, RawMember},
-        messages::ValidationWarning,
+        messages::{ValidationError, ValidationWarning},
     },
     ids::{self, IdKind},
-    model::{AttachMode, Conntrack, Instance, LabClient, Member, Quotas},
+    model::{AttachMode, Conntrack, Instance, InterfaceMatch, LabClient, MacAddr, Member, Quotas},
 };
 
 pub(super) fn check_instance(
@@ -32,9 +32,8 @@ pub(super) fn check_instance(
 ) -> Option<CheckedInstance> {
     diagnostics.unless_errors(|diagnostics| {
         let addresses = registry.claim_host(raw.name.as_ref(), raw.addresses.as_ref(), diagnostics);
-        if let Some(interface) = &raw.interface {
-            registry.claim_interface(interface, diagnostics);
-        }
+        let mac = raw.mac.as_ref().map(|mac| check_mac(mac, diagnostics));
+        let located = locate_interface(raw, mac.flatten(), registry, diagnostics);
         let attach = check_attach(raw.attach.as_ref(), diagnostics);
         let host_ingress_hook =
             check_host_ingress_hook(raw.host_ingress_hook.as_ref(), diagnostics);
@@ -72,13 +71,23 @@ pub(super) fn check_instance(
         );
         let tags = check_tags(raw.tags.as_ref(), diagnostics);
 
+        let (interface, interface_match) = located?;
+        let attach = attach?;
         Some(CheckedInstance {
             instance: Instance {
                 name: raw.name.as_ref()?.value.clone(),
                 id: id.value.clone(),
                 tags,
-                interface: raw.interface.as_ref()?.value.clone(),
-                attach: attach?,
+                interface,
+                interface_match,
+                mac: mac.unwrap_or(None),
+                // I6 DECISION: on by default for ports, where the instance is a VM or a
+                // container that may well ask for its address.
+                dhcp: raw
+                    .dhcp
+                    .as_ref()
+                    .map_or(attach == AttachMode::Port, |v| v.value),
+                attach,
                 host_ingress_hook: host_ingress_hook?,
                 addresses: addresses?,
                 security_groups: security_groups?,
@@ -92,6 +101,48 @@ pub(super) fn check_instance(
             id,
         })
     })
+}
+
+/// How the instance's interface is found: by `interface` (a name or a pattern), by
+/// `host_mac`, or by the guest's `mac` as libvirt gives it to the tap. Returns the interface
+/// as the model holds it before it is found, and how to find it.
+fn locate_interface(
+    raw: &RawInstance,
+    mac: Option<MacAddr>,
+    registry: &mut Registry,
+    diagnostics: &mut Diagnostics,
+) -> Option<(String, InterfaceMatch)> {
+    let host_mac = raw
+        .host_mac
+        .as_ref()
+        .map(|raw| (raw, check_mac(raw, diagnostics)));
+    let found = match (&raw.interface, host_mac) {
+        (Some(_), Some((host_mac, _))) => {
+            diagnostics.error(&host_mac.at, ValidationError::InterfaceAndHostMac);
+            return None;
+        }
+        (Some(interface), None) => {
+            let found = registry.claim_interface(interface, diagnostics)?;
+            return Some((interface.value.clone(), found));
+        }
+        (None, Some((host_mac, parsed))) => {
+            registry.claim_host_mac(parsed?, &host_mac.at, diagnostics)
+        }
+        (None, None) => match (mac, &raw.mac) {
+            (Some(mac), Some(raw_mac)) => {
+                registry.claim_host_mac(mac.libvirt_tap(), &raw_mac.at, diagnostics)
+            }
+            (None, Some(_)) => return None,
+            (_, None) => {
+                diagnostics.error(
+                    &raw.at.child("interface", raw.at.span.clone()),
+                    ValidationError::NoInterface,
+                );
+                return None;
+            }
+        },
+    };
+    Some((found.describe(""), found))
 }
 
 pub(super) fn check_member(

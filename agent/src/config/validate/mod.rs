@@ -101,6 +101,7 @@ pub(crate) fn validate(raw: &RawDocument, diagnostics: &mut Diagnostics) -> Chec
         instances,
         members,
         lab_clients,
+        lab_dhcp: raw.lab_dhcp.as_ref().is_some_and(|v| v.value),
         prefix_lists,
         subnets,
         network_acls,

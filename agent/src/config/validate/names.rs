@@ -5,10 +5,13 @@
 use std::{collections::BTreeSet, net::IpAddr};
 
 use super::{addresses::check_address, first_seen::FirstSeen};
-use crate::config::{
-    diagnostic::{Diagnostics, Location},
-    document::{Located, RawGroup},
-    messages::ValidationError,
+use crate::{
+    config::{
+        diagnostic::{Diagnostics, Location},
+        document::{Located, RawGroup},
+        messages::ValidationError,
+    },
+    model::{InterfaceMatch, MacAddr},
 };
 
 /// R8, and the AWS limit on group names.
@@ -135,11 +138,18 @@ pub(super) fn owner_name(kind: &str, name: Option<&Located<String>>, at: &Locati
     }
 }
 
-/// First use of each name, interface and address across instances, members and lab clients.
+/// Whether `interface` is a shell-style pattern (`tap101i*`) rather than a name.
+pub(super) fn is_interface_pattern(interface: &str) -> bool {
+    interface.contains(['*', '?', '['])
+}
+
+/// First use of each name, interface (or pattern, or MAC that finds one) and address across
+/// instances, members and lab clients.
 #[derive(Default)]
 pub(super) struct Registry {
     names: FirstSeen<String>,
     interfaces: FirstSeen<String>,
+    host_macs: FirstSeen<MacAddr>,
     addresses: FirstSeen<IpAddr>,
 }
 
@@ -173,8 +183,24 @@ impl Registry {
             });
     }
 
-    /// A valid interface name that no other instance enforces.
-    pub fn claim_interface(&mut self, interface: &Located<String>, diagnostics: &mut Diagnostics) {
+    /// A valid interface name, or pattern, that no other instance enforces. Returns how the
+    /// interface is found, when it is valid.
+    pub fn claim_interface(
+        &mut self,
+        interface: &Located<String>,
+        diagnostics: &mut Diagnostics,
+    ) -> Option<InterfaceMatch> {
+        let pattern = is_interface_pattern(&interface.value);
+        if pattern && let Err(error) = glob::Pattern::new(&interface.value) {
+            diagnostics.error(
+                &interface.at,
+                ValidationError::InvalidInterfacePattern {
+                    pattern: interface.value.clone(),
+                    reason: error.msg.to_string(),
+                },
+            );
+            return None;
+        }
         if let Some(reason) = interface_name_problem(&interface.value) {
             diagnostics.error(
                 &interface.at,
@@ -192,7 +218,29 @@ impl Registry {
                         first,
                     }
                 });
+            return Some(if pattern {
+                InterfaceMatch::Glob(interface.value.clone())
+            } else {
+                InterfaceMatch::Name
+            });
         }
+        None
+    }
+
+    /// The MAC an instance's interface is found by, claimed by no other instance.
+    pub fn claim_host_mac(
+        &mut self,
+        mac: MacAddr,
+        at: &Location,
+        diagnostics: &mut Diagnostics,
+    ) -> InterfaceMatch {
+        self.host_macs.report_again(mac, at, diagnostics, |first| {
+            ValidationError::DuplicateHostMac {
+                mac: mac.to_string(),
+                first,
+            }
+        });
+        InterfaceMatch::HostMac(mac)
     }
 
     /// Parses and claims every address of one interface or client.
