@@ -14,6 +14,16 @@ use crate::{in_ci, sgwall_bin, unique_name};
 pub const ACCESS_KEY: &str = "AKIDSGWALLTEST";
 pub const SECRET_KEY: &str = "sgwall-test-secret";
 pub const REGION: &str = "us-east-1";
+/// No client call may hang a test: SDKs retry a refused or unavailable endpoint with backoff
+/// for many minutes. Each client runs under coreutils' `timeout`.
+const CLIENT_TIMEOUT: &str = "240";
+
+/// `program` under `timeout`, killed (and reported as exit status 124) when it runs too long.
+fn bounded(program: &str) -> Command {
+    let mut command = Command::new("timeout");
+    command.args(["--kill-after=10", CLIENT_TIMEOUT, program]);
+    command
+}
 
 /// `sgwall api` on a free loopback port, killed on drop.
 pub struct ApiServer {
@@ -84,7 +94,7 @@ impl ApiServer {
 
     /// `aws ec2 ARGS --output text` against this endpoint.
     pub fn aws(&self, args: &[&str]) -> Output {
-        let mut command = Command::new("aws");
+        let mut command = bounded("aws");
         self.client_env(&mut command);
         command
             .args(["--endpoint-url", &self.endpoint, "--output", "text"])
@@ -106,7 +116,7 @@ impl ApiServer {
 
     /// `aws ARGS` signed with the right access key and a wrong secret.
     pub fn aws_forged(&self, args: &[&str]) -> Output {
-        let mut command = Command::new("aws");
+        let mut command = bounded("aws");
         self.client_env(&mut command);
         command
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -118,12 +128,14 @@ impl ApiServer {
 
     /// Runs a Python script (boto3) with the endpoint in `SGWALL_ENDPOINT`; its output.
     pub fn python(&self, script: &str, args: &[&str]) -> Output {
-        self.python_command(script, args)
-            .output()
-            .expect("running python3")
+        let mut command = bounded("python3");
+        self.client_env(&mut command);
+        command.arg("-c").arg(script).args(args);
+        command.output().expect("running python3")
     }
 
-    /// The command [`ApiServer::python`] runs, to spawn it instead.
+    /// A long-lived Python client (the benchmark's), with the same environment and no time
+    /// bound: its owner kills it.
     pub fn python_command(&self, script: &str, args: &[&str]) -> Command {
         let mut command = Command::new("python3");
         self.client_env(&mut command);
@@ -133,7 +145,7 @@ impl ApiServer {
 
     /// A `terraform` command in `workdir`, with a CLI config naming the provider mirror.
     pub fn terraform(&self, workdir: &Path, args: &[&str]) -> Output {
-        let mut command = Command::new("terraform");
+        let mut command = bounded("terraform");
         self.client_env(&mut command);
         command
             .current_dir(workdir)

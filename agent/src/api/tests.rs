@@ -234,6 +234,12 @@ fn r2_a_created_group_has_the_default_egress_and_the_file_keeps_its_comments() {
         .err("InvalidGroup.Duplicate");
     f.call("Action=CreateSecurityGroup&GroupName=x")
         .err("MissingParameter");
+    f.call("Action=CreateSecurityGroup&GroupName=x&GroupDescription=d&VpcId=vpc-00000000000000000")
+        .err("InvalidVpcID.NotFound");
+    f.call(&format!(
+        "Action=AuthorizeSecurityGroupIngress&GroupId={id}&IpProtocol=tcp&FromPort=1&ToPort=1"
+    ))
+    .err("InvalidParameterCombination");
 }
 
 #[test]
