@@ -374,7 +374,7 @@ pub fn fragment(result: &SoakResult, header: &str) -> (String, Vec<TargetRow>) {
         out,
         "Map entries with the first config back, against the same before the soak: {}.\n",
         if leaks.is_empty() {
-            "equal in every map".to_string()
+            "no map holds more".to_string()
         } else {
             leaks.join(", ")
         }
@@ -426,7 +426,9 @@ fn leaked(result: &SoakResult) -> Vec<String> {
         .iter()
         .filter_map(|(name, after)| {
             let before = result.maps_before.iter().find(|(n, _)| n == name)?.1;
-            (before != *after).then(|| format!("{name} {before} → {after}"))
+            // Fewer is no leak: whether the retired policy slot still holds the generation
+            // before has been emptied depends on when housekeeping last ran.
+            (*after > before).then(|| format!("{name} {before} → {after}"))
         })
         .collect()
 }
